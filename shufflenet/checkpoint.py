@@ -1,0 +1,249 @@
+"""Checkpoints: atomic save with metadata, safe load, adaptation, download.
+
+Metadata (epoch, step, recipe, metrics, data fingerprint, model name, ...)
+travels *inside* the ``.ckpt`` file as one JSON string under
+``__toolchain_meta__``; nothing is ever parsed from a file name.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CheckpointError, DownloadError
+
+log = logging.getLogger(__name__)
+
+META_KEY = "__toolchain_meta__"
+# Keys MindSpore's own training loop stores next to the weights.
+_BOOKKEEPING = {"epoch_num", "step_num", "global_step", "learning_rate", "loss_scale",
+                "current_iterator_step", "last_overflow_iterator_step", "scale_sense"}
+# Prefixes under which optimizers keep per-parameter state.
+OPTIMIZER_PREFIXES = ("moments.", "momentum.", "adam_m.", "adam_v.", "moment1.", "moment2.",
+                      "accum.", "stat.", "beta1_power", "beta2_power")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write(path: str | os.PathLike, writer) -> Path:
+    """Call ``writer(tmp_path)`` then rename onto ``path``; never a half file.
+
+    The temp file lives in the destination folder so the rename is atomic.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_checkpoint(params, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Atomically save a Cell or a list of ``{"name", "data"}`` dicts with metadata."""
+    import mindspore as ms
+
+    append = {META_KEY: json.dumps(metadata or {}, sort_keys=True, default=str)}
+
+    def write(tmp):
+        ms.save_checkpoint(params, tmp, append_dict=append)
+
+    return atomic_write(path, write)
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
+    """Return ``(parameter dict, metadata)``; clear errors for bad files."""
+    import mindspore as ms
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint path is a folder, expected a .ckpt file: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint is empty (0 bytes): {path}")
+    try:
+        raw = ms.load_checkpoint(str(path))
+    except Exception as exc:  # MindSpore raises ValueError/RuntimeError for bad protobuf
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: corrupt or truncated file "
+            f"({str(exc).splitlines()[0][:160]})") from None
+    meta: dict[str, Any] = {}
+    text = raw.pop(META_KEY, None)
+    if isinstance(text, str):
+        try:
+            meta = json.loads(text)
+        except json.JSONDecodeError:
+            log.warning("checkpoint %s has unreadable metadata; ignoring it", path)
+    params = {k: v for k, v in raw.items() if not isinstance(v, str)}
+    if not params:
+        raise CheckpointError(f"checkpoint {path} holds no parameters")
+    return params, meta
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    return read_checkpoint(path)[1]
+
+
+def _as_numpy(value) -> np.ndarray:
+    return value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
+
+
+def adapt_state_dict(state: dict, model, source: str = "checkpoint") -> tuple[dict, list[str]]:
+    """Make a MindCV/ours parameter dict fit ``model``; return (dict, notes).
+
+    * classifier of another class count -> dropped (with optimizer copies);
+    * 3-channel stem into a 1-channel model -> summed over input channels;
+    * anything else that does not fit -> :class:`CheckpointError` naming it.
+    """
+    notes: list[str] = []
+    weights = {k: v for k, v in state.items()
+               if k not in _BOOKKEEPING and not k.startswith(OPTIMIZER_PREFIXES)}
+    own = {p.name: tuple(p.shape) for p in model.get_parameters()}
+    cls_prefix = f"{model.default_cfg.classifier}." if hasattr(model, "default_cfg") else "classifier."
+    first_conv = (f"{model.default_cfg.first_conv}.weight"
+                  if hasattr(model, "default_cfg") else "first_conv.0.weight")
+
+    cls_keys = [k for k in weights if k.startswith(cls_prefix)]
+    for k in cls_keys:
+        if k not in own or tuple(_as_numpy(weights[k]).shape) != own[k]:
+            weights.pop(k)
+            if f"dropped:{cls_prefix}" not in notes:
+                shape = tuple(_as_numpy(state[k]).shape)
+                notes.append(f"dropped:{cls_prefix}")
+                log.warning("%s classifier %s has shape %s but the model wants %s: "
+                            "dropping it (and its optimizer state); the head starts fresh",
+                            source, k, shape, own.get(k))
+
+    if first_conv in weights and first_conv in own:
+        w = _as_numpy(weights[first_conv])
+        want = own[first_conv]
+        if w.shape != want and w.ndim == 4 and w.shape[0] == want[0] and w.shape[2:] == want[2:]:
+            if want[1] == 1:
+                weights[first_conv] = w.sum(axis=1, keepdims=True).astype(w.dtype)
+                notes.append("summed first conv over input channels")
+                log.warning("%s stem conv has %d input channels; summing to 1", source, w.shape[1])
+            else:
+                raise CheckpointError(
+                    f"{source} stem conv {first_conv} takes {w.shape[1]} input channels but the "
+                    f"model takes {want[1]}; only 3 -> 1 can be adapted (use in_channels=1 or 3)")
+
+    missing = sorted(k for k in own if k not in weights and not k.startswith(cls_prefix))
+    unexpected = sorted(k for k in weights if k not in own)
+    wrong = sorted(k for k in weights if k in own and tuple(_as_numpy(weights[k]).shape) != own[k])
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append("shape mismatch: " + ", ".join(
+                f"{k} {tuple(_as_numpy(weights[k]).shape)} vs {own[k]}" for k in wrong[:4])
+                + (f" (+{len(wrong) - 4} more)" if len(wrong) > 4 else ""))
+        if missing:
+            parts.append("missing: " + ", ".join(missing[:4])
+                         + (f" (+{len(missing) - 4} more)" if len(missing) > 4 else ""))
+        if unexpected:
+            parts.append("unexpected: " + ", ".join(unexpected[:4])
+                         + (f" (+{len(unexpected) - 4} more)" if len(unexpected) > 4 else ""))
+        name = getattr(model, "model_name", type(model).__name__)
+        raise CheckpointError(f"{source} does not fit {name}: " + "; ".join(parts)
+                              + " -- is it a checkpoint of another model or width?")
+    return weights, notes
+
+
+def load_into(model, state: dict, source: str = "checkpoint") -> list[str]:
+    """Adapt ``state`` to ``model`` and load it; returns adaptation notes."""
+    import mindspore as ms
+
+    weights, notes = adapt_state_dict(state, model, source)
+    params = {k: ms.Parameter(ms.Tensor(_as_numpy(v)), name=k) for k, v in weights.items()}
+    not_loaded, _ = ms.load_param_into_net(model, params, strict_load=True)
+    cls_prefix = "classifier."
+    leftover = [k for k in not_loaded if not k.startswith(cls_prefix)]
+    if leftover:
+        raise CheckpointError(f"{source}: parameters not loaded: {', '.join(leftover[:5])}")
+    return notes
+
+
+def load_checkpoint_file(model, path: str | os.PathLike) -> dict:
+    """Load a ``.ckpt`` into ``model``; returns its metadata."""
+    state, meta = read_checkpoint(path)
+    load_into(model, state, source=f"checkpoint {path}")
+    return meta
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("SHUFFLENET_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "shufflenet")
+    return Path(root) / "checkpoints"
+
+
+def download(url: str, sha256_prefix: str = "", dest_dir: Path | None = None,
+             timeout: float = 30.0, progress: bool = True) -> Path:
+    """Download ``url`` into the cache (atomically), verifying its sha256 prefix."""
+    dest_dir = Path(dest_dir or cache_dir())
+    dest = dest_dir / url.rsplit("/", 1)[-1]
+    if dest.exists() and (not sha256_prefix or sha256_file(dest).startswith(sha256_prefix)):
+        return dest
+    hint = ("download it elsewhere and pass --ckpt_path PATH "
+            f"(or place it at {dest})")
+    try:
+        resp = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (fixed https URL)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(f"cannot download {url} ({reason}); {hint}") from None
+
+    def write(tmp):
+        from tqdm import tqdm
+
+        total = int(resp.headers.get("Content-Length") or 0) or None
+        with open(tmp, "wb") as f, tqdm(total=total, unit="B", unit_scale=True,
+                                        desc=dest.name, disable=not progress) as bar:
+            for block in iter(lambda: resp.read(1 << 16), b""):
+                f.write(block)
+                bar.update(len(block))
+        if sha256_prefix:
+            digest = sha256_file(tmp)
+            if not digest.startswith(sha256_prefix):
+                raise DownloadError(f"checksum mismatch for {url}: sha256 {digest[:12]}... "
+                                    f"does not start with {sha256_prefix}; {hint}")
+
+    try:
+        atomic_write(dest, write)
+    except (urllib.error.URLError, OSError) as exc:
+        raise DownloadError(f"download of {url} failed ({exc}); {hint}") from None
+    return dest
+
+
+def load_pretrained(model, cfg, checkpoint_path: str | None = None) -> dict:
+    """Load weights from ``checkpoint_path`` or the variant's published URL."""
+    if checkpoint_path:
+        return load_checkpoint_file(model, checkpoint_path)
+    if not cfg.url:
+        raise CheckpointError(f"{cfg.name} has no published weights; pass --ckpt_path")
+    path = download(cfg.url, cfg.sha256_prefix)
+    return load_checkpoint_file(model, path)
+
+
+def copy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))

@@ -1,0 +1,133 @@
+"""The runner interface every inference engine implements.
+
+A runner owns one artifact on one engine. The base class owns the lifecycle
+(``activate`` / ``infer`` / ``deactivate``, context manager), input
+validation and timing; an engine implements only the ``_impl`` hooks.
+
+Callers always pass NCHW float32 images already preprocessed by
+:class:`shufflenet.data.preprocess.EvalTransform` built from the artifact's
+metadata; a runner whose engine wants NHWC transposes inside ``_infer_impl``.
+
+>>> with OnnxRuntimeRunner("m.onnx", threads=1) as r:   # doctest: +SKIP
+...     logits = r.infer(batch)          # (N, num_classes) float32
+...     r.last_inference_time            # seconds
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shufflenet.errors import RuntimeEngineError
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple          # NCHW as the caller passes it; -1 = any batch
+    dtype: str = "float32"
+
+
+@dataclass
+class RunnerInfo:
+    engine: str
+    engine_version: str
+    artifact: str
+    precision: str
+    threads: int | None
+    options: dict = field(default_factory=dict)
+
+
+class Runner:
+    """Base runner. Subclasses set ``engine`` and implement the hooks."""
+
+    engine = "base"
+    extra = None  # pip extra that brings the engine, for the missing-engine message
+
+    def __init__(self, artifact, threads: int | None = None, **options) -> None:
+        self.artifact = str(artifact)
+        self.threads = threads
+        self.options = options
+        self.metadata: dict = {}
+        self.is_active = False
+        self.last_inference_time: float | None = None
+
+    # -- lifecycle -----------------------------------------------------
+    def activate(self) -> "Runner":
+        if not self.is_active:
+            self._activate_impl()
+            self.is_active = True
+        return self
+
+    def deactivate(self) -> None:
+        if self.is_active:
+            try:
+                self._deactivate_impl()
+            finally:
+                self.is_active = False
+
+    close = deactivate
+
+    def __enter__(self) -> "Runner":
+        return self.activate()
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
+
+    # -- inference -----------------------------------------------------
+    def input_spec(self) -> InputSpec:
+        self._require_active()
+        return self._input_spec_impl()
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run one NCHW float32 batch; returns ``(N, num_classes)`` logits."""
+        self._require_active()
+        batch = self._check_input(batch)
+        start = time.perf_counter()
+        out = self._infer_impl(batch)
+        self.last_inference_time = time.perf_counter() - start
+        return np.asarray(out, dtype=np.float32).reshape(batch.shape[0], -1)
+
+    def info(self) -> RunnerInfo:
+        return RunnerInfo(self.engine, self._engine_version(), self.artifact,
+                          str(self.metadata.get("precision", "fp32")), self.threads, dict(self.options))
+
+    # -- hooks ----------------------------------------------------------
+    def _activate_impl(self) -> None:
+        raise NotImplementedError
+
+    def _deactivate_impl(self) -> None:
+        pass
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _input_spec_impl(self) -> InputSpec:
+        size = int(self.metadata.get("image_size", 224))
+        return InputSpec(str(self.metadata.get("input_name") or "input"), (-1, 3, size, size))
+
+    def _engine_version(self) -> str:
+        return "unknown"
+
+    # -- helpers --------------------------------------------------------
+    def _require_active(self) -> None:
+        if not self.is_active:
+            raise RuntimeEngineError(f"{self.engine} runner for {self.artifact} is not active; "
+                                     "use it as a context manager or call activate()")
+
+    def _check_input(self, batch) -> np.ndarray:
+        batch = np.asarray(batch)
+        if batch.dtype != np.float32:
+            batch = batch.astype(np.float32)
+        spec = self._input_spec_impl()
+        want = spec.shape
+        if batch.ndim != 4:
+            raise RuntimeEngineError(f"{self.engine}: expected an NCHW batch (4 dims), got shape "
+                                     f"{tuple(batch.shape)}")
+        for i, (got, exp) in enumerate(zip(batch.shape, want)):
+            if exp not in (-1, None) and got != exp:
+                raise RuntimeEngineError(
+                    f"{self.engine}: input shape {tuple(batch.shape)} does not match the artifact's "
+                    f"{tuple(want)} (dim {i}); preprocess with the artifact's metadata")
+        return np.ascontiguousarray(batch)

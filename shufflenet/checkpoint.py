@@ -68,7 +68,11 @@ def save_checkpoint(params, path: str | os.PathLike, metadata: dict | None = Non
     append = {META_KEY: json.dumps(metadata or {}, sort_keys=True, default=str)}
 
     def write(tmp):
-        ms.save_checkpoint(params, tmp, append_dict=append)
+        # MindSpore appends ".ckpt" to a file name that lacks it; write there, then move.
+        target = tmp if str(tmp).endswith(".ckpt") else str(tmp) + ".ckpt"
+        ms.save_checkpoint(params, target, append_dict=append)
+        if target != str(tmp):
+            os.replace(target, tmp)
 
     return atomic_write(path, write)
 
@@ -188,7 +192,13 @@ def load_into(model, state: dict, source: str = "checkpoint") -> list[str]:
 def load_checkpoint_file(model, path: str | os.PathLike) -> dict:
     """Load a ``.ckpt`` into ``model``; returns its metadata."""
     state, meta = read_checkpoint(path)
-    load_into(model, state, source=f"checkpoint {path}")
+    try:
+        load_into(model, state, source=f"checkpoint {path}")
+    except CheckpointError as exc:
+        theirs = meta.get("model")
+        if theirs and theirs != getattr(model, "model_name", theirs):
+            raise CheckpointError(f"{exc} (its metadata says it is a {theirs})") from None
+        raise
     return meta
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Callable
 
 from ..errors import ConfigError
@@ -37,10 +38,13 @@ def resolve_model_name(name: str) -> str:
     """
     if name in _BUILDERS:
         return name
-    aliases = {n.replace("shufflenet_v2_", ""): n for n in _BUILDERS}
-    aliases.update({n.replace("_", "").replace("shufflenetv2", "shufflenet_v2_"): n for n in _BUILDERS})
-    if name in aliases:
-        return aliases[name]
+    # MindCV habits: "x1_0", "1.0x", "shufflenet-v2-x1.0", "ShuffleNetV2_x1_0"
+    key = re.sub(r"[^a-z0-9]", "", str(name).lower()).replace("shufflenetv2", "")
+    key = key[:-1] if key.endswith("x") and not key.startswith("x") else key
+    key = key if key.startswith("x") else "x" + key
+    for n in _BUILDERS:
+        if key == re.sub(r"[^a-z0-9]", "", n.replace("shufflenet_v2_", "")):
+            return n
     close = difflib.get_close_matches(name, list(_BUILDERS), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise ConfigError(f"unknown model {name!r}{hint} (available: {', '.join(list_models())})")

@@ -1,0 +1,60 @@
+"""Reports and run records: escaping, pictures, diff (no training needed)."""
+import json
+import re
+
+from toolchain.pipeline.record import RunRecord, StageRecord, diff_records
+from toolchain.pipeline.report import write_reports
+
+EVIL = "<script>alert('x')</script>"
+
+
+def _record(label=EVIL, p50=1.5):
+    rec = RunRecord(created="t0", command=["shufflenet", "pipeline", "--targets", EVIL],
+                    options={"model": "shufflenet_v2_x0_5", "dataset": EVIL})
+    rec.stages["train"] = StageRecord("train", status="done", metrics={"train_seconds": 12.0})
+    rec.stages["validate"] = StageRecord("validate", status="done", metrics={"top1": 97.5, "top5": 99.9})
+    rec.stages["export"] = StageRecord("export", status="done", metrics={"artifacts": [
+        {"format": "onnx", "path": f"artifacts/{label}.onnx", "precision": "fp32", "seconds": 1.0}]})
+    rec.stages["parity"] = StageRecord("parity", status="done", metrics={"pairs": [
+        {"artifact": label, "engine": "onnxruntime", "verdict": "PASS", "max_abs": 1e-6,
+         "candidate_top1": 97.0}]})
+    rec.stages["bench"] = StageRecord("bench", status="done", metrics={"results": [
+        {"target": label, "artifact_name": label, "engine": "onnxruntime", "p50": p50, "p90": 2.0,
+         "p99": 3.0, "verdict": "FAIL", "failed": EVIL, "samples_ms": [1.0, 1.5, 2.0, 1.4]}]})
+    rec.passed = False
+    rec.failed_gates = [f"latency {EVIL}"]
+    return rec
+
+
+def test_html_escapes_every_user_string(tmp_path):
+    rec = _record()
+    write_reports(tmp_path, rec.to_dict(), [{"epoch": 1, "loss": 2.0, "val_top1": 0.5},
+                                             {"epoch": 2, "loss": 1.0, "val_top1": 0.9}])
+    text = (tmp_path / "report.html").read_text()
+    assert "<script" not in text.lower()
+    assert "&lt;script&gt;" in text
+    # self-contained: pictures embedded, nothing fetched from the network
+    assert re.search(r'src="data:image/png;base64,', text)
+    assert "http://" not in text and "https://" not in text
+    md = (tmp_path / "report.md").read_text()
+    assert "Verdict: FAIL" in md and "training.png" in md
+    for png in ("training.png", "latency_hist.png", "accuracy_latency.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_record_round_trip_and_diff(tmp_path):
+    a = _record(p50=1.5)
+    a.save(tmp_path)
+    loaded = RunRecord.load(tmp_path)
+    assert loaded.stages["bench"].metrics["results"][0]["p50"] == 1.5
+    assert json.loads((tmp_path / "run.json").read_text())["schema_version"] == 1
+    b = _record(p50=2.5)
+    rows = diff_records(a.to_dict(), b.to_dict())
+    keys = [k for k, _, _ in rows]
+    assert any(k.endswith(".p50") for k in keys)
+    assert not any("seconds" in k for k in keys)
+
+
+def test_record_with_other_schema_is_ignored(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"schema_version": 999}))
+    assert RunRecord.load(tmp_path) is None

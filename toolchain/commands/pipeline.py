@@ -1,0 +1,120 @@
+"""``shufflenet pipeline``: train -> validate -> export -> parity -> latency, one command."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..options import json_option
+from ..output import echo_json, echo_table
+
+
+def _csv(ctx, param, value):
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise click.BadParameter("give at least one name")
+    return items
+
+
+def _override(ctx, param, values):
+    out = {}
+    for item in values or ():
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r}: use KEY=VALUE with a MindCV option name")
+        k, v = item.split("=", 1)
+        out[k.strip().lstrip("-").replace("-", "_")] = v.strip()
+    return out
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("-c", "--config", "recipe", default="demo",
+              help="Training recipe: a shipped name (see `shufflenet train --help`) or a YAML path.")
+@click.option("--dataset", default=None, help="demo, imagenet (any class-per-folder tree) or cifar10.")
+@click.option("--data_dir", "--data-dir", "data_dir", default=None, help="Dataset root.")
+@click.option("--epoch_size", "--epoch-size", "epoch_size", type=click.IntRange(1), default=None,
+              help="Override the recipe's number of epochs.")
+@click.option("--set", "sets", multiple=True, callback=_override, metavar="KEY=VALUE",
+              help="Override any recipe option (MindCV names), repeatable.")
+@click.option("--ckpt_path", "--ckpt-path", "ckpt_path", default=None,
+              type=click.Path(dir_okay=False), help="Skip training; use this checkpoint.")
+@click.option("--formats", callback=_csv, default=None,
+              help="Comma-separated export formats (default: every installed one).")
+@click.option("--targets", callback=_csv, default=None,
+              help="Comma-separated target names (default: the default local targets).")
+@click.option("--targets-file", "--targets_file", "targets_file", default=None,
+              type=click.Path(dir_okay=False), help="A targets.yaml with your own targets.")
+@click.option("-o", "--run-dir", "--run_dir", "run_dir", default="runs/pipeline",
+              type=click.Path(file_okay=False), help="Run directory (re-runs reuse cached stages).")
+@click.option("--force", multiple=True, metavar="STAGE",
+              help="Redo a stage even if cached (train, validate, export, parity, bench, all).")
+@click.option("--samples", type=click.IntRange(1), default=64, help="Images for the parity check.")
+@click.option("--min-top1", "--min_top1", "min_top1", type=float, default=None,
+              help="Gate: fail when val top-1 (%) is below this.")
+@click.option("--bench-seconds", type=click.FloatRange(0.1), default=2.0,
+              help="Time budget per target for latency measurement.")
+@click.option("--diff", "diff_with", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Do not run: print how this run's record differs from another run directory's.")
+@json_option
+def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, targets, targets_file,
+             run_dir, force, samples, min_top1, bench_seconds, diff_with, as_json):
+    """Train, validate, export, check parity and validate latency, in one command.
+
+    With no options it runs the whole thing on the built-in demo data (x0_5,
+    every installed format and engine, the default targets) and prints where
+    the report is. Exits non-zero when any gate fails, naming it.
+    """
+    from toolchain.pipeline import PipelineOptions, run_pipeline
+
+    if diff_with:
+        _print_diff(run_dir, diff_with, as_json)
+        return
+    overrides = dict(sets)
+    if dataset:
+        overrides["dataset"] = dataset
+    if data_dir:
+        overrides["data_dir"] = data_dir
+    if epoch_size:
+        overrides["epoch_size"] = epoch_size
+    opts = PipelineOptions(recipe=recipe, overrides=overrides, ckpt_path=ckpt_path, formats=formats,
+                           targets=targets, targets_file=targets_file, run_dir=run_dir,
+                           force=tuple(force), parity_samples=samples, min_top1=min_top1,
+                           bench_seconds=bench_seconds, command=["shufflenet"] + sys.argv[1:])
+    record = run_pipeline(opts)
+    if as_json:
+        echo_json(record.to_dict())
+    else:
+        rows = []
+        for name, st in record.stages.items():
+            gates = st.gates or []
+            bad = [g["name"] for g in gates if not g.get("passed")]
+            rows.append({"stage": name, "status": st.status, "seconds": st.seconds,
+                         "gates": f"{len(gates) - len(bad)}/{len(gates)} pass" if gates else "-",
+                         "failed": "; ".join(bad) or "-"})
+        echo_table(rows, [("stage", "stage"), ("status", "status"), ("seconds", "seconds"),
+                          ("gates", "gates"), ("failed", "failed gates")])
+        click.echo(f"\nreport: {Path(run_dir) / 'report.html'}  (also report.md, run.json)")
+    if not record.passed:
+        raise click.ClickException("pipeline gates failed: " + "; ".join(record.failed_gates))
+
+
+def _print_diff(run_dir, other, as_json):
+    from shufflenet.errors import ConfigError
+    from toolchain.pipeline import RunRecord, diff_records
+
+    recs = []
+    for d in (run_dir, other):
+        rec = RunRecord.load(d)
+        if rec is None:
+            raise ConfigError(f"no run record (run.json, schema 1) in {d}")
+        recs.append(rec.to_dict())
+    rows = [{"key": k, "a": a, "b": b} for k, a, b in diff_records(*recs)]
+    if as_json:
+        echo_json(rows)
+    elif not rows:
+        click.echo("no differences (timings and timestamps aside)")
+    else:
+        echo_table(rows, [("key", "field"), ("a", str(run_dir)), ("b", str(other))])

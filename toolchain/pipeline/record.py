@@ -1,0 +1,157 @@
+"""The versioned run record (``run.json``) and its diff.
+
+One record per run directory. Stages append their inputs hash, outputs
+(paths with sha256), metrics, gate results and timings; the record is
+rewritten atomically after every stage so an interrupted run keeps what
+it finished.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shufflenet.checkpoint import atomic_write
+
+SCHEMA_VERSION = 1
+RECORD_NAME = "run.json"
+
+
+def stable_hash(obj: Any) -> str:
+    """sha256 of a JSON-serialisable object with sorted keys."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class StageRecord:
+    name: str
+    status: str = "pending"  # pending | done | skipped (cached) | failed
+    inputs_hash: str = ""
+    inputs: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)   # name -> {"path", "sha256"} or values
+    metrics: dict = field(default_factory=dict)
+    gates: list = field(default_factory=list)     # [{"name", "passed", "detail"}]
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class RunRecord:
+    schema_version: int = SCHEMA_VERSION
+    created: str = ""
+    updated: str = ""
+    command: list = field(default_factory=list)
+    commands: list = field(default_factory=list)  # every invocation that touched this run dir
+    options: dict = field(default_factory=dict)
+    recipe: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)
+    data_fingerprint: str = ""
+    versions: dict = field(default_factory=dict)
+    device: dict = field(default_factory=dict)
+    stages: dict = field(default_factory=dict)  # name -> StageRecord (as dict on disk)
+    passed: bool | None = None
+    failed_gates: list = field(default_factory=list)
+
+    # -- persistence ---------------------------------------------------
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["stages"] = {k: (asdict(v) if isinstance(v, StageRecord) else v) for k, v in self.stages.items()}
+        return d
+
+    def save(self, run_dir: str | os.PathLike) -> Path:
+        self.updated = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str)
+        return atomic_write(Path(run_dir) / RECORD_NAME, lambda tmp: Path(tmp).write_text(text))
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike) -> "RunRecord | None":
+        path = Path(run_dir) / RECORD_NAME
+        if not path.exists():
+            return None
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None
+        if d.get("schema_version") != SCHEMA_VERSION:
+            return None
+        stages = {k: StageRecord(**v) for k, v in d.pop("stages", {}).items()}
+        known = {f for f in cls.__dataclass_fields__}
+        rec = cls(**{k: v for k, v in d.items() if k in known})
+        rec.stages = stages
+        return rec
+
+    def stage(self, name: str) -> StageRecord:
+        if name not in self.stages:
+            self.stages[name] = StageRecord(name)
+        return self.stages[name]
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("shufflenet-toolchain", "mindspore", "numpy", "onnx", "onnxruntime", "openvino",
+                "MNN", "ncnn", "matplotlib"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def device_fingerprint() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        mem = psutil.virtual_memory().total
+    except Exception:
+        mem = None
+    return {"host": platform.node(), "system": platform.system(), "machine": platform.machine(),
+            "cpu": cpu, "logical_cpus": os.cpu_count(), "memory_bytes": mem,
+            "python": sys.version.split()[0]}
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict:
+    out = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(obj, list) and obj and all(isinstance(v, dict) for v in obj):
+        for i, v in enumerate(obj):
+            key = v.get("name") or v.get("format") or v.get("target") or str(i)
+            out.update(_flatten(v, f"{prefix}[{key}]"))
+    else:
+        out[prefix] = obj
+    return out
+
+
+_VOLATILE = ("created", "updated", "seconds", "commands")
+
+
+def diff_records(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
+    """Differences between two run records as ``(key, a_value, b_value)``.
+
+    Timestamps and timings are left out: they always differ.
+    """
+    fa, fb = _flatten(a), _flatten(b)
+    rows = []
+    for key in sorted(set(fa) | set(fb)):
+        if any(part in key.split(".")[-1] for part in _VOLATILE) or key.startswith(_VOLATILE):
+            continue
+        if fa.get(key) != fb.get(key):
+            rows.append((key, fa.get(key), fb.get(key)))
+    return rows

@@ -1,0 +1,222 @@
+"""``report.md`` and a self-contained ``report.html`` from a run record.
+
+Pictures are drawn with matplotlib (Agg) to PNG; the HTML embeds them as
+base64 data URIs, so it opens with no network. Every piece of user-provided
+text (labels, paths, target names, messages) goes through ``html.escape``.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+from shufflenet.checkpoint import atomic_write
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def training_curves_png(history: list[dict]) -> bytes | None:
+    """Loss and val top-1 per epoch from the trainer's metrics.jsonl rows."""
+    rows = [r for r in history if "epoch" in r]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax1 = plt.subplots(figsize=(6, 3.2))
+    ep = [r["epoch"] for r in rows]
+    loss = [r.get("train_loss", r.get("loss")) for r in rows]
+    ax1.plot(ep, loss, "o-", color="tab:blue", label="train loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("train loss", color="tab:blue")
+    acc = [r.get("val_top1", r.get("top1")) for r in rows]
+    if any(a is not None for a in acc):
+        ax2 = ax1.twinx()
+        ax2.plot(ep, [a if a is not None else float("nan") for a in acc], "s-", color="tab:green")
+        ax2.set_ylabel("val top-1 %", color="tab:green")
+    ax1.set_title("Training")
+    ax1.grid(alpha=0.3)
+    return _png(fig)
+
+
+def latency_histograms_png(bench_rows: list[dict]) -> bytes | None:
+    rows = [r for r in bench_rows if r.get("samples_ms")]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(len(rows), 1, figsize=(6, 1.8 * len(rows) + 0.6), squeeze=False)
+    for ax, r in zip(axes[:, 0], rows):
+        ax.hist(r["samples_ms"], bins=40, color="tab:purple", alpha=0.8)
+        for q, style in (("p50", "-"), ("p99", "--")):
+            if r.get(q) is not None:
+                ax.axvline(r[q], color="k", ls=style, lw=1)
+        ax.set_title(f"{r.get('target')} - {r.get('artifact_name', '')}", fontsize=9)
+        ax.set_xlabel("latency (ms)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def accuracy_latency_png(points: list[dict]) -> bytes | None:
+    """Scatter of (p50 latency, top-1 accuracy) per (artifact, target)."""
+    pts = [p for p in points if p.get("p50") is not None and p.get("top1") is not None]
+    if not pts:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for p in pts:
+        ax.scatter(p["p50"], p["top1"], s=40)
+        ax.annotate(f"{p['artifact']} @ {p['target']}", (p["p50"], p["top1"]), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("p50 latency (ms)")
+    ax.set_ylabel("top-1 % (val)")
+    ax.set_title("Accuracy vs latency")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _md_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
+    if not rows:
+        return "_none_\n"
+    out = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for k, _ in cols:
+            v = r.get(k)
+            if isinstance(v, float):
+                v = f"{v:.4g}"
+            cells.append(str(v if v is not None else "-").replace("|", "\\|").replace("\n", " "))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _html_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
+    if not rows:
+        return "<p><em>none</em></p>"
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for k, _ in cols:
+            v = r.get(k)
+            if isinstance(v, float):
+                v = f"{v:.4g}"
+            text = html.escape(str(v if v is not None else "-"))
+            cls = ' class="pass"' if text == "PASS" else ' class="fail"' if text == "FAIL" else ""
+            cells.append(f"<td{cls}>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+PARITY_COLS = [("artifact", "artifact"), ("engine", "engine"), ("precision", "precision"),
+               ("max_abs", "max |err|"), ("cosine", "cosine"), ("top1_agreement", "top-1 agree"),
+               ("acc_delta", "acc. delta"), ("first_divergence", "first divergent layer"),
+               ("verdict", "verdict")]
+LATENCY_COLS = [("target", "target"), ("artifact_name", "artifact"), ("engine", "engine"),
+                ("threads", "threads"), ("p50", "p50 ms"), ("p90", "p90 ms"), ("p99", "p99 ms"),
+                ("throughput", "img/s"), ("peak_rss_mb", "peak RSS MB"), ("verdict", "verdict"),
+                ("failed", "failed budgets")]
+EXPORT_COLS = [("format", "format"), ("path", "file"), ("precision", "precision"),
+               ("seconds", "export s"), ("smoke_max_abs", "smoke max |err|"), ("size_kb", "size KB")]
+
+
+def build_sections(record: dict, history: list[dict]) -> dict:
+    stages = record.get("stages", {})
+    train = stages.get("train", {}).get("metrics", {})
+    val = stages.get("validate", {}).get("metrics", {})
+    exports = stages.get("export", {}).get("metrics", {}).get("artifacts", [])
+    parity = stages.get("parity", {}).get("metrics", {}).get("pairs", [])
+    bench = stages.get("bench", {}).get("metrics", {}).get("results", [])
+    acc_by_artifact = {p.get("artifact"): p.get("candidate_top1") for p in parity}
+    points = [{"artifact": b.get("artifact_name"), "target": b.get("target"), "p50": b.get("p50"),
+               "top1": acc_by_artifact.get(b.get("artifact_name"), val.get("top1"))} for b in bench]
+    return {"train": train, "val": val, "exports": exports, "parity": parity, "bench": bench,
+            "points": points, "history": history}
+
+
+def write_reports(run_dir: str | Path, record: dict, history: list[dict]) -> tuple[Path, Path]:
+    """Write ``report.md`` (+ PNGs beside it) and a self-contained ``report.html``."""
+    run_dir = Path(run_dir)
+    s = build_sections(record, history)
+    pictures = {
+        "training.png": training_curves_png(s["history"]),
+        "latency_hist.png": latency_histograms_png(s["bench"]),
+        "accuracy_latency.png": accuracy_latency_png(s["points"]),
+    }
+    for name, data in pictures.items():
+        if data:
+            atomic_write(run_dir / name, lambda tmp, d=data: Path(tmp).write_bytes(d))
+
+    verdict = "PASS" if record.get("passed") else "FAIL"
+    failed = record.get("failed_gates") or []
+    opts = record.get("options", {})
+    summary = [
+        ("verdict", verdict + (f" ({'; '.join(failed)})" if failed else "")),
+        ("model", opts.get("model")), ("dataset", opts.get("dataset")),
+        ("val top-1 %", s["val"].get("top1")), ("val top-5 %", s["val"].get("top5")),
+        ("training time s", s["train"].get("train_seconds")),
+        ("checkpoint", s["train"].get("checkpoint") or opts.get("ckpt_path")),
+        ("command", " ".join(record.get("command", []))),
+    ]
+
+    md = [f"# ShuffleNetV2 pipeline report\n", f"**Verdict: {verdict}**\n"]
+    md += ["| | |", "|---|---|"] + [f"| {k} | {str(v).replace('|', chr(92) + '|')} |" for k, v in summary]
+    md += ["", "## Training", ""]
+    if pictures["training.png"]:
+        md.append("![training curves](training.png)\n")
+    md += ["## Exported artifacts", "", _md_table(s["exports"], EXPORT_COLS)]
+    md += ["## Parity (checkpoint vs artifact, real images)", "", _md_table(s["parity"], PARITY_COLS)]
+    md += ["## Latency per target", "", _md_table(s["bench"], LATENCY_COLS)]
+    if pictures["latency_hist.png"]:
+        md.append("![latency histograms](latency_hist.png)\n")
+    if pictures["accuracy_latency.png"]:
+        md.append("![accuracy vs latency](accuracy_latency.png)\n")
+    md += ["## Stages", "", _md_table([{"stage": k, "status": v.get("status"),
+                                         "seconds": v.get("seconds"), "error": v.get("error")}
+                                        for k, v in record.get("stages", {}).items()],
+                                       [("stage", "stage"), ("status", "status"),
+                                        ("seconds", "seconds"), ("error", "error")])]
+    md_path = atomic_write(run_dir / "report.md", lambda tmp: Path(tmp).write_text("\n".join(md)))
+
+    def img(name, alt):
+        data = pictures.get(name)
+        if not data:
+            return ""
+        return (f'<img alt="{html.escape(alt)}" src="data:image/png;base64,'
+                f'{base64.b64encode(data).decode()}">')
+
+    esc = html.escape
+    h = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>ShuffleNetV2 pipeline report</title>",
+         "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}"
+         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 7px;"
+         "font-size:13px}th{background:#f3f3f3}.pass{color:#096;font-weight:bold}"
+         ".fail{color:#c00;font-weight:bold}img{max-width:100%}</style></head><body>",
+         "<h1>ShuffleNetV2 pipeline report</h1>",
+         f"<p class='{'pass' if verdict == 'PASS' else 'fail'}'>Verdict: {esc(verdict)}</p>",
+         "<table>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in summary)
+         + "</table>",
+         "<h2>Training</h2>", img("training.png", "training curves"),
+         "<h2>Exported artifacts</h2>", _html_table(s["exports"], EXPORT_COLS),
+         "<h2>Parity (checkpoint vs artifact, real images)</h2>", _html_table(s["parity"], PARITY_COLS),
+         "<h2>Latency per target</h2>", _html_table(s["bench"], LATENCY_COLS),
+         img("latency_hist.png", "latency histograms"),
+         img("accuracy_latency.png", "accuracy vs latency"),
+         "<h2>Run record</h2><pre>" + esc(json.dumps(record, indent=1, default=str)[:20000]) + "</pre>",
+         "</body></html>"]
+    html_path = atomic_write(run_dir / "report.html", lambda tmp: Path(tmp).write_text("\n".join(h)))
+    return md_path, html_path

@@ -1,0 +1,278 @@
+"""train -> validate -> export -> parity -> bench, with caching and a run record.
+
+>>> from toolchain.pipeline import PipelineOptions, run_pipeline
+>>> record = run_pipeline(PipelineOptions(run_dir="runs/demo"))   # doctest: +SKIP
+>>> record.passed, record.failed_gates                             # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from shufflenet.errors import ConfigError
+
+from .engine import Stage, StageResult, log, run_stage
+from .record import RunRecord, device_fingerprint, library_versions
+
+STAGES = ("train", "validate", "export", "parity", "bench")
+DEFAULT_RECIPE = "demo"
+
+
+@dataclass
+class PipelineOptions:
+    recipe: str = DEFAULT_RECIPE
+    overrides: dict = field(default_factory=dict)     # MindCV option names
+    ckpt_path: str | None = None                      # skip training, use this checkpoint
+    formats: list | None = None                       # None = every installed format
+    targets: list | None = None                       # None = default targets
+    targets_file: str | None = None
+    run_dir: str = "runs/pipeline"
+    force: tuple = ()
+    parity_samples: int = 64
+    min_top1: float | None = None                     # accuracy gate (percent), optional
+    bench_seconds: float = 2.0                        # time budget per target
+    progress: bool = True
+    command: list = field(default_factory=list)
+
+
+def _train_config(opts: PipelineOptions, run_dir: Path):
+    from shufflenet.config import make_config
+
+    overrides = dict(opts.overrides)
+    overrides["ckpt_save_dir"] = str(run_dir / "train")
+    return make_config(opts.recipe, overrides)
+
+
+def _data_fingerprint(cfg) -> str:
+    from shufflenet.data.pipeline import open_source
+
+    return open_source(cfg, cfg.train_split).fingerprint()
+
+
+# -- stages --------------------------------------------------------------
+def _stage_train(opts: PipelineOptions, run_dir: Path) -> Stage:
+    cfg = _train_config(opts, run_dir)
+
+    def inputs(ctx):
+        from shufflenet.config import recipe_dict
+
+        recipe = recipe_dict(cfg)
+        recipe.pop("ckpt_save_dir", None)
+        return {"recipe": recipe, "data_fingerprint": ctx["data_fingerprint"]}
+
+    def run(ctx):
+        from shufflenet.train import train
+
+        train_dir = Path(cfg.ckpt_save_dir)
+        prev = ctx["_previous"].get("train")
+        last = train_dir / "last.ckpt"
+        # resume only a run of the same inputs that was interrupted
+        resume = (last.exists() and prev is not None and prev.status in ("running", "failed")
+                  and prev.inputs_hash == ctx["_digest"])
+        if not resume and train_dir.exists():
+            shutil.rmtree(train_dir)
+        if resume:
+            log(f"[train] resuming the interrupted run from {last}")
+        result = train(cfg, resume=resume)
+        ckpt = result.best_ckpt or result.last_ckpt
+        if ckpt is None:
+            raise ConfigError("training wrote no checkpoint")
+        metrics = {k: v for k, v in (result.metrics or {}).items()}
+        metrics.update({"train_seconds": result.seconds, "checkpoint": str(ckpt),
+                        "resumed": bool(resume), "epochs": len(result.history)})
+        return StageResult(outputs={"checkpoint": Path(ckpt)}, metrics=metrics)
+
+    return Stage("train", inputs, run, "training")
+
+
+def _checkpoint(ctx) -> Path:
+    return Path(ctx["checkpoint"])
+
+
+def _stage_validate(opts: PipelineOptions, run_dir: Path) -> Stage:
+    cfg = _train_config(opts, run_dir)
+
+    def inputs(ctx):
+        return {"checkpoint_sha256": ctx["checkpoint_sha256"], "dataset": cfg.dataset,
+                "data_dir": str(cfg.data_dir), "val_split": cfg.val_split}
+
+    def run(ctx):
+        from shufflenet.validate import validate
+
+        res = validate(ckpt_path=str(_checkpoint(ctx)), dataset=cfg.dataset, data_dir=cfg.data_dir,
+                       val_split=cfg.val_split, batch_size=64, device_target=cfg.device_target,
+                       mode=1, progress=opts.progress)
+        gates = []
+        if opts.min_top1 is not None:
+            top1 = res["top1"] * 100 if res["top1"] <= 1 else res["top1"]
+            gates.append({"name": f"val top-1 >= {opts.min_top1}%", "passed": top1 >= opts.min_top1,
+                          "detail": f"{top1:.2f}%"})
+        metrics = dict(res)
+        for k in ("top1", "top5"):
+            if metrics.get(k) is not None and metrics[k] <= 1:
+                metrics[k] = round(metrics[k] * 100, 3)
+        return StageResult(metrics=metrics, gates=gates)
+
+    return Stage("validate", inputs, run, "validating the checkpoint")
+
+
+def installed_formats() -> list[str]:
+    """Every export format whose engine is installed here."""
+    from exporters.formats import FORMATS, require_modules
+
+    out = []
+    for name, spec in FORMATS.items():
+        try:
+            require_modules(spec)
+        except Exception:
+            continue
+        out.append(name)
+    return out
+
+
+def _stage_export(opts: PipelineOptions, run_dir: Path) -> Stage:
+    def formats():
+        return list(opts.formats) if opts.formats else installed_formats()
+
+    def inputs(ctx):
+        return {"checkpoint_sha256": ctx["checkpoint_sha256"], "formats": formats(),
+                "calibration": "demo:train" if ctx["dataset"] == "demo" else "photos"}
+
+    def run(ctx):
+        from exporters import export_checkpoint
+
+        out_dir = run_dir / "artifacts"
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        calib = "demo:train" if ctx["dataset"] == "demo" else None
+        results = export_checkpoint(str(_checkpoint(ctx)), formats(), out_dir, dataset=calib,
+                                    calib_samples=64)
+        rows, outputs = [], {}
+        for r in results:
+            d = r.to_dict()
+            size = sum(Path(f).stat().st_size for f in r.files if Path(f).is_file())
+            d["size_kb"] = round(size / 1024, 1)
+            d["smoke_max_abs"] = d.get("smoke_error")
+            d["path"] = str(Path(r.path).relative_to(run_dir)) if Path(r.path).is_relative_to(run_dir) else r.path
+            rows.append(d)
+            outputs[r.format] = Path(r.path)
+        return StageResult(outputs=outputs, metrics={"artifacts": rows})
+
+    return Stage("export", inputs, run, "exporting")
+
+
+def _artifacts(ctx) -> dict:
+    rec = ctx["export"]
+    return {k: v["path"] for k, v in rec.outputs.items() if isinstance(v, dict) and "path" in v}
+
+
+def _stage_parity(opts: PipelineOptions, run_dir: Path) -> Stage:
+    def inputs(ctx):
+        return {"checkpoint_sha256": ctx["checkpoint_sha256"],
+                "artifacts": {k: v.get("sha256") for k, v in ctx["export"].outputs.items()},
+                "dataset": ctx["dataset"], "samples": opts.parity_samples}
+
+    def run(ctx):
+        from toolchain.parity import run_parity
+        from toolchain.parity.writers import write_markdown
+
+        arts = _artifacts(ctx)
+        kwargs = {"dataset": "demo", "split": "val"} if ctx["dataset"] == "demo" else {}
+        report = run_parity(str(_checkpoint(ctx)), list(arts.values()), samples=opts.parity_samples,
+                            progress=opts.progress, **kwargs)
+        write_markdown(report, run_dir / "parity.md")
+        name_of = {str(Path(v)): k for k, v in arts.items()}
+        rows = []
+        for row in report.rows():
+            row = dict(row)
+            row["artifact"] = name_of.get(str(Path(row.get("artifact", ""))), row.get("artifact"))
+            rows.append(row)
+        gates = [{"name": f"parity {r['artifact']} on {r.get('engine')}",
+                  "passed": r.get("verdict") == "PASS", "detail": r.get("first_divergence") or ""}
+                 for r in rows]
+        return StageResult(outputs={"parity_report": run_dir / "parity.md"},
+                           metrics={"pairs": rows, "inputs": report.inputs}, gates=gates)
+
+    return Stage("parity", inputs, run, "checking parity of every artifact")
+
+
+def _stage_bench(opts: PipelineOptions, run_dir: Path) -> Stage:
+    from .latency import bench_stage
+
+    return bench_stage(opts, run_dir, _artifacts)
+
+
+# -- the pipeline ---------------------------------------------------------
+def run_pipeline(opts: PipelineOptions) -> RunRecord:
+    """Run (or resume, or skip cached) every stage; returns the run record.
+
+    Gate failures do not raise: ``record.passed`` is False and
+    ``record.failed_gates`` names them. Errors in a stage raise.
+    """
+    from shufflenet import __version__
+    from shufflenet.checkpoint import read_metadata, sha256_file
+    from shufflenet.device import quiet_mindspore
+
+    quiet_mindspore()
+    unknown = set(opts.force) - set(STAGES) - {"all"}
+    if unknown:
+        raise ConfigError(f"--force takes stage names ({', '.join(STAGES)} or all), "
+                          f"not {', '.join(sorted(unknown))}")
+    force = set(STAGES) if "all" in opts.force else set(opts.force)
+    run_dir = Path(opts.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = RunRecord.load(run_dir) or RunRecord(created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    record.command = list(opts.command or sys.argv)
+    record.commands = (record.commands + [record.command])[-20:]
+    record.options = {k: v for k, v in asdict(opts).items() if k not in ("command",)}
+    record.overrides = dict(opts.overrides)
+    record.versions = {"toolchain": __version__, **library_versions()}
+    record.device = device_fingerprint()
+    record.passed, record.failed_gates = None, []
+
+    cfg = _train_config(opts, run_dir)
+    from shufflenet.config import recipe_dict
+
+    record.recipe = recipe_dict(cfg)
+    ctx: dict = {"dataset": cfg.dataset}
+    stages: list[Stage] = []
+    if opts.ckpt_path:
+        ckpt = Path(opts.ckpt_path)
+        meta = read_metadata(ckpt)  # clear error when missing/corrupt
+        ctx["checkpoint"] = str(ckpt)
+        record.data_fingerprint = meta.get("data_fingerprint", "")
+        record.stages.pop("train", None)
+    else:
+        ctx["data_fingerprint"] = record.data_fingerprint = _data_fingerprint(cfg)
+        stages.append(_stage_train(opts, run_dir))
+    stages += [_stage_validate(opts, run_dir), _stage_export(opts, run_dir),
+               _stage_parity(opts, run_dir), _stage_bench(opts, run_dir)]
+
+    for stage in stages:
+        if stage.name != "train" and "checkpoint_sha256" not in ctx:
+            ctx["checkpoint_sha256"] = sha256_file(ctx["checkpoint"])
+        run_stage(stage, ctx, record, run_dir, force)
+        if stage.name == "train":
+            ctx["checkpoint"] = record.stages["train"].outputs["checkpoint"]["path"]
+
+    failed = [g["name"] for s in record.stages.values() for g in s.gates if not g.get("passed")]
+    record.failed_gates = failed
+    record.passed = not failed
+    record.save(run_dir)
+    write_run_reports(run_dir, record)
+    return record
+
+
+def write_run_reports(run_dir: Path, record: RunRecord):
+    from .report import write_reports
+
+    history = []
+    train = record.stages.get("train")
+    if train is not None and train.outputs.get("checkpoint"):
+        from shufflenet.train.checkpoints import read_metrics
+
+        history = read_metrics(Path(train.outputs["checkpoint"]["path"]).parent)
+    return write_reports(run_dir, record.to_dict(), history)

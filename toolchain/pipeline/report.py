@@ -62,7 +62,14 @@ def latency_histograms_png(bench_rows: list[dict]) -> bytes | None:
     plt = _plt()
     fig, axes = plt.subplots(len(rows), 1, figsize=(6, 1.8 * len(rows) + 0.6), squeeze=False)
     for ax, r in zip(axes[:, 0], rows):
-        ax.hist(r["samples_ms"], bins=40, color="tab:purple", alpha=0.8)
+        data = sorted(r["samples_ms"])
+        # a handful of scheduler hiccups would squash the histogram; show them as a count
+        cut = data[min(len(data) - 1, int(len(data) * 0.995))]
+        shown = [v for v in data if v <= cut]
+        ax.hist(shown, bins=40, color="tab:purple", alpha=0.8)
+        if len(shown) < len(data):
+            ax.text(0.99, 0.9, f"{len(data) - len(shown)} slower samples not shown",
+                    transform=ax.transAxes, ha="right", fontsize=7)
         for q, style in (("p50", "-"), ("p99", "--")):
             if r.get(q) is not None:
                 ax.axvline(r[q], color="k", ls=style, lw=1)
@@ -167,7 +174,8 @@ def write_reports(run_dir: str | Path, record: dict, history: list[dict]) -> tup
     opts = record.get("options", {})
     summary = [
         ("verdict", verdict + (f" ({'; '.join(failed)})" if failed else "")),
-        ("model", opts.get("model")), ("dataset", opts.get("dataset")),
+        ("model", record.get("recipe", {}).get("model")),
+        ("dataset", record.get("recipe", {}).get("dataset")),
         ("val top-1 %", s["val"].get("top1")), ("val top-5 %", s["val"].get("top5")),
         ("training time s", s["train"].get("train_seconds")),
         ("checkpoint", s["train"].get("checkpoint") or opts.get("ckpt_path")),

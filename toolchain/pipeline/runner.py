@@ -186,17 +186,32 @@ def _stage_parity(opts: PipelineOptions, run_dir: Path) -> Stage:
         write_markdown(report, run_dir / "parity.md")
         name_of = {str(Path(v)): k for k, v in arts.items()}
         rows = []
-        for row in report.rows():
-            row = dict(row)
-            row["artifact"] = name_of.get(str(Path(row.get("artifact", ""))), row.get("artifact"))
-            rows.append(row)
-        gates = [{"name": f"parity {r['artifact']} on {r.get('engine')}",
-                  "passed": r.get("verdict") == "PASS", "detail": r.get("first_divergence") or ""}
-                 for r in rows]
+        for p in report.pairs:
+            m = p.metrics or {}
+            acc = m.get("accuracy") or {}
+            div = getattr(p, "divergence", None)
+            rows.append({
+                "artifact": name_of.get(str(Path(p.artifact)), Path(p.artifact).name),
+                "engine": p.engine, "precision": (p.profile or {}).get("name"),
+                "max_abs": m.get("max_abs_error"), "max_rel": m.get("max_rel_error"),
+                "cosine": m.get("min_cosine"), "psnr": m.get("psnr_db"),
+                "top1_agreement": m.get("top1_agreement"), "top5_overlap": m.get("top5_overlap"),
+                "reference_top1": _pct(acc.get("reference_accuracy")),
+                "candidate_top1": _pct(acc.get("candidate_accuracy")),
+                "acc_delta": (f"{acc['delta'] * 100:+.2f}pp [{acc['ci_low'] * 100:+.2f}, "
+                              f"{acc['ci_high'] * 100:+.2f}]") if "delta" in acc else None,
+                "first_divergence": getattr(div, "first_divergent", None) if div else None,
+                "verdict": "PASS" if p.passed else "FAIL"})
+        gates = [{"name": f"parity {r['artifact']} on {r['engine']}", "passed": r["verdict"] == "PASS",
+                  "detail": r["first_divergence"] or ""} for r in rows]
         return StageResult(outputs={"parity_report": run_dir / "parity.md"},
                            metrics={"pairs": rows, "inputs": report.inputs}, gates=gates)
 
     return Stage("parity", inputs, run, "checking parity of every artifact")
+
+
+def _pct(v):
+    return None if v is None else round(100.0 * float(v), 3)
 
 
 def _stage_bench(opts: PipelineOptions, run_dir: Path) -> Stage:

@@ -1,0 +1,107 @@
+"""The pipeline's latency stage: every chosen target on the artifact it runs."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from shufflenet.errors import ConfigError
+
+from .engine import Stage, StageResult, log
+
+# Built-in targets the pipeline runs when none are named: the local x86
+# profiles of each installed engine, 1 thread (the honest edge-box number on
+# a shared CI machine).
+DEFAULT_TARGETS = ("x86-edge-ort-1t", "x86-edge-ort-int8-1t", "x86-edge-openvino-1t",
+                   "arm-phone-bigcore-mnn-1t", "arm-phone-bigcore-ncnn-1t")
+
+
+def _artifact_for(target, artifacts: dict) -> str | None:
+    """The exported artifact this target runs, or None."""
+    from runtimes import artifact_format, get_engine
+
+    if target.format:
+        return artifacts.get(target.format)
+    engine = get_engine(target.engine)
+    for name, path in artifacts.items():
+        fmt, precision, _ = artifact_format(path)
+        if fmt in engine.formats and precision == target.precision:
+            return path
+    return None
+
+
+def choose_targets(names, targets_file, artifacts: dict) -> list:
+    """(target, artifact) pairs to measure; unknown names are errors, defaults are lenient."""
+    from runtimes import available_engines
+    from runtimes.targets import get_target, load_targets
+
+    table = load_targets(targets_file)
+    installed = set(available_engines())
+    chosen = []
+    if names:
+        for name in names:
+            t = get_target(name, table)
+            art = _artifact_for(t, artifacts)
+            if art is None:
+                raise ConfigError(f"target {name!r} needs a {t.format or t.engine} {t.precision} "
+                                  f"artifact; add its format to --formats")
+            chosen.append((t, art))
+        return chosen
+    defaults = list(DEFAULT_TARGETS)
+    if targets_file:  # a user's file: its own targets are the point of passing it
+        from runtimes.targets import parse_targets
+
+        defaults = list(parse_targets(Path(targets_file).read_text(), str(targets_file)))
+    for name in defaults:
+        t = table.get(name)
+        if t is None or t.engine not in installed:
+            continue
+        art = _artifact_for(t, artifacts)
+        if art is not None:
+            chosen.append((t, art))
+    return chosen
+
+
+def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
+    def inputs(ctx):
+        arts = artifacts_of(ctx)
+        pairs = choose_targets(opts.targets, opts.targets_file, arts)
+        shas = {k: v.get("sha256") for k, v in ctx["export"].outputs.items() if isinstance(v, dict)}
+        return {"artifacts": shas, "targets": [dataclasses.asdict(t) for t, _ in pairs],
+                "bench_seconds": opts.bench_seconds}
+
+    def run(ctx):
+        from toolchain.bench.budgets import check_budgets
+        from toolchain.bench.session import bench_target
+
+        arts = artifacts_of(ctx)
+        name_of = {v: k for k, v in arts.items()}
+        rows, gates = [], []
+        for target, art in choose_targets(opts.targets, opts.targets_file, arts):
+            # the pipeline caps the measuring time; the target's own budgets still judge
+            t = dataclasses.replace(target, time_budget_s=min(target.time_budget_s or opts.bench_seconds,
+                                                               opts.bench_seconds),
+                                    iterations=min(target.iterations, 1000),
+                                    warmup=dataclasses.replace(target.warmup, max_s=min(
+                                        target.warmup.max_s, max(1.0, opts.bench_seconds))))
+            log(f"[bench] {t.name}: {name_of.get(art, art)} on {t.engine}")
+            res = bench_target(art, t)
+            checks = check_budgets(res, target)
+            failed = [f"{c.metric} {c.measured:.3g} > {c.limit:g}" for c in checks if not c.passed]
+            d = res.to_dict(with_times=True)
+            rows.append({"target": target.name, "artifact_name": name_of.get(art, Path(art).name),
+                         "engine": res.engine, "engine_version": res.engine_version,
+                         "threads": res.threads, "where": res.where,
+                         "p50": res.p50_ms, "p90": res.p90_ms, "p99": res.p99_ms,
+                         "mean": res.mean_ms, "throughput": res.throughput_ips,
+                         "peak_rss_mb": res.peak_rss_mb, "load_s": res.load_s,
+                         "first_inference_ms": res.first_inference_ms, "iterations": res.iterations,
+                         "verdict": "FAIL" if failed else "PASS", "failed": "; ".join(failed),
+                         "budgets": [c.to_dict() for c in checks],
+                         "samples_ms": d.get("times_ms", [])[:2000], "fingerprint": res.fingerprint})
+            gates.append({"name": f"latency {target.name}", "passed": not failed,
+                          "detail": "; ".join(failed)})
+        if not rows:
+            log("[bench] no target can run the exported artifacts here (engines not installed?)")
+        return StageResult(metrics={"results": rows}, gates=gates)
+
+    return Stage("bench", inputs, run, "measuring latency per target")

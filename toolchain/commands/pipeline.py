@@ -1,8 +1,6 @@
 """``shufflenet pipeline``: train -> validate -> export -> parity -> latency, one command."""
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import click
@@ -82,7 +80,7 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
     opts = PipelineOptions(recipe=recipe, overrides=overrides, ckpt_path=ckpt_path, formats=formats,
                            targets=targets, targets_file=targets_file, run_dir=run_dir,
                            force=tuple(force), parity_samples=samples, min_top1=min_top1,
-                           bench_seconds=bench_seconds, command=["shufflenet"] + sys.argv[1:])
+                           bench_seconds=bench_seconds, command=_command_line(click.get_current_context()))
     record = run_pipeline(opts)
     if as_json:
         echo_json(record.to_dict())
@@ -99,6 +97,31 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
         click.echo(f"\nreport: {Path(run_dir) / 'report.html'}  (also report.md, run.json)")
     if not record.passed:
         raise click.ClickException("pipeline gates failed: " + "; ".join(record.failed_gates))
+
+
+def _command_line(ctx) -> list[str]:
+    """The exact command, rebuilt from the parsed options (works under any launcher)."""
+    args = ["shufflenet", "pipeline"]
+    for p in ctx.command.params:
+        if not isinstance(p, click.Option):
+            continue
+        v = ctx.params.get(p.name)
+        if v is None or v is False or v == () or v == {} or v == p.default:
+            continue
+        flag = max(p.opts, key=len)
+        if v is True:
+            args.append(flag)
+        elif isinstance(v, dict):
+            for k, val in v.items():
+                args += [flag, f"{k}={val}"]
+        elif isinstance(v, (list, tuple)) and p.multiple:
+            for item in v:
+                args += [flag, str(item)]
+        elif isinstance(v, (list, tuple)):
+            args += [flag, ",".join(map(str, v))]
+        else:
+            args += [flag, str(v)]
+    return args
 
 
 def _print_diff(run_dir, other, as_json):

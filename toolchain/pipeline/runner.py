@@ -147,9 +147,9 @@ def _stage_export(opts: PipelineOptions, run_dir: Path) -> Stage:
         out_dir = run_dir / "artifacts"
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        calib = "demo:train" if ctx["dataset"] == "demo" else None
-        results = export_checkpoint(str(_checkpoint(ctx)), formats(), out_dir, dataset=calib,
-                                    calib_samples=64)
+        names = formats()
+        calib = "demo:train" if ctx["dataset"] == "demo" and "onnx-int8" in names else None
+        results = export_checkpoint(str(_checkpoint(ctx)), names, out_dir, dataset=calib)
         rows, outputs = [], {}
         for r in results:
             d = r.to_dict()

@@ -1,0 +1,115 @@
+"""The pipeline end to end on the demo data: run, cached re-run, gate failure, kill + resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toolchain.cli import main
+
+pytestmark = pytest.mark.slow
+
+FAST = ["--epoch_size", "2", "--formats", "onnx,onnx-int8,mindir", "--samples", "32",
+        "--bench-seconds", "0.5"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("pipeline") / "run"
+    res = CliRunner().invoke(main, ["pipeline", "-o", str(run_dir)] + FAST)
+    return run_dir, res
+
+
+def test_demo_pipeline_end_to_end(demo_run):
+    run_dir, res = demo_run
+    assert res.exit_code == 0, res.output
+    assert "report:" in res.stdout
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert rec["schema_version"] == 1 and rec["passed"] is True
+    assert list(rec["stages"]) == ["train", "validate", "export", "parity", "bench"]
+    assert all(s["status"] == "done" for s in rec["stages"].values())
+    # the record holds what a person needs to reproduce and compare runs
+    assert rec["recipe"]["model"] == "shufflenet_v2_x0_5" and rec["recipe"]["epoch_size"] == 2
+    assert rec["overrides"]["epoch_size"] == 2
+    assert len(rec["data_fingerprint"]) == 64
+    assert rec["versions"]["mindspore"] and rec["versions"]["onnxruntime"]
+    assert rec["device"]["logical_cpus"] >= 1
+    assert rec["command"][:2] == ["shufflenet", "pipeline"] and "--epoch_size" in " ".join(rec["command"])
+    ckpt = rec["stages"]["train"]["outputs"]["checkpoint"]
+    assert Path(ckpt["path"]).exists() and len(ckpt["sha256"]) == 64
+    formats = {a["format"] for a in rec["stages"]["export"]["metrics"]["artifacts"]}
+    assert formats == {"onnx", "onnx-int8", "mindir"}
+    pairs = rec["stages"]["parity"]["metrics"]["pairs"]
+    assert {p["artifact"] for p in pairs} >= {"onnx", "onnx-int8", "mindir"}
+    assert all(p["verdict"] == "PASS" for p in pairs)
+    bench = rec["stages"]["bench"]["metrics"]["results"]
+    assert any(b["target"] == "x86-edge-ort-1t" and b["p50"] > 0 for b in bench)
+    html = (run_dir / "report.html").read_text()
+    assert "Parity" in html and "data:image/png;base64," in html
+    assert (run_dir / "report.md").exists() and (run_dir / "training.png").exists()
+
+
+def test_rerun_skips_every_stage(demo_run):
+    run_dir, _ = demo_run
+    start = time.perf_counter()
+    res = CliRunner().invoke(main, ["pipeline", "-o", str(run_dir)] + FAST)
+    assert res.exit_code == 0, res.output
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert {s["status"] for s in rec["stages"].values()} == {"cached"}
+    assert time.perf_counter() - start < 60
+    assert len(rec["commands"]) >= 2
+
+
+def test_failing_latency_gate_exits_nonzero(demo_run, tmp_path):
+    run_dir, _ = demo_run
+    tight = tmp_path / "targets.yaml"
+    tight.write_text("targets:\n  impossible-box:\n    engine: onnxruntime\n    format: onnx\n"
+                     "    threads: 1\n    budgets: {p50_ms: 0.000001}\n")
+    res = CliRunner().invoke(main, ["pipeline", "-o", str(run_dir), "--targets-file", str(tight)] + FAST)
+    assert res.exit_code == 1
+    assert "pipeline gates failed: latency impossible-box" in res.output
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert rec["passed"] is False and rec["failed_gates"] == ["latency impossible-box"]
+    # the stages upstream of the changed input were not redone
+    assert rec["stages"]["train"]["status"] == "cached"
+    assert rec["stages"]["bench"]["status"] == "done"
+
+
+def test_diff_of_two_runs(demo_run, tmp_path):
+    run_dir, _ = demo_run
+    res = CliRunner().invoke(main, ["pipeline", "-o", str(run_dir), "--diff", str(run_dir), "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout) == []
+
+
+def test_bad_force_stage_is_a_clear_error(tmp_path):
+    res = CliRunner().invoke(main, ["pipeline", "-o", str(tmp_path), "--force", "trian"])
+    assert res.exit_code == 1 and "--force takes stage names" in res.output
+
+
+def test_killed_during_training_then_rerun_completes(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "toolchain", "pipeline", "-o", str(run_dir), "--epoch_size", "3",
+           "--formats", "onnx", "--samples", "16", "--bench-seconds", "0.3", "--targets", "x86-edge-ort-1t"]
+    env = dict(os.environ, GLOG_v="3")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    last = run_dir / "train" / "last.ckpt"
+    deadline = time.time() + 400
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert last.exists(), "training never wrote its first checkpoint"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert rec["stages"]["train"]["status"] == "running"   # the record tells the truth
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert rec["stages"]["train"]["metrics"]["resumed"] is True
+    assert rec["stages"]["train"]["metrics"]["epochs"] == 3
+    assert rec["passed"] is True

@@ -97,17 +97,18 @@ def accuracy_latency_png(points: list[dict]) -> bytes | None:
     return _png(fig)
 
 
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value if value is not None and value != "" else "-")
+
+
 def _md_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
     if not rows:
         return "_none_\n"
     out = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        cells = []
-        for k, _ in cols:
-            v = r.get(k)
-            if isinstance(v, float):
-                v = f"{v:.4g}"
-            cells.append(str(v if v is not None else "-").replace("|", "\\|").replace("\n", " "))
+        cells = [_cell(r.get(k)).replace("|", "\\|").replace("\n", " ") for k, _ in cols]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
@@ -120,10 +121,7 @@ def _html_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
     for r in rows:
         cells = []
         for k, _ in cols:
-            v = r.get(k)
-            if isinstance(v, float):
-                v = f"{v:.4g}"
-            text = html.escape(str(v if v is not None else "-"))
+            text = html.escape(_cell(r.get(k)))
             cls = ' class="pass"' if text == "PASS" else ' class="fail"' if text == "FAIL" else ""
             cells.append(f"<td{cls}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")

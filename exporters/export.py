@@ -1,0 +1,248 @@
+"""``export_checkpoint``: the one wrapper every export goes through.
+
+For each format it: checks the engine is installed, builds the artifact in a
+staging folder next to the destination, reloads it and runs it once on real
+photos, compares with the checkpoint's MindSpore output (smoke parity with
+the format's tolerance), writes the metadata, then renames the files into
+place -- a failed export never leaves a file at the destination.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shufflenet.errors import ConfigError, ExportError
+
+from .formats import FORMATS, parse_formats, require_modules, unused_options
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExportResult:
+    """What one export produced."""
+
+    format: str
+    path: str                 # the artifact (for multi-file formats, the file to load)
+    precision: str
+    seconds: float            # build + smoke check
+    smoke_error: float        # max|out - ref| / max|ref| on the reference photos
+    tolerance: float
+    sha256: str               # of ``path``, or of all its files in order when it has companions
+    files: list = field(default_factory=list)   # every file written, metadata sidecar included
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ExportContext:
+    """Shared state of one ``export_checkpoint`` call (the raw/optimised ONNX are built once)."""
+
+    source: object
+    out_dir: Path
+    batch: object
+    calib_dir: str | None
+    dataset: str | None
+    calib_samples: int
+    _raw: object = None
+    _optimized: dict = field(default_factory=dict)
+
+    @property
+    def stem(self) -> str:
+        return self.source.model_name
+
+    def raw_onnx(self):
+        if self._raw is None:
+            from .mindspore_export import export_onnx_raw
+
+            stage = Path(tempfile.mkdtemp(prefix=".raw.", dir=self.out_dir))
+            try:
+                self._raw = export_onnx_raw(self.source, stage, self._raw_batch())
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
+        return self._raw
+
+    def raw_onnx_at(self, batch: int):
+        """The naive export at a given batch (MindSpore bakes it into the graph)."""
+        if batch == self._raw_batch():
+            return self.raw_onnx()
+        from .mindspore_export import export_onnx_raw
+
+        stage = Path(tempfile.mkdtemp(prefix=".raw.", dir=self.out_dir))
+        try:
+            return export_onnx_raw(self.source, stage, batch)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def _raw_batch(self):
+        return 1 if self.batch == "dynamic" else self.batch
+
+    def optimized_onnx(self, shuffle: str = "slice"):
+        """The optimised fp32 ``onnx.ModelProto`` (metadata not yet embedded);
+        ``shuffle="gather"`` gives the variant the int8 graph is built from."""
+        if shuffle not in self._optimized:
+            from shufflenet import __version__
+
+            from .onnx_optimize import optimize
+
+            self._optimized[shuffle] = optimize(self.raw_onnx(), self.batch, __version__, shuffle)
+        return self._optimized[shuffle]
+
+
+def _normalize_batch(batch):
+    if batch is None or str(batch).lower() == "dynamic":
+        return "dynamic"
+    try:
+        n = int(batch)
+    except (TypeError, ValueError):
+        raise ConfigError(f"batch must be a positive integer or 'dynamic', got {batch!r}") from None
+    if n < 1:
+        raise ConfigError(f"batch must be a positive integer or 'dynamic', got {batch!r}")
+    return n
+
+
+def smoke_inputs(source, batch) -> tuple[np.ndarray, np.ndarray]:
+    """Reference input and MindSpore output at the artifact's batch size."""
+    x, ref = source.reference_input, source.reference_output()
+    if batch == "dynamic":
+        return x, ref
+    idx = [i % len(x) for i in range(int(batch))]
+    return x[idx], ref[idx]
+
+
+def relative_error(out: np.ndarray, ref: np.ndarray) -> float:
+    out = np.asarray(out, dtype=np.float64).reshape(ref.shape)
+    return float(np.abs(out - ref).max() / max(float(np.abs(ref).max()), 1e-30))
+
+
+def _install(stage_files: list[Path], out_dir: Path) -> list[Path]:
+    """Rename staged files into ``out_dir``: companions first, the artifact (index 0) last."""
+    placed = []
+    for f in stage_files[1:] + stage_files[:1]:
+        dest = out_dir / f.name
+        if dest.is_dir():
+            raise ExportError(f"cannot write {dest}: a folder of that name exists")
+        os.chmod(f, 0o644)  # mkstemp's 0600 would hide artifacts from other users
+        os.replace(f, dest)
+        placed.append(dest)
+    return [placed[-1]] + placed[:-1]
+
+
+def _digest(files: list[Path]) -> str:
+    """sha256 of the artifact; with companions (ncnn .bin, OpenVINO .bin) of all of
+    them, so that new weights behind an unchanged .param/.xml give a new digest."""
+    from shufflenet.checkpoint import sha256_file
+
+    from .metadata import SIDECAR_SUFFIX
+
+    content = [f for f in files if not str(f).endswith(SIDECAR_SUFFIX)]
+    if len(content) == 1:
+        return sha256_file(content[0])
+    h = hashlib.sha256()
+    for f in content:
+        h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def run_export(ctx: ExportContext, name: str) -> ExportResult:
+    """Build, smoke-check, annotate and install one format."""
+    from .builders import BUILDERS
+    from .smoke import run_artifact
+
+    spec = FORMATS[name]
+    start = time.perf_counter()
+    stage = Path(tempfile.mkdtemp(prefix=f".{ctx.stem}.{name}.", dir=ctx.out_dir))
+    try:
+        built = BUILDERS[name](ctx, stage)
+        if built.smoke_input is not None:
+            from .source import run_mindspore
+
+            x = built.smoke_input
+            if built.batch != "dynamic":
+                x = x[[i % len(x) for i in range(int(built.batch))]]
+            ref = run_mindspore(ctx.source.net, x)
+        else:
+            x, ref = smoke_inputs(ctx.source, built.batch)
+        try:
+            out = run_artifact(name, built.files[0], x, built.meta)
+        except ExportError:
+            raise
+        except Exception as exc:  # engines raise their own types
+            raise ExportError(f"{name}: the exported artifact does not run: "
+                              f"{str(exc).splitlines()[0][:200]}") from None
+        err = relative_error(out, ref)
+        if not np.isfinite(err) or err > spec.tolerance:
+            raise ExportError(f"{name}: smoke parity failed: relative error {err:.3g} vs the "
+                              f"checkpoint's MindSpore output exceeds {spec.tolerance:g}")
+        files = _install(built.files, ctx.out_dir)
+        seconds = time.perf_counter() - start
+        return ExportResult(name, str(files[0]), spec.precision, round(seconds, 3), err,
+                            spec.tolerance, _digest(files), [str(f) for f in files])
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def export_checkpoint(checkpoint, formats, out_dir, model: str | None = None,
+                      num_classes: int | None = None, batch="dynamic", calib_dir=None,
+                      dataset: str | None = None, calib_samples: int = 64,
+                      image_size: int | None = None, labels: list | None = None) -> list[ExportResult]:
+    """Export a checkpoint to one or more formats; returns one result per format.
+
+    ``model``/``num_classes``/``image_size``/``labels`` default to the
+    checkpoint's metadata (an explicit ``model``/``num_classes`` that
+    contradicts it is an error). ``batch`` is ``"dynamic"`` or a fixed
+    size; ``onnx-int8`` calibrates on ``calib_dir`` images or ``dataset``
+    (``demo``, ``demo:val``, ``photos``; default ``photos``), ``calib_samples``
+    images.
+
+    >>> export_checkpoint("best.ckpt", "onnx,onnx-int8", "out/")  # doctest: +SKIP
+    [ExportResult(format='onnx', path='out/shufflenet_v2_x0_5.onnx', ...), ...]
+    """
+    names = parse_formats(formats)
+    if calib_dir is not None and dataset is not None:
+        raise ConfigError("give either --calib DIR or --dataset, not both")
+    if calib_samples is None or int(calib_samples) < 1:
+        raise ConfigError(f"calib_samples must be >= 1, got {calib_samples}")
+    for problem in unused_options(names, {"calib_dir": calib_dir, "dataset": dataset}):
+        log.warning("%s; ignoring it", problem)
+    batch = _normalize_batch(batch)
+    fixed = [n for n in names if "batch" not in FORMATS[n].options]
+    if batch != "dynamic" and fixed:
+        raise ConfigError(f"format(s) {', '.join(fixed)} always take one image per call; "
+                          f"export them without --batch {batch}")
+    for n in names:  # fail before any work when an engine is missing
+        require_modules(FORMATS[n])
+    if calib_dir is not None and "onnx-int8" in names:
+        from shufflenet.data.preprocess import list_images
+
+        list_images(calib_dir)  # DataError now, not after the first exports
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"output path exists and is not a folder: {out_dir}")
+    import mindspore as ms
+
+    from .source import load_source
+
+    mode = ms.get_context("mode")  # exports run in PyNative; give the caller its mode back
+    try:
+        source = load_source(checkpoint, model=model, num_classes=num_classes,
+                             image_size=image_size, labels=labels)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ctx = ExportContext(source, out_dir, batch, str(calib_dir) if calib_dir else None,
+                            dataset, int(calib_samples))
+        results = []
+        for n in names:
+            log.info("exporting %s", n)
+            results.append(run_export(ctx, n))
+        return results
+    finally:
+        ms.set_context(mode=mode)

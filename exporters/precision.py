@@ -1,0 +1,103 @@
+"""Lower-precision variants of the optimised ONNX graph: fp16 and static int8."""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from shufflenet.errors import ExportError
+
+log = logging.getLogger(__name__)
+_FP16_MAX = float(np.finfo(np.float16).max)
+
+
+def to_fp16(model):
+    """fp16 weights and activations, fp32 input and output (``Cast`` at both ends).
+
+    Weights beyond fp16's range are clipped (none are for a trained
+    ShuffleNetV2; it keeps the conversion from producing ``inf``).
+    """
+    import onnx
+    import onnx.helper as oh
+    from onnx import TensorProto, numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    inits = []
+    for t in g.initializer:
+        a = numpy_helper.to_array(t)
+        if a.dtype == np.float32:
+            a = np.clip(a, -_FP16_MAX, _FP16_MAX).astype(np.float16)
+        inits.append(numpy_helper.from_array(a, t.name))
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    inp, out = g.input[0].name, g.output[0].name
+    half_in, half_out = f"{inp}.fp16", f"{out}.fp16"
+    for n in g.node:
+        n.input[:] = [half_in if i == inp else i for i in n.input]
+        n.output[:] = [half_out if o == out else o for o in n.output]
+    nodes = [oh.make_node("Cast", [inp], [half_in], name="Cast_input", to=TensorProto.FLOAT16)]
+    nodes += list(g.node)
+    nodes.append(oh.make_node("Cast", [half_out], [out], name="Cast_output", to=TensorProto.FLOAT))
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.value_info[:]
+    m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
+    from .onnx_optimize import check_model
+
+    check_model(m)
+    return m
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over preprocessed images, with a tqdm bar."""
+
+    def __init__(self, images: np.ndarray, input_name: str, batch: int = 1):
+        from tqdm import tqdm
+
+        self.images, self.name, self.batch, self.pos = images, input_name, batch, 0
+        self.bar = tqdm(total=len(images), desc="int8 calibration", unit="img", leave=False)
+
+    def get_next(self):
+        if self.pos >= len(self.images):
+            self.bar.close()
+            return None
+        x = self.images[self.pos:self.pos + self.batch]
+        self.pos += len(x)
+        self.bar.update(len(x))
+        return {self.name: np.ascontiguousarray(x, dtype=np.float32)}
+
+    def rewind(self):
+        self.pos = 0
+
+
+def quantize_int8(model, images: np.ndarray, work_dir: Path):
+    """Static QDQ int8 (uint8 activations, per-channel int8 weights), MinMax calibration.
+
+    ``model`` must be opset >= 13 (per-channel DequantizeLinear needs ``axis``).
+    """
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < 13:
+        raise ExportError(f"int8 quantisation needs opset >= 13, the model has {opset}")
+    with tempfile.TemporaryDirectory(prefix=".int8.", dir=work_dir) as tmp:
+        src, pre, dst = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        onnx.save_model(model, str(src))
+        try:
+            # skip_symbolic_shape: the symbolic pass needs sympy and adds nothing here
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            quantize_static(str(pre), str(dst), _Reader(images, model.graph.input[0].name),
+                            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, per_channel=True)
+        except Exception as exc:
+            raise ExportError(f"int8 quantisation failed: {str(exc).splitlines()[0][:200]}") from None
+        q = onnx.load(str(dst))
+    q.graph.name = model.graph.name
+    q.producer_name, q.producer_version = model.producer_name, model.producer_version
+    return q

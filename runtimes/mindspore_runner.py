@@ -1,0 +1,132 @@
+"""MindSpore runners: the ``.ckpt`` reference and MindIR (``nn.GraphCell``).
+
+The checkpoint runner is the reference every other engine is compared with:
+it rebuilds the network with :func:`shufflenet.models.create_model` from the
+checkpoint's own metadata (model name, classes, preprocessing).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from shufflenet.errors import CheckpointError, RuntimeEngineError
+
+from ._lazy import import_engine
+from .base import InputSpec, Runner
+
+# Preprocessing keys that travel from checkpoint metadata into runner metadata.
+_PREPROCESS = ("mean", "std", "crop_pct", "interpolation")
+
+
+def _use_cpu(ms) -> None:
+    try:
+        _use_cpu(ms)
+    except RuntimeError:  # the runtime is already up (another runner or the caller set it)
+        pass
+
+
+def _set_threads(ms, threads: int | None) -> None:
+    if threads:
+        try:
+            ms.device_context.cpu.op_tuning.threads_num(int(threads))
+        except RuntimeError:  # MindSpore fixes the pool size once per process
+            pass
+
+
+class MindSporeRunner(Runner):
+    """A ``.ckpt`` checkpoint run by MindSpore itself (the reference).
+
+    Options: ``mode`` (``"pynative"`` default, or ``"graph"``), ``model`` and
+    ``num_classes`` (used only when the checkpoint's metadata lacks them).
+    """
+
+    engine = "mindspore"
+    extra = None
+
+    def _activate_impl(self) -> None:
+        ms = import_engine("mindspore", self.engine, self.extra)
+        from shufflenet.checkpoint import load_into, read_checkpoint
+        from shufflenet.models import create_model, get_model_config
+
+        state, meta = read_checkpoint(self.artifact)
+        name = meta.get("model") or self.options.get("model")
+        if not name:
+            raise CheckpointError(f"{self.artifact}: checkpoint metadata names no model; "
+                                  "pass model=... (CLI: --model)")
+        cfg = get_model_config(name)
+        num_classes = int(meta.get("num_classes") or self.options.get("num_classes")
+                          or cfg.num_classes)
+        in_channels = int(meta.get("in_channels") or 3)
+        size = int(meta.get("image_size") or cfg.input_size[-1])
+        mode = str(self.options.get("mode", "pynative")).lower()
+        if mode not in ("pynative", "graph"):
+            raise RuntimeEngineError(f"mindspore runner: mode must be pynative or graph, got {mode!r}")
+        _use_cpu(ms)
+        self._previous_mode = ms.get_context("mode")  # restored on deactivate: it is global
+        ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+        _set_threads(ms, self.threads)
+        net = create_model(name, num_classes=num_classes, in_channels=in_channels)
+        load_into(net, state, source=f"checkpoint {self.artifact}")
+        net.set_train(False)
+        self._ms, self._net = ms, net
+        self.metadata = {
+            "model": name, "num_classes": num_classes, "format": "checkpoint", "precision": "fp32",
+            "layout": "NCHW", "image_size": size, "input_shape": [-1, in_channels, size, size],
+            "labels": meta.get("labels") or [str(i) for i in range(num_classes)],
+            "input_name": "input",
+            **{k: meta.get(k, getattr(cfg, k, None)) for k in _PREPROCESS},
+        }
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        return self._net(self._ms.Tensor(batch)).asnumpy()
+
+    def _input_spec_impl(self) -> InputSpec:
+        return InputSpec("input", tuple(self.metadata["input_shape"]))
+
+    def _deactivate_impl(self) -> None:
+        self._net = None
+        if getattr(self, "_previous_mode", None) is not None:
+            self._ms.set_context(mode=self._previous_mode)
+
+    def _engine_version(self) -> str:
+        import mindspore
+
+        return mindspore.__version__
+
+
+class MindIRRunner(Runner):
+    """A ``.mindir`` file loaded with ``mindspore.load`` and run as ``nn.GraphCell``."""
+
+    engine = "mindir"
+    extra = None
+
+    def _activate_impl(self) -> None:
+        ms = import_engine("mindspore", self.engine, self.extra)
+        from exporters.metadata import read_artifact_metadata
+
+        self.metadata = read_artifact_metadata(self.artifact)
+        _use_cpu(ms)
+        _set_threads(ms, self.threads)
+        try:
+            graph = ms.load(self.artifact)
+        except Exception as exc:  # MindSpore raises RuntimeError/ValueError on a bad file
+            raise RuntimeEngineError(f"mindir: cannot load {self.artifact}: "
+                                     f"{str(exc).strip().splitlines()[0][:200]}") from None
+        self._ms, self._cell = ms, ms.nn.GraphCell(graph)
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        out = self._cell(self._ms.Tensor(batch))
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        return out.asnumpy()
+
+    def _input_spec_impl(self) -> InputSpec:
+        return InputSpec(str(self.metadata.get("input_name") or "input"),
+                         tuple(self.metadata.get("input_shape") or (-1, 3, 224, 224)))
+
+    def _deactivate_impl(self) -> None:
+        self._cell = None
+
+    def _engine_version(self) -> str:
+        import mindspore
+
+        return mindspore.__version__

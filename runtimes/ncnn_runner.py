@@ -1,0 +1,70 @@
+"""ncnn runner: ``.ncnn.param`` + ``.ncnn.bin``; ncnn takes one CHW image per extraction."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from shufflenet.errors import RuntimeEngineError
+
+from ._lazy import import_engine
+from .base import InputSpec, Runner
+
+
+def ncnn_bin_path(param: str | Path) -> Path:
+    """``m.ncnn.param`` -> ``m.ncnn.bin`` (the weights next to the graph)."""
+    return Path(str(param)[: -len(".param")] + ".bin") if str(param).endswith(".param") \
+        else Path(str(param) + ".bin")
+
+
+class NcnnRunner(Runner):
+    """An ncnn model. Options: ``powersave`` (0 all cores, 1 little, 2 big; ncnn's
+    CPU affinity), ``light_mode`` (default True)."""
+
+    engine = "ncnn"
+    extra = "ncnn"
+
+    def _activate_impl(self) -> None:
+        ncnn = import_engine("ncnn", self.engine, self.extra)
+        from exporters.metadata import read_artifact_metadata
+
+        self.metadata = read_artifact_metadata(self.artifact)
+        weights = ncnn_bin_path(self.artifact)
+        if not weights.exists():
+            raise RuntimeEngineError(f"ncnn: weights {weights} not found next to {self.artifact}")
+        if "powersave" in self.options:
+            ncnn.set_cpu_powersave(int(self.options["powersave"]))
+        net = ncnn.Net()
+        net.opt.use_vulkan_compute = False
+        net.opt.lightmode = bool(self.options.get("light_mode", True))
+        if self.threads:
+            net.opt.num_threads = int(self.threads)
+        if net.load_param(self.artifact) != 0 or net.load_model(str(weights)) != 0:
+            raise RuntimeEngineError(f"ncnn: cannot load {self.artifact} / {weights.name}")
+        self._ncnn, self._net = ncnn, net
+        self._in, self._out = net.input_names()[0], net.output_names()[0]
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        outs = []
+        for image in batch:
+            with self._net.create_extractor() as ex:
+                ex.input(self._in, self._ncnn.Mat(np.ascontiguousarray(image)))
+                ret, out = ex.extract(self._out)
+                if ret != 0:
+                    raise RuntimeEngineError(f"ncnn: extraction failed (code {ret})")
+                outs.append(np.array(out, copy=True).reshape(-1))
+        return np.stack(outs)
+
+    def _input_spec_impl(self) -> InputSpec:
+        shape = list(self.metadata.get("input_shape") or (-1, 3, 224, 224))
+        return InputSpec(self._in, tuple([-1] + shape[1:]))  # the batch is looped over
+
+    def _deactivate_impl(self) -> None:
+        if getattr(self, "_net", None) is not None:
+            self._net.clear()
+        self._net = None
+
+    def _engine_version(self) -> str:
+        import ncnn
+
+        return str(getattr(ncnn, "__version__", "unknown"))

@@ -1,0 +1,186 @@
+"""``mindspore.dataset`` pipelines over the sources, deterministic per epoch.
+
+The training order of epoch ``e`` is ``permutation(seed, e)``; rank ``r`` of
+``w`` takes every ``w``-th sample of it, so the ranks' batches at step ``s``
+together form the single-process batch ``s`` of ``w`` times the size. Each
+sample's augmentation is seeded by ``(seed, e, index)``. A run resumed at
+step ``k`` of an epoch therefore sees exactly the remaining batches.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .preprocess import EvalTransform
+from .transforms import TrainTransform
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("imagenet", "folder", "cifar10", "demo")
+
+
+def open_source(cfg, split: str, classes: list[str] | None = None):
+    """The source for ``split`` of ``cfg.dataset`` (``demo``, ``cifar10``, or a folder tree)."""
+    from .folder import FolderSource, Subset
+
+    name = str(cfg["dataset"]).lower()
+    if name == "demo":
+        from .demo import DEMO_CLASSES, demo_arrays
+        from .folder import ArraySource
+
+        images, labels = demo_arrays("val" if split in ("val", "test") else split,
+                                     size=int(cfg["image_resize"]))
+        src = ArraySource(images, labels, list(DEMO_CLASSES))
+    elif name in ("cifar10", "cifar-10"):
+        from .cifar import download_cifar10, read_cifar10
+
+        if cfg.get("dataset_download"):
+            download_cifar10(cfg["data_dir"])
+        src = read_cifar10(cfg["data_dir"], split)
+    elif name in ("imagenet", "folder", "imagefolder"):
+        root = Path(cfg["data_dir"]).expanduser()
+        if not root.exists():
+            raise DataError(f"data_dir not found: {root}")
+        src = FolderSource(root / split, classes=classes)
+    else:
+        raise DataError(f"unknown dataset {cfg['dataset']!r}; use imagenet (any class-per-folder "
+                        f"tree), cifar10 or demo")
+    if cfg.get("num_samples"):
+        src = Subset(src, cfg["num_samples"])
+    return src
+
+
+class SkipCounter:
+    """Counts unreadable images (thread-safe); the trainer reports it per epoch."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+        self.first: list[str] = []
+
+    def add(self, what: str) -> None:
+        with self._lock:
+            self.count += 1
+            if len(self.first) < 3:
+                self.first.append(what)
+
+
+class _Samples:
+    """Random-access rows ``(image CHW float32, label int32)`` for GeneratorDataset."""
+
+    def __init__(self, source, order, transform, train: bool, seed: int, epoch: int,
+                 skipped: SkipCounter) -> None:
+        self.source, self.order, self.transform = source, np.asarray(order), transform
+        self.train, self.seed, self.epoch, self.skipped = train, seed, epoch, skipped
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def _load(self, idx: int):
+        # An unreadable image is replaced by the next readable one, so batch
+        # shapes and the step count stay fixed; the count is reported.
+        n = len(self.source)
+        for k in range(min(n, 50)):
+            j = (idx + k) % n
+            try:
+                return self.source.load(j), j
+            except DataError as exc:
+                self.skipped.add(str(exc))
+        raise DataError(f"50 consecutive unreadable images from index {idx}; is the dataset corrupt?")
+
+    def __getitem__(self, k: int):
+        idx = int(self.order[k])
+        image, used = self._load(idx)
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, idx])
+            x = self.transform(image, rng)
+        else:
+            x = self.transform(image)
+        return x, np.int32(self.source.targets[used])
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """The sample order of one epoch: a pure function of ``(seed, epoch)``."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch, 7919]).permutation(n)
+
+
+def shard(order: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """Rank ``rank``'s share: every ``world``-th sample, equal length on all ranks."""
+    per_rank = len(order) // world
+    return order[rank::world][:per_rank]
+
+
+def num_workers(requested) -> int:
+    return max(1, min(int(requested or 1), os.cpu_count() or 1))
+
+
+@dataclass
+class Loader:
+    """One epoch's batches: iterate ``(images, labels)`` numpy pairs."""
+
+    dataset: object
+    steps: int
+    skipped: SkipCounter
+
+    def __iter__(self):
+        return self.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)
+
+
+def _make(samples: _Samples, batch_size: int, drop_remainder: bool, workers: int) -> object:
+    import mindspore.dataset as ds
+
+    data = ds.GeneratorDataset(samples, column_names=["image", "label"], shuffle=False,
+                               num_parallel_workers=workers, python_multiprocessing=False)
+    return data.batch(batch_size, drop_remainder=drop_remainder)
+
+
+def train_loader(source, cfg, epoch: int, start_step: int = 0, rank: int = 0, world: int = 1,
+                 skipped: SkipCounter | None = None) -> Loader:
+    """Training batches of ``epoch`` for this rank, starting at ``start_step``."""
+    bs = int(cfg["batch_size"])
+    order = shard(epoch_order(len(source), cfg["seed"], epoch, cfg["shuffle"]), rank, world)
+    drop = bool(cfg["drop_remainder"])
+    steps = len(order) // bs if drop else -(-len(order) // bs)
+    if cfg.get("max_steps_per_epoch"):
+        steps = min(steps, int(cfg["max_steps_per_epoch"]))
+    if steps == 0:
+        raise DataError(f"training split has {len(order)} images per device, fewer than one "
+                        f"batch of {bs}; lower batch_size")
+    order = order[start_step * bs: steps * bs]
+    skipped = skipped or SkipCounter()
+    samples = _Samples(source, order, TrainTransform.from_config(cfg), True, cfg["seed"], epoch,
+                       skipped)
+    return Loader(_make(samples, bs, drop, num_workers(cfg["num_parallel_workers"])),
+                  steps - start_step, skipped)
+
+
+def eval_transform(cfg) -> EvalTransform:
+    return EvalTransform(int(cfg["image_resize"]), float(cfg["crop_pct"]),
+                         tuple(cfg["mean"]), tuple(cfg["std"]), str(cfg["interpolation"]))
+
+
+def eval_loader(source, cfg, batch_size: int | None = None, transform=None) -> Loader:
+    """All of ``source`` once, in order, with the eval transform (last batch kept)."""
+    bs = int(batch_size or cfg["batch_size"])
+    skipped = SkipCounter()
+    samples = _Samples(source, np.arange(len(source)), transform or eval_transform(cfg), False,
+                       0, 0, skipped)
+    return Loader(_make(samples, bs, False, num_workers(cfg["num_parallel_workers"])),
+                  -(-len(source) // bs), skipped)
+
+
+def steps_per_epoch(n: int, cfg, world: int = 1) -> int:
+    per_rank = n // world
+    bs = int(cfg["batch_size"])
+    steps = per_rank // bs if cfg["drop_remainder"] else -(-per_rank // bs)
+    if cfg.get("max_steps_per_epoch"):
+        steps = min(steps, int(cfg["max_steps_per_epoch"]))
+    return steps

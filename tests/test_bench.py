@@ -1,0 +1,212 @@
+"""Latency measurement, budgets and `shufflenet bench` on real artifacts."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from conftest_runtimes import BATCH, built_artifacts
+
+import runtimes
+from runtimes import agent
+from runtimes.targets import Budgets, Target, WarmupPolicy
+from shufflenet.errors import ConfigError, RuntimeEngineError
+from toolchain.bench import (BudgetCheck, bench_target, check_budgets, check_compatible,
+                             input_batch, measure_latency)
+from toolchain.cli import main
+
+FAST = {"warmup_min": 3, "warmup_window": 3, "warmup_max": 30, "iterations": 25}
+
+
+def _targets_file(tmp_path, body: str):
+    f = tmp_path / "targets.yaml"
+    f.write_text("targets:\n" + body)
+    return str(f)
+
+
+def test_measure_latency_in_process():
+    onnx = built_artifacts()[1]["onnx"]
+    meta = runtimes.artifact_format(onnx)[2]
+    x = input_batch(meta, BATCH)
+    ticks = []
+    runner = runtimes.create_runner("onnxruntime", onnx, threads=1)
+    res = measure_latency(runner, x, FAST, progress=lambda phase, n: ticks.append(phase))
+    runner.deactivate()
+    assert res.iterations == 25 and len(res.times_ms) == 25
+    assert 0 < res.min_ms <= res.p50_ms <= res.p90_ms <= res.p99_ms <= res.max_ms
+    assert res.mean_ms > 0 and res.std_ms >= 0
+    assert res.throughput_ips == pytest.approx(BATCH * 1e3 / res.mean_ms)
+    assert res.load_s > 0 and res.first_inference_ms > 0 and res.warmup["iterations"] >= 6
+    assert res.peak_rss_mb > 50 and res.engine == "onnxruntime" and res.threads == 1
+    assert {"warm-up", "measure"} <= set(ticks)
+    assert res.output.shape == (BATCH, 10)
+    assert set(res.to_dict()) >= {"p50_ms", "p99_ms", "fingerprint", "warmup"}
+
+
+def test_time_budget_mode():
+    onnx = built_artifacts()[1]["onnx"]
+    x = input_batch(runtimes.artifact_format(onnx)[2], BATCH)
+    with runtimes.create_runner("onnxruntime", onnx, threads=1) as r:
+        start = time.perf_counter()
+        res = measure_latency(r, x, {**FAST, "time_budget_s": 0.3, "min_iterations": 5})
+        assert time.perf_counter() - start >= 0.3
+    assert res.iterations >= 5
+
+
+def test_warm_up_waits_for_stability_and_is_capped():
+    # latency that halves for a while, then settles: stable only after it settles
+    delays = [0.008, 0.004, 0.002, 0.001] + [0.0005] * 100
+    it = iter(delays)
+    warm = agent.warm_up(lambda: time.sleep(next(it)), {"warmup_min": 2, "warmup_window": 3,
+                                                          "warmup_tolerance": 0.5})
+    assert warm["stable"] and warm["iterations"] >= 6 + 1
+    # latency that keeps growing never counts as stable: the cap ends warm-up
+    grow = iter([0.0002 * 1.5 ** i for i in range(40)])
+    warm = agent.warm_up(lambda: time.sleep(next(grow)), {"warmup_min": 2, "warmup_window": 3,
+                                                           "warmup_max": 12, "warmup_tolerance": 0.05})
+    assert not warm["stable"] and warm["iterations"] == 12
+
+
+def test_summarize_percentiles():
+    s = agent.summarize([0.001 * i for i in range(1, 101)], batch=2)
+    assert s["p50_ms"] == pytest.approx(50.5) and s["p90_ms"] == pytest.approx(90.1)
+    assert s["min_ms"] == pytest.approx(1) and s["max_ms"] == pytest.approx(100)
+    assert s["throughput_ips"] == pytest.approx(2 * 1e3 / 50.5)
+
+
+def test_check_budgets_pass_and_fail():
+    onnx = built_artifacts()[1]["onnx"]
+    t = Target(name="t", engine="onnxruntime", batch=BATCH, iterations=15, threads=1,
+               budgets=Budgets(p50_ms=10_000, p99_ms=0.0001, peak_rss_mb=100_000))
+    res = bench_target(onnx, t)
+    checks = check_budgets(res, t)
+    assert [c.metric for c in checks] == ["p50_ms", "p99_ms", "peak_rss_mb"]
+    assert [c.passed for c in checks] == [True, False, True]
+    assert isinstance(checks[0], BudgetCheck) and checks[1].status == "FAIL"
+    assert res.peak_rss_mb < 1000  # a fresh agent process, not this test process
+    assert check_budgets(res, dataclasses.replace(t, budgets=Budgets())) == []
+
+
+def test_compatibility_errors():
+    ckpt, arts = built_artifacts()
+    onnx = arts["onnx"]
+    with pytest.raises(ConfigError, match=r"precision mismatch: .* is fp32, target 'q' expects int8"):
+        check_compatible(onnx, Target(name="q", engine="onnxruntime", precision="int8", batch=BATCH))
+    with pytest.raises(ConfigError, match=r"expects a 'onnx-int8' artifact"):
+        check_compatible(onnx, Target(name="q", engine="onnxruntime", format="onnx-int8",
+                                      precision="int8", batch=BATCH))
+    with pytest.raises(ConfigError, match="runs mindir, which cannot run this 'onnx'"):
+        check_compatible(onnx, Target(name="m", engine="mindir"))
+    with pytest.raises(ConfigError, match="wants 224 px input, the artifact takes 64 px"):
+        check_compatible(onnx, Target(name="s", engine="onnxruntime", input_size=224, batch=BATCH))
+    assert check_compatible(ckpt, Target(name="r", engine="mindspore"))["format"] == "checkpoint"
+
+
+def test_engine_not_installed_is_a_clear_error(tmp_path):
+    if "tflite" in runtimes.available_engines():
+        pytest.skip("LiteRT is installed here")
+    fake = tmp_path / "m.tflite"
+    fake.write_bytes(b"TFL3")
+    onnx_meta = runtimes.artifact_format(built_artifacts()[1]["onnx"])[2]
+    (tmp_path / "m.tflite.meta.json").write_text(json.dumps({**onnx_meta, "format": "tflite",
+                                                             "layout": "NHWC"}))
+    t = Target(name="phone", engine="tflite", format="tflite", batch=BATCH)
+    with pytest.raises(RuntimeEngineError, match=r"needs engine 'tflite'.*shufflenet-toolchain\[tflite\]"):
+        bench_target(fake, t)
+
+
+def test_mindspore_reference_in_process():
+    ckpt = built_artifacts()[0]
+    t = Target(name="ref", engine="mindspore", batch=1, iterations=3,
+               warmup=WarmupPolicy(min=1, max=3, window=1, tolerance=0.5))
+    res = bench_target(ckpt, t)
+    assert res.engine == "mindspore" and res.iterations == 3 and res.p50_ms > 0
+
+
+def test_bench_cli_pass_json_and_plot(tmp_path):
+    onnx = built_artifacts()[1]["onnx"]
+    f = _targets_file(tmp_path, f"  roomy:\n    engine: onnxruntime\n    threads: 1\n    batch: {BATCH}\n"
+                                "    iterations: 20\n    warmup: {min: 3, window: 3}\n"
+                                "    budgets: {p50_ms: 5000, p90_ms: 5000, p99_ms: 5000, peak_rss_mb: 8000}\n")
+    plot = tmp_path / "lat.png"
+    res = CliRunner().invoke(main, ["bench", str(onnx), "--targets", f, "-t", "roomy", "--plot", str(plot)])
+    assert res.exit_code == 0, res.output
+    assert "PASS" in res.stdout and "FAIL" not in res.stdout and "p99 ms" in res.stdout
+    assert "machine:" in res.stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    res = CliRunner().invoke(main, ["bench", str(onnx), "--targets", f, "-t", "roomy", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["passed"] and report["results"][0]["iterations"] == 20
+    assert report["results"][0]["fingerprint"]["logical_cores"] >= 1
+
+
+def test_bench_cli_tight_budget_fails_nonzero(tmp_path):
+    onnx = built_artifacts()[1]["onnx"]
+    f = _targets_file(tmp_path, f"  tight:\n    engine: onnxruntime\n    batch: {BATCH}\n"
+                                "    iterations: 10\n    budgets: {p50_ms: 0.0001, peak_rss_mb: 100000}\n")
+    res = CliRunner().invoke(main, ["bench", str(onnx), "--targets", f, "-t", "tight"])
+    assert res.exit_code == 1
+    assert "FAIL" in res.stdout and "PASS" in res.stdout
+    assert "1 of 2 budget(s) failed: tight p50_ms" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(main, ["bench", str(onnx), "--targets", f, "-t", "tight", "--json"])
+    assert res.exit_code == 1 and json.loads(res.stdout)["passed"] is False
+
+
+def test_bench_cli_bad_inputs(tmp_path):
+    onnx = str(built_artifacts()[1]["onnx"])
+    cases = [
+        (["-t", "no-such-target"], "unknown target 'no-such-target'"),
+        (["-t", "x86-edge-ort-int8-1t"], "expects a 'onnx-int8' artifact"),
+        ([], "--target NAME"),
+        (["-t", "x86-edge-ort-1t", "--all-targets"], "not both"),
+    ]
+    for args, msg in cases:
+        res = CliRunner().invoke(main, ["bench", onnx, *args])
+        assert res.exit_code != 0 and msg in res.output, (args, res.output)
+        assert "Traceback" not in res.output
+    res = CliRunner().invoke(main, ["bench", str(tmp_path / "missing.onnx"), "--all-targets"])
+    assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_bench_all_targets_picks_compatible_installed(tmp_path):
+    mindir = built_artifacts()[1]["mindir"]
+    f = _targets_file(tmp_path, f"  mindir-fast:\n    engine: mindir\n    batch: {BATCH}\n"
+                                "    iterations: 5\n    warmup: {min: 2, window: 2, tolerance: 0.5}\n"
+                                "  mindir-cpu-1t:\n    engine: mindir\n    precision: int8\n")
+    res = CliRunner().invoke(main, ["bench", str(mindir), "--targets", f, "--all-targets", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert [r["target"] for r in report["results"]] == ["mindir-fast"]
+    assert "skipping target x86-edge-ort-1t" in res.stderr
+    assert "skipping target mindir-cpu-1t: precision mismatch" in res.stderr
+    assert {"target": "x86-edge-ort-1t", "reason": "target 'x86-edge-ort-1t' runs onnxruntime, which "
+            "cannot run this 'mindir' artifact (shufflenet_v2_x0_5.mindir); it runs onnx, onnx-raw, "
+            "onnx-fp16, onnx-int8"} in report["skipped"]
+
+
+def test_cpu_affinity_is_applied_in_the_agent():
+    if not hasattr(__import__("os"), "sched_setaffinity"):
+        pytest.skip("no sched_setaffinity on this OS")
+    onnx = built_artifacts()[1]["onnx"]
+    t = Target(name="pinned", engine="onnxruntime", threads=1, batch=BATCH, iterations=10,
+               affinity=(0,))
+    res = bench_target(onnx, t)
+    assert res.fingerprint["usable_cores"] == 1
+    with pytest.raises(RuntimeEngineError, match="benchmark agent on this machine failed: OSError"):
+        bench_target(onnx, dataclasses.replace(t, affinity=(4096,)))
+
+
+def test_bench_cli_artifact_without_metadata(tmp_path):
+    import onnx
+
+    proto = onnx.load(str(built_artifacts()[1]["onnx"]))
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(proto, str(bare))
+    res = CliRunner().invoke(main, ["bench", str(bare), "-t", "x86-edge-ort-1t"])
+    assert res.exit_code == 1 and "carries no shufflenet metadata" in res.output
+    assert "Traceback" not in res.output

@@ -1,0 +1,78 @@
+"""Edge formats (OpenVINO, MNN, ncnn): real conversions run in the real engines."""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+from conftest_export import LABELS, MODEL, NUM_CLASSES, SIZE, make_checkpoint
+
+# openvino, MNN and ncnn come with the `test` extra; pnnx (ncnn's converter) does not,
+# because its PyPI metadata pulls in torch, nor does TensorFlow (tflite, ~2.6 GB): without
+# them those cases are skipped, visibly, with the extra to install.
+_NEEDS = {"openvino": ("openvino",), "mnn": ("MNN",), "ncnn": ("ncnn", "pnnx"),
+          "tflite": ("onnx2tf", "tensorflow", "tf_keras", "ai_edge_litert")}
+AVAILABLE = [f for f, mods in _NEEDS.items() if all(importlib.util.find_spec(m) for m in mods)]
+EDGE_PARAMS = [pytest.param(f, marks=pytest.mark.skipif(
+    f not in AVAILABLE, reason=f"{' / '.join(_NEEDS[f])} not installed (pip install "
+                               f"\"shufflenet-toolchain[{f}]\")")) for f in _NEEDS]
+
+
+@pytest.fixture(scope="module")
+def edge_exports(tmp_path_factory):
+    from exporters import export_checkpoint
+
+    ckpt = make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+    out = tmp_path_factory.mktemp("edge")
+    return ckpt, {r.format: r for r in export_checkpoint(ckpt, AVAILABLE, out)}
+
+
+@pytest.fixture(scope="module")
+def reference(edge_exports):
+    import mindspore as ms
+
+    from shufflenet.checkpoint import load_checkpoint_file
+    from shufflenet.data.preprocess import EvalTransform, sample_photos
+    from shufflenet.models import create_model
+
+    net = create_model(MODEL, num_classes=NUM_CLASSES)
+    load_checkpoint_file(net, edge_exports[0])
+    net.set_train(False)
+    x = np.stack([EvalTransform(SIZE)(img) for _, img in sample_photos()[:3]]).astype(np.float32)
+    return x, net(ms.Tensor(x)).asnumpy()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", EDGE_PARAMS)
+def test_edge_format_round_trip_and_metadata(edge_exports, reference, fmt):
+    from exporters.formats import FORMATS
+    from exporters.metadata import read_artifact_metadata
+    from exporters.smoke import run_artifact
+    from shufflenet.checkpoint import sha256_file
+
+    ckpt, results = edge_exports
+    r = results[fmt]
+    for f in r.files:
+        assert os.path.getsize(f) > 0
+    x, ref = reference
+    got = run_artifact(fmt, r.path, x)
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() / np.abs(ref).max() <= FORMATS[fmt].tolerance
+    assert (got.argmax(1) == ref.argmax(1)).all()
+    meta = read_artifact_metadata(r.path)
+    assert meta["format"] == fmt and meta["labels"] == LABELS
+    assert meta["source_sha256"] == sha256_file(ckpt)
+    assert meta["library_versions"]  # engine version recorded
+    assert r.path + ".meta.json" in r.files
+
+
+def test_ncnn_needs_pnnx_extra_message(tmp_path, monkeypatch):
+    import exporters.formats as formats
+    from exporters import export_checkpoint
+    from shufflenet.errors import ExportError
+
+    monkeypatch.setattr(formats, "module_finder", lambda name: None)
+    with pytest.raises(ExportError, match=r'needs ncnn, pnnx.*shufflenet-toolchain\[ncnn\]'):
+        export_checkpoint(tmp_path / "x.ckpt", "ncnn", tmp_path)

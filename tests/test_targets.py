@@ -1,0 +1,121 @@
+"""Targets: built-ins, user files, errors that name the line and field, `shufflenet targets`."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from runtimes import ENGINES
+from runtimes.targets import (Budgets, Target, get_target, load_targets, parse_targets,
+                              parse_where)
+from shufflenet.errors import ConfigError
+from toolchain.cli import main
+
+
+def test_builtin_targets_are_valid_and_honest():
+    targets = load_targets()
+    assert {"x86-edge-ort-1t", "x86-edge-ort-4t", "x86-edge-openvino-1t",
+            "arm-phone-bigcore-mnn-1t", "arm-phone-bigcore-ncnn-4t",
+            "arm-phone-bigcore-litert-1t"} <= set(targets)
+    for t in targets.values():
+        assert t.engine in ENGINES and t.description
+        assert t.where == "local"  # built-ins never pretend to reach a device
+        assert t.format is None or t.format in ENGINES[t.engine].formats
+        assert t.source.startswith(str(load_targets.__globals__["BUILTIN_FILE"]))
+    ort4 = targets["x86-edge-ort-4t"]
+    assert ort4.threads == 4 and ort4.budgets.p99_ms == 20 and ort4.policy()["iterations"] == 100
+    with pytest.raises(Exception):  # frozen
+        ort4.threads = 2
+
+
+def test_user_file_adds_and_replaces(tmp_path):
+    f = tmp_path / "targets.yaml"
+    f.write_text("targets:\n"
+                 "  x86-edge-ort-1t:\n    engine: onnxruntime\n    threads: 2\n"
+                 "  box:\n    engine: openvino\n    batch: 4\n    affinity: [0, 1]\n"
+                 "    warmup: {window: 4, tolerance: 0.1}\n    time_budget_s: 2.5\n"
+                 "    where: ssh://me@box.local:2222\n"
+                 "    ssh: {identity_file: ~/.ssh/id, strict_host_key_checking: false}\n")
+    t = load_targets(f)
+    assert t["x86-edge-ort-1t"].threads == 2 and t["x86-edge-ort-1t"].budgets == Budgets()
+    box = t["box"]
+    assert (box.batch, box.affinity, box.warmup.window, box.warmup.tolerance) == (4, (0, 1), 4, 0.1)
+    assert box.is_remote and not box.ssh.strict_host_key_checking and box.ssh.python == "python3"
+    assert box.policy()["time_budget_s"] == 2.5 and box.source.endswith(":5")
+    assert "x86-edge-ort-4t" in t
+
+
+@pytest.mark.parametrize("body,line,match", [
+    ("  a:\n    engine: onnxruntime\n    thread: 2\n", 4, r"field 'thread': unknown field; did you mean 'threads'"),
+    ("  a:\n    engine: tensorrt\n", 3, r"field 'engine': unknown engine 'tensorrt'"),
+    ("  a:\n    threads: 2\n", 2, r"target 'a': missing required field 'engine'"),
+    ("  a:\n    engine: mnn\n    threads: four\n", 4, r"field 'threads': must be a number"),
+    ("  a:\n    engine: mnn\n    threads: 0\n", 4, r"field 'threads': must be positive"),
+    ("  a:\n    engine: mnn\n    where: http://x\n", 4, r"field 'where': must be 'local' or 'ssh://"),
+    ("  a:\n    engine: mnn\n    budgets: {p50_ms: 5, p95_ms: 9}\n", 4, r"field 'budgets.p95_ms': unknown"),
+    ("  a:\n    engine: mnn\n    precision: fp64\n", 4, r"field 'precision': must be one of"),
+    ("  a:\n    engine: mnn\n    format: onnx\n", 4, r"engine 'mnn' cannot run format 'onnx'"),
+    ("  a:\n    engine: mnn\n    affinity: [a]\n", 4, r"field 'affinity': must be a list of CPU ids"),
+    ("  a:\n    engine: mnn\n  a:\n    engine: ncnn\n", 4, r"target 'a': defined twice"),
+    ("  a:\n    engine: openvino\n    options: {inference_precison: f32}\n", 4,
+     r"field 'options.inference_precison': engine 'openvino' has no option"),
+    ("  a:\n    engine: [mnn\n", 4, r"not valid YAML"),
+])
+def test_bad_targets_file_names_line_and_field(tmp_path, body, line, match):
+    f = tmp_path / "t.yaml"
+    f.write_text("targets:\n" + body)
+    with pytest.raises(ConfigError, match=match) as err:
+        load_targets(f)
+    assert f"{f}:{line}:" in str(err.value)
+
+
+def test_top_level_shape_errors():
+    with pytest.raises(ConfigError, match=r"<string>:1: unknown top-level key 'target'"):
+        parse_targets("target:\n  a: {engine: mnn}\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        parse_targets("targets: [1, 2]\n")
+    assert parse_targets("") == {}
+
+
+def test_unknown_target_suggests_names():
+    with pytest.raises(ConfigError, match=r"unknown target 'x86-edge-ort-2t'; did you mean .*x86-edge-ort-1t"):
+        get_target("x86-edge-ort-2t", load_targets())
+
+
+def test_parse_where():
+    assert parse_where("local") == {"kind": "local"}
+    assert parse_where("ssh://pi@10.0.0.2:2200") == {"kind": "ssh", "user": "pi", "host": "10.0.0.2",
+                                                     "port": 2200}
+    assert parse_where("ssh://box")["port"] == 22
+    for bad in ("ssh://", "ssh://a@b:99999", "ssh://a@b/path", "adb://x"):
+        with pytest.raises(ValueError):
+            parse_where(bad)
+
+
+def test_targets_cli_table_and_json(tmp_path):
+    f = tmp_path / "t.yaml"
+    f.write_text("targets:\n  mine:\n    engine: onnxruntime\n    description: my box\n")
+    res = CliRunner().invoke(main, ["targets", "--targets", str(f)])
+    assert res.exit_code == 0, res.output
+    assert "x86-edge-ort-1t" in res.output and "mine" in res.output and "my box" in res.output
+    res = CliRunner().invoke(main, ["targets", "--json"])
+    rows = json.loads(res.output)
+    row = next(r for r in rows if r["name"] == "x86-edge-ort-1t")
+    assert row["installed"] is True and row["p50_ms"] == 15 and row["threads"] == 1
+
+
+def test_targets_cli_bad_file_is_one_clean_line(tmp_path):
+    f = tmp_path / "t.yaml"
+    f.write_text("targets:\n  mine:\n    engine: onnxruntime\n    budgets: {p99: 5}\n")
+    res = CliRunner().invoke(main, ["targets", "--targets", str(f)])
+    assert res.exit_code == 1
+    assert f"{f}:4: target 'mine' field 'budgets.p99': unknown field" in res.output
+    assert "Traceback" not in res.output
+    res = CliRunner().invoke(main, ["targets", "--targets", str(tmp_path / "missing.yaml")])
+    assert res.exit_code == 1 and "targets file not found" in res.output
+
+
+def test_target_is_a_plain_frozen_dataclass():
+    t = Target(name="x", engine="onnxruntime")
+    assert t.where == "local" and not t.is_remote and t.batch == 1 and t.precision == "fp32"

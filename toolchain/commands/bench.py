@@ -1,0 +1,122 @@
+"""``shufflenet bench``: measure an artifact on named targets, check their budgets."""
+from __future__ import annotations
+
+import click
+
+from ..options import json_option
+from ..output import echo_json, echo_table
+from .targets import targets_file_option
+
+
+def _select(artifact, names, all_targets, targets_file):
+    """The targets to run; with --all-targets only those that fit the artifact and are installed."""
+    from runtimes import ENGINES, available_engines
+    from runtimes.targets import get_target, load_targets
+    from shufflenet.errors import ConfigError, ShuffleNetError
+
+    from ..bench import check_compatible
+
+    table = load_targets(targets_file)
+    if names and all_targets:
+        raise click.UsageError("give --target NAME ... or --all-targets, not both")
+    if not names and not all_targets:
+        raise click.UsageError("say which targets: --target NAME (repeatable) or --all-targets")
+    if names:
+        return [get_target(n, table) for n in names], []
+    installed, chosen, skipped = available_engines(), [], []
+    for t in table.values():
+        try:
+            check_compatible(artifact, t)
+        except ConfigError as exc:
+            skipped.append((t.name, str(exc)))
+            continue
+        except ShuffleNetError:
+            raise
+        if not t.is_remote and ENGINES[t.engine].module and t.engine not in installed:
+            skipped.append((t.name, f"engine {t.engine} not installed here"))
+            continue
+        chosen.append(t)
+    if not chosen:
+        shown = "; ".join(w for _, w in skipped[:3])
+        raise ConfigError(f"no target fits {artifact} ({len(skipped)} checked): {shown}"
+                          + ("; ..." if len(skipped) > 3 else ""))
+    return chosen, skipped
+
+
+@click.command()
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False))
+@click.option("--target", "-t", "names", multiple=True, help="Target name (repeatable); see `shufflenet targets`.")
+@click.option("--all-targets", is_flag=True, help="Every target that fits the artifact and whose engine is installed.")
+@targets_file_option
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a latency histogram picture (PNG) here.")
+@json_option
+def bench(artifact, names, all_targets, targets_file, plot_path, as_json):
+    """Measure ARTIFACT's latency on targets and check their budgets.
+
+    Load time, first inference, warm-up until the latency is stable, then
+    the measured runs: p50/p90/p99/mean/std/min/max, throughput, peak RSS.
+    Exits non-zero when any budget fails.
+    """
+    from tqdm import tqdm
+
+    from shufflenet.errors import GateFailed
+
+    from ..bench import bench_target, check_budgets
+
+    chosen, skipped = _select(artifact, names, all_targets, targets_file)
+    for name, why in skipped:
+        click.echo(f"skipping target {name}: {why}", err=True)
+    results, checks = [], []
+    for t in chosen:
+        bar = tqdm(desc=f"{t.name}", unit="run", leave=False, file=click.get_text_stream("stderr"),
+                   disable=None)
+
+        def progress(phase, count, bar=bar):
+            bar.set_postfix_str(phase, refresh=False)
+            bar.n = count
+            bar.refresh()
+        try:
+            res = bench_target(artifact, t, progress=progress)
+        finally:
+            bar.close()
+        results.append(res)
+        checks.extend(check_budgets(res, t))
+    failed = [c for c in checks if not c.passed]
+    if as_json:
+        echo_json({"artifact": str(artifact), "results": [r.to_dict() for r in results],
+                   "budgets": [c.to_dict() for c in checks], "passed": not failed,
+                   "skipped": [{"target": n, "reason": why} for n, why in skipped]})
+    else:
+        _print_tables(results, checks)
+    if plot_path:
+        from ..bench.plot import plot_histograms
+
+        click.echo(f"latency histogram: {plot_histograms(results, plot_path)}", err=True)
+    if failed:
+        raise GateFailed(f"{len(failed)} of {len(checks)} budget(s) failed: " + ", ".join(
+            f"{c.target} {c.metric} {c.measured:.3g} > {c.limit:g}" for c in failed))
+
+
+def _print_tables(results, checks) -> None:
+    rows = [{"target": r.target, "engine": f"{r.engine} {r.engine_version}", "where": r.where,
+             "threads": r.threads, "batch": r.batch, "load_s": r.load_s,
+             "first_ms": r.first_inference_ms, "warmup": r.warmup.get("iterations"),
+             "p50_ms": r.p50_ms, "p90_ms": r.p90_ms, "p99_ms": r.p99_ms, "mean_ms": r.mean_ms,
+             "std_ms": r.std_ms, "min_ms": r.min_ms, "max_ms": r.max_ms,
+             "throughput_ips": r.throughput_ips, "peak_rss_mb": r.peak_rss_mb} for r in results]
+    echo_table(rows, [("target", "target"), ("engine", "engine"), ("where", "where"),
+                      ("threads", "thr"), ("batch", "batch"), ("load_s", "load s"),
+                      ("first_ms", "first ms"), ("warmup", "warm-up"), ("p50_ms", "p50 ms"),
+                      ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("mean_ms", "mean"),
+                      ("std_ms", "std"), ("min_ms", "min"), ("max_ms", "max"),
+                      ("throughput_ips", "img/s"), ("peak_rss_mb", "RSS MiB")])
+    if checks:
+        click.echo()
+        echo_table([c.to_dict() for c in checks],
+                   [("target", "target"), ("metric", "budget"), ("limit", "limit"),
+                    ("measured", "measured"), ("status", "result")])
+    if results:
+        fp = results[0].fingerprint
+        click.echo(f"\nmachine: {fp.get('cpu')}, {fp.get('logical_cores')} logical cores "
+                   f"({fp.get('usable_cores')} usable), {fp.get('system')}")

@@ -1,0 +1,39 @@
+"""``shufflenet targets``: the named deployment targets, built-in and your own."""
+from __future__ import annotations
+
+import click
+
+from ..options import json_option
+from ..output import echo_json, echo_table
+
+targets_file_option = click.option(
+    "--targets", "targets_file", type=click.Path(dir_okay=False), default=None,
+    help="A targets.yaml adding targets (or replacing built-ins of the same name).")
+
+
+def target_row(t, installed: list[str]) -> dict:
+    b = t.budgets
+    return {"name": t.name, "engine": t.engine, "installed": t.engine in installed,
+            "format": t.format or "any", "precision": t.precision, "threads": t.threads,
+            "batch": t.batch, "p50_ms": b.p50_ms, "p90_ms": b.p90_ms, "p99_ms": b.p99_ms,
+            "peak_rss_mb": b.peak_rss_mb, "where": t.where, "description": t.description,
+            "source": t.source}
+
+
+@click.command()
+@targets_file_option
+@json_option
+def targets(targets_file, as_json):
+    """List deployment targets: engine, threads, batch, latency/memory budgets, where."""
+    from runtimes import available_engines
+    from runtimes.targets import load_targets
+
+    installed = available_engines()
+    rows = [target_row(t, installed) for t in load_targets(targets_file).values()]
+    if as_json:
+        echo_json(rows)
+        return
+    echo_table(rows, [("name", "target"), ("engine", "engine"), ("installed", "here"),
+                      ("format", "format"), ("precision", "prec"), ("threads", "threads"),
+                      ("batch", "batch"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
+                      ("peak_rss_mb", "RSS MiB"), ("where", "where"), ("description", "description")])

@@ -1,0 +1,68 @@
+"""``shufflenet train -c RECIPE [options]``: MindCV's option names, both spellings.
+
+The options are generated from :data:`shufflenet.config.OPTIONS`, so the
+CLI, the YAML loader and the Python API accept exactly the same keys.
+"""
+from __future__ import annotations
+
+import click
+
+from ..options import json_option
+from ..output import echo_json, echo_table
+
+
+def _option(key, opt):
+    names = [f"--{key}"]
+    if "_" in key:
+        names.append(f"--{key.replace('_', '-')}")
+    help_ = opt.help + ("" if opt.default in (None, "") else f" [MindCV default: {opt.default}]")
+    if opt.type == "bool":
+        # `--distribute` alone means true, as in MindCV; `--distribute false` also works.
+        return click.option(*names, key, type=str, default=None, is_flag=False,
+                            flag_value="true", metavar="[BOOL]", help=help_)
+    if key == "mode":
+        return click.option(*names, key, type=str, default=None, metavar="0|1|graph|pynative",
+                            help=help_)
+    if opt.type == "list":
+        return click.option(*names, key, type=str, default=None, metavar="A,B,...", help=help_)
+    ctype = {"int": int, "float": float}.get(opt.type, str)
+    return click.option(*names, key, type=ctype, default=None, help=help_)
+
+
+def _with_recipe_options(fn):
+    from shufflenet.config import OPTIONS
+
+    for key in reversed(list(OPTIONS)):
+        fn = _option(key, OPTIONS[key])(fn)
+    return fn
+
+
+@click.command(context_settings={"max_content_width": 100})
+@click.option("-c", "--config", "recipe", default=None, metavar="RECIPE",
+              help="Recipe name (demo, shufflenet_v2_1.0_ascend, ...) or a YAML path.")
+@json_option
+@_with_recipe_options
+def train(recipe, as_json, **options):
+    """Train a model from a recipe; progress on stderr, a summary on stdout.
+
+    \b
+    shufflenet train -c demo
+    shufflenet train -c shufflenet_v2_1.0_ascend --data_dir /data/imagenet
+    msrun --worker_num=8 --local_worker_num=8 shufflenet train -c shufflenet_v2_1.0_ascend \\
+        --data_dir /data/imagenet --distribute
+    shufflenet train -c demo --ckpt_save_dir runs/demo --resume
+    """
+    from shufflenet.train import train as run_train
+
+    overrides = {k: v for k, v in options.items() if v is not None}
+    result = run_train(recipe, overrides)
+    row = {"run_dir": str(result.run_dir),
+           "best_ckpt": str(result.best_ckpt) if result.best_ckpt else None,
+           "last_ckpt": str(result.last_ckpt) if result.last_ckpt else None,
+           "seconds": result.seconds, **result.metrics}
+    if as_json:
+        echo_json(row)
+        return
+    columns = [("epoch", "epochs"), ("loss", "loss"), ("val_top1", "val top-1"),
+               ("val_top5", "val top-5"), ("seconds", "seconds"), ("best_ckpt", "best checkpoint")]
+    echo_table([row], [c for c in columns if c[0] in row])

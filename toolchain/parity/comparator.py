@@ -1,0 +1,281 @@
+"""Run the checkpoint and every (artifact, engine) pair on the same inputs; compare.
+
+The comparator needs only :func:`runtimes.create_runner` (the ``.ckpt`` runs
+on engine ``mindspore``, the reference) and the artifacts' metadata. Inputs
+are preprocessed once per batch and fed to every runner; metrics stream.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from shufflenet.errors import CheckpointError, ConfigError, GateFailed, ShuffleNetError
+
+from .inputs import resolve_inputs
+from .metrics import PairMetrics
+from .profiles import load_profile
+from .report import PairResult, ParityReport
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_BATCH", "check_artifacts", "run_parity"]
+
+DEFAULT_BATCH = 8
+LOCALIZE_SAMPLES = 4
+
+
+def _transform_of(meta: dict):
+    from shufflenet.data.preprocess import EvalTransform
+
+    return EvalTransform.from_metadata(meta)
+
+
+def check_artifacts(ref_meta: dict, artifacts: list, ckpt_sha: str,
+                    checkpoint_has_preprocessing: bool = True):
+    """Read every artifact's metadata and refuse ones that cannot be compared.
+
+    Model and class count must match the checkpoint; preprocessing must match
+    the checkpoint's, or -- for a checkpoint without preprocessing metadata --
+    agree across the artifacts. Returns ``(transform, [(path, metadata,
+    source_matches_checkpoint)])``.
+    """
+    from exporters.metadata import read_artifact_metadata
+
+    ref_tf, ref_name = (_transform_of(ref_meta), "the checkpoint") if checkpoint_has_preprocessing \
+        else (None, None)
+    out = []
+    for path in artifacts:
+        meta = read_artifact_metadata(path)
+        name = Path(path).name
+        if meta.get("model") and meta["model"] != ref_meta["model"]:
+            raise ConfigError(f"{name} is an export of {meta['model']} but the checkpoint is "
+                              f"{ref_meta['model']}: parity needs artifacts of the same model")
+        if int(meta.get("num_classes", ref_meta["num_classes"])) != int(ref_meta["num_classes"]):
+            raise ConfigError(f"{name} has {meta['num_classes']} classes but the checkpoint has "
+                              f"{ref_meta['num_classes']}: not an export of this checkpoint")
+        tf = _transform_of(meta)
+        if ref_tf is None:
+            ref_tf, ref_name = tf, name
+        if tf != ref_tf:
+            want = ref_tf.to_dict()
+            diff = ", ".join(f"{k} {v} vs {want[k]}" for k, v in tf.to_dict().items() if v != want[k])
+            raise ConfigError(f"{name} expects different preprocessing than {ref_name} ({diff}); "
+                              "re-export it from this checkpoint")
+        src = meta.get("source_sha256")
+        match = None if not src else src == ckpt_sha
+        if match is False:
+            log.warning("%s was exported from another checkpoint file (sha256 %s...)", name, src[:12])
+        out.append((str(path), meta, match))
+    return ref_tf, out
+
+
+def _candidate_engines(path: str, requested: list[str] | None) -> list[str]:
+    from runtimes import engines_for_artifact
+
+    able = engines_for_artifact(path)
+    if not requested:
+        if not able:
+            everyone = engines_for_artifact(path, installed_only=False)
+            raise ConfigError(f"no installed engine runs {Path(path).name}; engines for it: "
+                              f"{', '.join(everyone) or 'none'}")
+        return able
+    chosen = [e for e in requested if e in able]
+    return chosen
+
+
+def _infer(runner, x: np.ndarray) -> np.ndarray:
+    """Run ``x`` through a runner whose graph may have a fixed batch size."""
+    shape = runner.input_spec().shape
+    fixed = shape[0] if shape and isinstance(shape[0], int) and shape[0] > 0 else None
+    if fixed is None or fixed == len(x):
+        return runner.infer(x)
+    outs = []
+    for i in range(0, len(x), fixed):
+        part = x[i:i + fixed]
+        n = len(part)
+        if n < fixed:
+            part = np.concatenate([part, np.repeat(part[-1:], fixed - n, 0)])
+        outs.append(runner.infer(part)[:n])
+    return np.concatenate(outs)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="parity", file=sys.stderr, disable=not enabled,
+                leave=False)
+
+
+def _open_pairs(stack, checked, requested, profile, threads, engine_options) -> list[PairResult]:
+    """One activated runner per (artifact, engine); a runner that fails to load is an ERROR pair."""
+    from runtimes import create_runner
+
+    pairs = []
+    for path, meta, match in checked:
+        chosen = _candidate_engines(path, requested)
+        if not chosen:
+            raise ConfigError(f"none of the requested engines ({', '.join(requested)}) runs "
+                              f"{Path(path).name}; engines for it: "
+                              f"{', '.join(_candidate_engines(path, None))}")
+        for engine in chosen:
+            prof = load_profile(profile, meta.get("precision"))
+            pair = PairResult(path, str(meta.get("format", "?")), str(meta.get("precision", "fp32")),
+                              engine, profile=prof.to_dict(), source_matches_checkpoint=match)
+            pair.gate_profile = prof
+            pair.accumulator = PairMetrics(confidence=prof.get("confidence", 0.95))
+            try:
+                pair.runner = stack.enter_context(create_runner(
+                    engine, path, threads=threads, **dict(engine_options.get(engine, {}))))
+                pair.engine_version = pair.runner.info().engine_version
+            except ShuffleNetError as exc:
+                pair.error = str(exc)
+            except Exception as exc:  # engine-internal failure while loading the file
+                pair.error = f"{engine} cannot load {Path(path).name}: {_first_line(exc)}"
+            pairs.append(pair)
+    return pairs
+
+
+def _stream(inputs, transform, batch_size: int, reference, pairs, progress: bool):
+    """Feed every batch to the reference and each pair; returns the first few samples."""
+    first = None
+    with _progress(len(inputs), progress) as bar:
+        for batch in inputs.batches(transform, batch_size):
+            if first is None:
+                first = batch.x[:LOCALIZE_SAMPLES]
+            ref_out = reference.infer(batch.x)
+            for pair in pairs:
+                if pair.error:
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    pair.accumulator.update(ref_out, _infer(pair.runner, batch.x), batch.labels)
+                except ShuffleNetError as exc:
+                    pair.error = str(exc)
+                except Exception as exc:  # an engine that cannot run the file is a finding
+                    pair.error = (f"{pair.engine} failed to run {Path(pair.artifact).name}: "
+                                  f"{_first_line(exc)}")
+                pair.seconds += time.perf_counter() - t0
+            bar.update(len(batch.x))
+    return first
+
+
+def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, split: str = "val",
+               samples: int | None = None, random: int | None = None, profile=None,
+               batch_size: int = DEFAULT_BATCH, threads: int | None = None, localize: bool = True,
+               progress: bool = True, raise_on_fail: bool = False, model: str | None = None,
+               num_classes: int | None = None, engine_options: dict | None = None) -> ParityReport:
+    """Compare a checkpoint with each artifact on each engine that can run it.
+
+    ``profile``: ``None`` (each artifact's precision picks fp32/fp16/int8),
+    a profile name, or a YAML/JSON file of overrides. ``model`` /
+    ``num_classes`` are used only when the checkpoint's metadata lacks them
+    (e.g. a MindCV release). ``engine_options`` maps an engine name to runner
+    options, e.g. ``{"openvino": {"inference_precision": "bf16"}}``; those of
+    ``mindspore`` go to the reference (``{"mode": "graph"}``). Returns a
+    :class:`ParityReport`; with ``raise_on_fail`` a failing pair raises
+    :class:`GateFailed` (after the report is built).
+
+    >>> report = run_parity("best.ckpt", ["m.onnx", "m.int8.onnx"])   # doctest: +SKIP
+    >>> report.passed, [p.status for p in report.pairs]               # doctest: +SKIP
+    """
+    from runtimes import create_runner
+    from shufflenet import __version__
+    from shufflenet.checkpoint import read_metadata, sha256_file
+
+    started = time.perf_counter()
+    artifacts = [str(a) for a in (artifacts or [])]
+    if not artifacts:
+        raise ConfigError("give at least one artifact to compare with the checkpoint")
+    if batch_size is None or batch_size < 1:
+        raise ConfigError(f"batch size must be positive, got {batch_size}")
+    if not Path(checkpoint).is_file():
+        raise CheckpointError(f"checkpoint not found: {checkpoint}")
+    requested = [e.lower() for e in engines] if engines else None
+    if requested:
+        from runtimes import get_engine
+
+        for e in requested:
+            get_engine(e)                 # unknown engine -> clear error
+    engine_options = engine_options or {}
+    ref_options = dict(engine_options.get("mindspore", {}))   # e.g. mode="graph"
+    ref_options.update({k: v for k, v in (("model", model), ("num_classes", num_classes)) if v})
+    reference = create_runner("mindspore", checkpoint, threads=threads, **ref_options)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(reference)
+        ref_meta = dict(reference.metadata)
+        ckpt_sha = sha256_file(checkpoint)
+        own_preprocessing = "image_size" in read_metadata(checkpoint)
+        transform, checked = check_artifacts(ref_meta, artifacts, ckpt_sha, own_preprocessing)
+        inputs = resolve_inputs(images=images, dataset=dataset, split=split, samples=samples,
+                                random=random, image_size=transform.image_size,
+                                model_labels=ref_meta.get("labels"),
+                                num_classes=int(ref_meta["num_classes"]))
+        pairs = _open_pairs(stack, checked, requested, profile, threads, engine_options)
+        first = _stream(inputs, transform, batch_size, reference, pairs, progress)
+    for pair in pairs:
+        pair.runner = None                   # closed by the ExitStack above
+        if pair.error:
+            continue
+        pair.metrics = pair.accumulator.result()
+        pair.checks = pair.gate_profile.evaluate(pair.metrics)
+        if not pair.passed and localize and first is not None:
+            pair.divergence = _localize(checkpoint, pair, first, pair.gate_profile, threads, ref_meta,
+                                        engine_options.get(pair.engine, {}))
+    report = ParityReport(
+        checkpoint=str(checkpoint), checkpoint_sha256=ckpt_sha, model=ref_meta["model"],
+        num_classes=int(ref_meta["num_classes"]),
+        reference={"engine": "mindspore", "version": reference.info().engine_version,
+                   "artifact": str(checkpoint)},
+        inputs=inputs.fingerprint(transform.to_dict()), pairs=pairs,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        seconds=time.perf_counter() - started, toolchain_version=__version__)
+    if not own_preprocessing:
+        report.notes.append("the checkpoint carries no preprocessing metadata; images were "
+                            "prepared as the artifacts' metadata describes")
+    if inputs.kind == "random":
+        report.notes.append("inputs are random tensors, not images: agreement on them says "
+                            "little about agreement on real data")
+    for pair in pairs:
+        if pair.source_matches_checkpoint is False:
+            report.notes.append(f"{Path(pair.artifact).name} records another source checkpoint "
+                                "(sha256 differs)")
+    if raise_on_fail and not report.passed:
+        raise GateFailed(failure_message(report))
+    return report
+
+
+def _localize(checkpoint, pair: PairResult, x: np.ndarray, prof, threads, ref_meta, options):
+    from .layers import localize_divergence
+
+    try:
+        return localize_divergence(checkpoint, pair.artifact, pair.format, x,
+                                   threshold=prof.get("layer_rel_error", 1e-3), engine=pair.engine,
+                                   threads=threads, options=options, model_name=ref_meta.get("model"),
+                                   num_classes=ref_meta.get("num_classes"))
+    except Exception as exc:  # localisation is a diagnosis; never hide the verdict behind it
+        from .report import LayerDivergence
+
+        log.warning("layer localisation failed for %s: %s", pair.name, exc)
+        return LayerDivergence(False, f"localisation failed: {str(exc).splitlines()[0][:200]}")
+
+
+def failure_message(report: ParityReport) -> str:
+    """The one-line error the CLI prints when pairs fail (details are in the table)."""
+    bad = report.failed()
+    names = []
+    for p in bad:
+        where = p.divergence.first_divergent if p.divergence else None
+        tail = f", first divergent layer {where}" if where else ""
+        names.append(f"{p.name} ({p.status.lower()}{tail})")
+    return f"parity failed for {len(bad)} of {len(report.pairs)} pair(s): " + ", ".join(names)

@@ -1,0 +1,194 @@
+"""Parity gates: thresholds per precision, overridable per metric.
+
+A profile is a flat mapping of gate name -> threshold (``None`` disables a
+gate). Built-in profiles: ``fp32`` (strict: the file must compute the same
+function), ``fp16`` (rounding of half precision allowed), ``int8`` (judged on
+decisions -- top-1 agreement and accuracy -- not on raw error, which
+quantisation changes by design). A YAML/JSON file overrides any subset:
+
+.. code-block:: yaml
+
+    base: int8              # optional, default: the artifact's precision
+    min_top1_agreement: 0.95
+    max_accuracy_drop: 0.01
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shufflenet.errors import ConfigError
+
+__all__ = ["GATES", "PROFILES", "Profile", "GateCheck", "load_profile", "profile_for_precision"]
+
+# gate -> (metric key in PairMetrics.result(), "max" | "min", description)
+GATES = {
+    "max_abs_error": ("max_abs_error", "max", "largest absolute logit difference"),
+    "mean_abs_error": ("mean_abs_error", "max", "mean absolute logit difference"),
+    "max_rel_error": ("max_rel_error", "max", "worst sample's max |diff| / max |reference logit|"),
+    "min_cosine": ("min_cosine", "min", "worst sample's cosine similarity of the logits"),
+    "min_mean_cosine": ("mean_cosine", "min", "mean cosine similarity of the logits"),
+    "min_psnr_db": ("psnr_db", "min", "PSNR of the logits (dB)"),
+    "min_top1_agreement": ("top1_agreement", "min",
+                           "share of samples with the same top-1 class (fails when its Wilson "
+                           "interval lies below the threshold)"),
+    "min_top5_overlap": ("top5_overlap", "min", "mean overlap of the top-5 sets"),
+    "max_accuracy_drop": ("accuracy_drop", "max",
+                          "top-1 accuracy lost vs the checkpoint (labelled data only; fails when "
+                          "the whole interval of the drop exceeds the threshold)"),
+}
+# settings that are not gates on the final output
+SETTINGS = {
+    "alpha": "a drop with exact McNemar p below alpha fails (labelled data only)",
+    "confidence": "confidence level of the accuracy-delta interval",
+    "layer_rel_error": "relative RMS error above which a layer counts as diverged",
+}
+
+_COMMON = {"max_abs_error": None, "mean_abs_error": None, "min_mean_cosine": None,
+           "confidence": 0.95}
+PROFILES: dict[str, dict] = {
+    # the file must compute the same function: any flip or real drop fails
+    "fp32": dict(_COMMON, max_rel_error=1e-3, min_cosine=0.99999, min_psnr_db=60.0,
+                 min_top1_agreement=0.999, min_top5_overlap=0.99, max_accuracy_drop=0.001,
+                 alpha=0.05, layer_rel_error=1e-3),
+    # half-precision rounding allowed, decisions must hold
+    "fp16": dict(_COMMON, max_rel_error=3e-2, min_cosine=0.999, min_psnr_db=35.0,
+                 min_top1_agreement=0.95, min_top5_overlap=0.9, max_accuracy_drop=0.005,
+                 alpha=0.05, layer_rel_error=2e-2),
+    # quantisation changes raw values by design: judge decisions and accuracy
+    "int8": dict(_COMMON, max_rel_error=None, min_cosine=None, min_mean_cosine=0.95,
+                 min_psnr_db=None, min_top1_agreement=0.85, min_top5_overlap=0.8,
+                 max_accuracy_drop=0.02, alpha=None, layer_rel_error=0.3),
+}
+PROFILES["bf16"] = dict(PROFILES["fp16"], max_rel_error=6e-2, min_cosine=0.995, min_psnr_db=30.0,
+                        layer_rel_error=5e-2)
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One gate applied to one pair; ``ci`` is set for the gates on sampled decisions."""
+
+    gate: str
+    threshold: float
+    value: float | None
+    passed: bool
+    description: str = ""
+    ci: tuple | None = None
+
+    def to_dict(self) -> dict:
+        out = {"gate": self.gate, "threshold": self.threshold, "value": self.value,
+               "passed": self.passed}
+        if self.ci is not None:
+            out["ci"] = list(self.ci)
+        return out
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Named thresholds; ``source`` says where they came from.
+
+    Gates on numerical error compare the observed value with the threshold.
+    The two gates on sampled *decisions* account for the sample size: top-1
+    agreement fails when its Wilson interval lies wholly below the threshold,
+    and the accuracy drop fails when the Newcombe interval of the delta lies
+    wholly below ``-max_accuracy_drop`` -- one flip in 30 images is noise,
+    twenty in 300 is a finding. ``alpha`` (fp32/fp16) additionally fails any
+    drop that the exact McNemar test finds significant.
+    """
+
+    name: str
+    thresholds: dict = field(default_factory=dict)
+    source: str = "built-in"
+
+    def get(self, key: str, default=None):
+        value = self.thresholds.get(key)
+        return default if value is None else value
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "source": self.source, "thresholds": dict(self.thresholds)}
+
+    def evaluate(self, metrics: dict) -> list[GateCheck]:
+        """Apply every enabled gate to ``metrics`` (a PairMetrics result)."""
+        from .statistics import wilson_interval
+
+        checks = []
+        values = dict(metrics)
+        acc = metrics.get("accuracy")
+        confidence = float(self.get("confidence", 0.95))
+        if acc:
+            values["accuracy_drop"] = -acc["delta"]
+        for gate, (key, kind, desc) in GATES.items():
+            threshold = self.thresholds.get(gate)
+            if threshold is None or key not in values:
+                continue
+            value = values[key]
+            ci = None
+            if gate == "min_top1_agreement" and metrics.get("samples"):
+                n = int(metrics["samples"])
+                ci = wilson_interval(int(round(value * n)), n, confidence)
+                ok = ci[1] >= threshold
+            elif gate == "max_accuracy_drop":
+                ci = (-acc["ci_high"], -acc["ci_low"])          # interval of the drop
+                ok = ci[0] <= threshold
+            else:
+                ok = value <= threshold if kind == "max" else value >= threshold
+            if isinstance(value, float) and math.isnan(value):
+                ok = False
+            checks.append(GateCheck(gate, threshold, value, bool(ok), desc, ci))
+        alpha = self.thresholds.get("alpha")
+        if acc and alpha is not None:
+            significant = acc["delta"] < 0 and acc["mcnemar_p"] < alpha
+            checks.append(GateCheck("no_significant_drop", alpha, acc["mcnemar_p"], not significant,
+                                    "accuracy drop with exact McNemar p < alpha"))
+        return checks
+
+
+def profile_for_precision(precision: str | None) -> Profile:
+    """The built-in profile for an artifact precision (unknown -> fp32)."""
+    name = str(precision or "fp32").lower()
+    return Profile(name if name in PROFILES else "fp32", dict(PROFILES.get(name, PROFILES["fp32"])))
+
+
+def load_profile(spec: str | os.PathLike | None, precision: str | None = None) -> Profile:
+    """A built-in name (``fp32``/``fp16``/``int8``/``bf16``), a YAML/JSON file, or None.
+
+    A file's keys override its ``base`` profile (default: the precision's).
+    Unknown keys are an error, so a typo never silently disables a gate.
+    """
+    if spec is None:
+        return profile_for_precision(precision)
+    if str(spec).lower() in PROFILES and not Path(str(spec)).is_file():
+        return profile_for_precision(str(spec).lower())
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"unknown parity profile {str(spec)!r}: use one of "
+                          f"{', '.join(sorted(PROFILES))} or a YAML/JSON file")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
+        raise ConfigError(f"cannot parse parity profile {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"parity profile {path} must be a mapping of gate: threshold")
+    base = str(data.pop("base", precision or "fp32")).lower()
+    if base not in PROFILES:
+        raise ConfigError(f"parity profile {path}: unknown base {base!r} "
+                          f"(use one of {', '.join(sorted(PROFILES))})")
+    unknown = sorted(set(data) - set(GATES) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(f"parity profile {path}: unknown key(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(list(GATES) + list(SETTINGS))}")
+    thresholds = dict(PROFILES[base])
+    for key, value in data.items():
+        if value is not None and not isinstance(value, (int, float)):
+            raise ConfigError(f"parity profile {path}: {key} must be a number or null, got {value!r}")
+        thresholds[key] = None if value is None else float(value)
+    return Profile(f"{base}+{path.name}", thresholds, source=str(path))

@@ -37,6 +37,10 @@ def _ours(model, classes, steps_total, args):
     lr = build_lr(cfg, steps_total)
     cell = build_train_cell(net, cfg, create_optimizer(net, cfg, lr), "O0")
     cell.set_train(True)
+    if args.jit_level:
+        from mindspore import JitConfig
+
+        cell.set_jit_config(JitConfig(jit_level=args.jit_level))
     return cell, sum(p.size for p in net.get_parameters())
 
 
@@ -74,6 +78,8 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=5, help="timed steps per side per round")
     p.add_argument("--threads", type=int, default=None, help="MindSpore CPU threads")
     p.add_argument("--mode", type=int, default=0, help="0 graph, 1 PyNative")
+    p.add_argument("--jit-level", default=None, choices=("O0", "O1", "O2"),
+                   help="JIT level for our step only (experiment)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 

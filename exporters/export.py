@@ -239,10 +239,13 @@ def export_checkpoint(checkpoint, formats, out_dir, model: str | None = None,
         out_dir.mkdir(parents=True, exist_ok=True)
         ctx = ExportContext(source, out_dir, batch, str(calib_dir) if calib_dir else None,
                             dataset, int(calib_samples))
+        from tqdm import tqdm
+
         results = []
-        for n in names:
-            log.info("exporting %s", n)
-            results.append(run_export(ctx, n))
+        with tqdm(names, desc="export", unit="format", leave=False, disable=None) as bar:
+            for n in bar:
+                bar.set_postfix_str(n)
+                results.append(run_export(ctx, n))
         return results
     finally:
         ms.set_context(mode=mode)

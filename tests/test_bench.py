@@ -58,7 +58,7 @@ def test_time_budget_mode():
 
 def test_warm_up_waits_for_stability_and_is_capped():
     # latency that halves for a while, then settles: stable only after it settles
-    delays = [0.008, 0.004, 0.002, 0.001] + [0.0005] * 100
+    delays = [0.008, 0.004, 0.002, 0.001] + [0.0005] * 400
     it = iter(delays)
     warm = agent.warm_up(lambda: time.sleep(next(it)), {"warmup_min": 2, "warmup_window": 3,
                                                           "warmup_tolerance": 0.5})

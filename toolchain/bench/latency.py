@@ -65,7 +65,7 @@ class LatencyResult:
 
 def measure_latency(runner, batch: np.ndarray, policy: dict | None = None,
                     progress=None) -> LatencyResult:
-    """Measure ``runner`` (activated here if it is not) on ``batch``.
+    """Measure ``runner`` on ``batch``; pass it inactive so the load time is measured too.
 
     ``policy`` takes the keys of :data:`runtimes.agent.DEFAULT_POLICY`;
     ``progress`` is an optional callable ``(phase, runs_done)`` for a progress bar.

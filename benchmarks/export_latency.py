@@ -10,7 +10,8 @@ the ratios vs naive, int8 top-1 agreement with fp32 on real photos (views
 of the photos shipped with scikit-learn/-image, disjoint from the
 calibration views), and the compute floor 2 x MACs / peak FLOP/s.
 
-    python benchmarks/export_latency.py [--ckpt CKPT] [--rounds 300] [--json out.json]
+    python benchmarks/export_latency.py [--ckpt CKPT] [--eval-set photos|demo] [--rounds 300]
+                                        [--json out.json] [--keep]
 """
 from __future__ import annotations
 
@@ -116,6 +117,7 @@ def main(argv=None) -> int:
                          "shipped photos (calibration and evaluation views disjoint), or the "
                          "demo digits (calibrate on train, evaluate on all 360 val images)")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--keep", action="store_true", help="keep the exported files (printed)")
     args = ap.parse_args(argv)
 
     import onnxruntime as ort
@@ -189,11 +191,17 @@ def main(argv=None) -> int:
           f"{'; an untrained net: agreement is noise' if not args.ckpt else ''})")
     print(f"compute floor: 2 x {macs / 1e6:.1f} MMACs / peak ({peak_desc} per thread)")
     print("targets: onnx <= 0.90x naive; onnx-int8 <= 0.60x naive with >= 99% agreement")
+    if args.keep:
+        print(f"artifacts kept in {work / 'out'}")
+    else:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps({
             "model": src.model_name, "size": args.size, "rows": rows, "agreement": agreement,
             "margin": margin, "eval_set": args.eval_set, "macs": macs,
-            "peak_flops_per_thread": peak, "ckpt": str(ckpt)}, indent=2))
+            "peak_flops_per_thread": peak, "ckpt": str(args.ckpt or "random")}, indent=2))
     return 0
 
 

@@ -3,7 +3,7 @@
 1,797 real 8x8 grey-level scans of digits 0-9 (UCI "optdigits"), shipped
 inside scikit-learn, so it works offline. Images are upscaled (bilinear) to
 ``size`` and replicated to RGB. The split is fixed: a seeded, stratified
-80/20 train/val split (1,437 / 360 images).
+80/20 train/val split (1,438 / 359 images).
 """
 from __future__ import annotations
 

@@ -68,6 +68,33 @@ def _time(cell, x, y, steps):
     return time.perf_counter() - start
 
 
+def breakdown(cell, x, y, steps: int) -> dict:
+    """Seconds per batch of our step's parts: forward, forward+backward, whole step."""
+    import mindspore as ms
+    from mindspore import nn
+
+    with_loss = cell.network
+    grad = nn.ForwardValueAndGrad(with_loss, weights=cell.weights, get_by_list=True)
+
+    @ms.jit
+    def fwd(a, b):
+        return with_loss(a, b)
+
+    @ms.jit
+    def fwd_bwd(a, b):
+        return grad(a, b)
+
+    out = {}
+    for name, fn in (("forward", fwd), ("forward+backward", fwd_bwd), ("step", cell)):
+        fn(x, y)  # compile
+        start = time.perf_counter()
+        for _ in range(steps):
+            r = fn(x, y)
+        (r[0] if isinstance(r, tuple) else r).asnumpy()
+        out[name] = round((time.perf_counter() - start) / steps, 4)
+    return out
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="shufflenet_v2_x0_5")
@@ -80,6 +107,8 @@ def main(argv=None) -> dict:
     p.add_argument("--mode", type=int, default=0, help="0 graph, 1 PyNative")
     p.add_argument("--jit-level", default=None, choices=("O0", "O1", "O2"),
                    help="JIT level for our step only (experiment)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also time our forward / forward+backward / step separately")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
@@ -114,6 +143,8 @@ def main(argv=None) -> dict:
               "first_step_s": {n: round(v, 2) for n, v in compile_s.items()},
               "img_per_s": {n: round(v, 2) for n, v in ips.items()},
               "ratio_ours_over_mindcv": round(ips["ours"] / ips["mindcv"], 3)}
+    if args.breakdown:
+        result["ours_seconds_per_batch"] = breakdown(sides["ours"][0], x, y, args.steps)
     if args.json:
         print(json.dumps(result))
     else:
@@ -123,6 +154,8 @@ def main(argv=None) -> dict:
             print(f"  {n:7s} {ips[n]:8.1f} img/s  (params {result['params'][n]:,}, "
                   f"first step {compile_s[n]:.1f} s)")
         print(f"  ratio ours/mindcv: {result['ratio_ours_over_mindcv']:.3f}x")
+        for part, secs in result.get("ours_seconds_per_batch", {}).items():
+            print(f"  ours {part:17s} {secs * 1000:8.1f} ms/batch")
     return result
 
 

@@ -160,7 +160,8 @@ def run_export(ctx: ExportContext, name: str) -> ExportResult:
 
     spec = FORMATS[name]
     start = time.perf_counter()
-    stage = Path(tempfile.mkdtemp(prefix=f".{ctx.stem}.{name}.", dir=ctx.out_dir))
+    # absolute: some converters (pnnx, onnx2tf) run in another working directory
+    stage = Path(tempfile.mkdtemp(prefix=f".{ctx.stem}.{name}.", dir=ctx.out_dir)).resolve()
     try:
         built = BUILDERS[name](ctx, stage)
         if built.smoke_input is not None:

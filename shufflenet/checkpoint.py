@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 META_KEY = "__toolchain_meta__"
 # Keys MindSpore's own training loop stores next to the weights.
 _BOOKKEEPING = {"epoch_num", "step_num", "global_step", "learning_rate", "loss_scale",
-                "current_iterator_step", "last_overflow_iterator_step", "scale_sense"}
+                "current_iterator_step", "last_overflow_iterator_step", "scale_sense",
+                "momentum"}  # nn.Momentum/nn.SGD keep their momentum scalar as a Parameter
 # Prefixes under which optimizers keep per-parameter state.
 OPTIMIZER_PREFIXES = ("moments.", "momentum.", "adam_m.", "adam_v.", "moment1.", "moment2.",
                       "accum.", "stat.", "beta1_power", "beta2_power")

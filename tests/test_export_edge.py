@@ -26,7 +26,17 @@ def edge_exports(tmp_path_factory):
 
     ckpt = make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
     out = tmp_path_factory.mktemp("edge")
-    return ckpt, {r.format: r for r in export_checkpoint(ckpt, AVAILABLE, out)}
+    # a *relative* output folder, as `shufflenet pipeline -o runs/x` gives: converters that
+    # run in their own working directory (pnnx, onnx2tf) once failed on relative paths
+    cwd = os.getcwd()
+    os.chdir(out.parent)
+    try:
+        results = export_checkpoint(ckpt, AVAILABLE, out.name)
+        return ckpt, {r.format: r.__class__(**{**r.to_dict(), "path": str(out.parent / r.path),
+                                               "files": [str(out.parent / f) for f in r.files]})
+                      for r in results}
+    finally:
+        os.chdir(cwd)
 
 
 @pytest.fixture(scope="module")

@@ -79,6 +79,16 @@ def test_unknown_key_names_closest_valid(bad, hint):
         make_config("demo", bad)
 
 
+def test_recipe_dict_round_trips_without_run_switches():
+    from shufflenet.config import recipe_dict
+
+    cfg = make_config("demo", {"resume": True, "progress": False, "lr": 0.01})
+    data = recipe_dict(cfg)
+    assert "resume" not in data and "progress" not in data
+    again = make_config(dict(cfg))
+    assert again.lr == 0.01 and again.recipe == "demo"
+
+
 def test_dash_spellings_and_types():
     cfg = make_config("demo", {"epoch-size": "3", "--batch-size": 8, "val_while_train": "false",
                                "scale": "0.5,1.0", "mode": "pynative"})

@@ -65,3 +65,43 @@ def test_checkpoint_policies_and_best(tmp_path, net, policy, metrics, kept):
     again = CheckpointManager(tmp_path, "m", policy, keep_max=2)
     assert [e["epoch"] for e in again.entries] == kept and again.best["metric"] == 0.9
     assert json.loads((tmp_path / "checkpoints.json").read_text())["best"]["epoch"] == 2
+
+
+def test_matmul_stem_is_the_same_convolution():
+    """Same parameter (name, data) and the same outputs and weight gradients as Conv2D."""
+    import mindspore as ms
+    from mindspore import nn
+
+    from shufflenet.train.fast_stem import MatmulConv2d, use_matmul_stem
+
+    ms.set_seed(0)
+    conv = nn.Conv2d(3, 24, 3, 2, pad_mode="pad", padding=1, has_bias=False)
+    fast = MatmulConv2d(conv)
+    assert fast.weight is conv.weight
+    x = ms.Tensor(np.random.default_rng(0).standard_normal((2, 3, 37, 50), dtype=np.float32))
+    want, got = conv(x).asnumpy(), fast(x).asnumpy()
+    assert got.shape == want.shape == (2, 24, 19, 25)
+    assert np.allclose(got, want, atol=1e-5)
+    params = ms.ParameterTuple([conv.weight])
+    g_want = nn.ForwardValueAndGrad(_sum_of_squares(conv), weights=params, get_by_list=True)(x)[1][0]
+    g_got = nn.ForwardValueAndGrad(_sum_of_squares(fast), weights=params, get_by_list=True)(x)[1][0]
+    assert np.allclose(g_got.asnumpy(), g_want.asnumpy(), rtol=1e-4, atol=1e-4)
+
+    model = create_model("shufflenet_v2_x0_5", num_classes=10)
+    names = [p.name for p in model.get_parameters()]
+    assert use_matmul_stem(model)
+    assert [p.name for p in model.get_parameters()] == names
+
+
+def _sum_of_squares(cell):
+    from mindspore import nn
+
+    class SumOfSquares(nn.Cell):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def construct(self, x):
+            return (self.inner(x) ** 2).sum()
+
+    return SumOfSquares(cell)

@@ -75,6 +75,10 @@ def test_validate_reproduces_the_training_metric(demo_run):
     assert res["num_images"] == 96
     assert res["top1"] == pytest.approx(meta["metrics"]["val_top1"], abs=1e-6)
     assert res["top5"] >= res["top1"]
+    # the resumable last.ckpt (weights + optimizer state) validates too
+    last = validate(ckpt_path=str(run_dir / "last.ckpt"), dataset="demo", num_samples=16, mode=1,
+                    progress=False)
+    assert last["num_images"] == 16
 
 
 def test_cli_validate_json_and_errors(demo_run, tmp_path):
@@ -96,8 +100,12 @@ def test_cli_validate_json_and_errors(demo_run, tmp_path):
 
 
 def test_resume_needs_a_last_checkpoint(tmp_path):
+    from shufflenet.config import make_config
+
+    cfg = make_config("demo", {"ckpt_save_dir": str(tmp_path), "progress": False})
     with pytest.raises(CheckpointError, match="nothing to resume"):
-        train("demo", {"ckpt_save_dir": str(tmp_path), "progress": False}, resume=True)
+        train(cfg, resume=True)
+    assert cfg.resume is False  # the caller's config is not changed
 
 
 def test_finetune_swaps_the_head(demo_run, tmp_path):

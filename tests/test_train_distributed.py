@@ -69,5 +69,15 @@ def test_two_ranks_equal_single_process_on_combined_batch(tmp_path):
         assert np.array_equal(r0[k], r1[k]), f"ranks differ on {k}"
     worst = max(float(np.max(np.abs(r0[k] - ref[k]))) for k in ref.files)
     assert worst < 1e-4, f"data-parallel vs single process: max |difference| {worst}"
+    # the runs really trained: the weights moved far more than they disagree
+    import mindspore as ms
+
+    from shufflenet.models import create_model
+
+    ms.set_seed(BASE["seed"])  # the trainer seeds, then builds the model: same initial weights
+    init = {p.name: p.asnumpy() for p in create_model("shufflenet_v2_x0_5",
+                                                     num_classes=10).get_parameters()}
+    moved = max(float(np.max(np.abs(ref[k] - init[k]))) for k in ref.files)
+    assert moved > 100 * max(worst, 1e-7), (moved, worst)
     # only rank 0 wrote the run directory
     assert (dp / "run" / "last.ckpt").exists()

@@ -76,6 +76,14 @@ def resolve_amp(cfg, device_target: str) -> str:
     return level
 
 
+def prepare_network(net, cfg, device_target: str) -> None:
+    """Training-only, parameter-preserving kernel choices for the device."""
+    if device_target == "CPU" and cfg.get("cpu_matmul_stem", True):
+        from .fast_stem import use_matmul_stem
+
+        use_matmul_stem(net)
+
+
 def freeze_batchnorm(net) -> int:
     """Make every BatchNorm use its running statistics in training; returns the count."""
     from mindspore import nn

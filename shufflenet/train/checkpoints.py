@@ -60,12 +60,14 @@ class CheckpointManager:
         text = json.dumps({"entries": self.entries, "best": self.best}, indent=1)
         atomic_write(self.run_dir / INDEX, lambda tmp: Path(tmp).write_text(text))
 
-    def save_epoch(self, params, epoch: int, step: int, metric: float | None, meta: dict) -> Path | None:
-        """Save an epoch checkpoint, prune by policy, refresh ``_best``; returns its path."""
+    def save_epoch(self, params, epoch: int, step: int, metric: float | None, meta: dict,
+                   epoch_file: bool = True) -> Path | None:
+        """Save an epoch checkpoint (unless ``epoch_file`` is False), prune by policy,
+        refresh ``_best``; returns the epoch checkpoint's path."""
         if not self.enabled:
             return None
         path = None
-        if self.policy != "none":
+        if self.policy != "none" and epoch_file:
             path = self.run_dir / f"{self.model_name}-{epoch}_{step}.ckpt"
             save_checkpoint(params, path, meta)
             self.entries = [e for e in self.entries if e["file"] != path.name]

@@ -91,6 +91,7 @@ class _Run:
                                 checkpoint_path=(cfg.ckpt_path or None) if start_from else None)
         if cfg.freeze_bn:
             build.freeze_batchnorm(self.net)
+        build.prepare_network(self.net, cfg, self.target)
         self.spe = steps_per_epoch(len(self.train_src), cfg, self.world)
         if self.spe == 0:
             raise ConfigError(f"{len(self.train_src)} training images give no full batch of "
@@ -204,8 +205,10 @@ def train(config=None, overrides: dict | None = None, resume: bool | None = None
     LR position, epoch and step); ``ckpt_path`` + ``resume_opt`` resumes from
     that file instead. Progress goes to stderr (``progress=False`` silences it).
     """
-    cfg = config if isinstance(config, TrainConfig) and not overrides else \
-        make_config(config if not isinstance(config, TrainConfig) else dict(config), overrides)
+    if isinstance(config, TrainConfig) and not overrides:
+        cfg = TrainConfig(config)  # a copy: the caller's config is never changed
+    else:
+        cfg = make_config(dict(config) if isinstance(config, TrainConfig) else config, overrides)
     if resume is not None:
         cfg["resume"] = bool(resume)
     start = time.perf_counter()
@@ -244,9 +247,10 @@ def train(config=None, overrides: dict | None = None, resume: bool | None = None
         run.step_in_epoch = 0
         row["seconds_total"] = round(time.perf_counter() - start, 2)
         meta = run.meta(row)
-        if run.epoch % max(1, cfg.ckpt_save_interval) == 0 or run.epoch == cfg.epoch_size:
-            # weights only: what export, parity and fine-tuning consume
-            run.ckpts.save_epoch(run.net, run.epoch, run.global_step, metric, meta)
+        # weights only: what export, parity and fine-tuning consume
+        run.ckpts.save_epoch(run.net, run.epoch, run.global_step, metric, meta,
+                             epoch_file=(run.epoch % max(1, cfg.ckpt_save_interval) == 0
+                                         or run.epoch == cfg.epoch_size))
         run.ckpts.save_last(run.step_cell, meta)
         run.ckpts.append_metrics(row)
         last_row = row

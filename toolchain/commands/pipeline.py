@@ -49,7 +49,8 @@ def _override(ctx, param, values):
               type=click.Path(file_okay=False), help="Run directory (re-runs reuse cached stages).")
 @click.option("--force", multiple=True, metavar="STAGE",
               help="Redo a stage even if cached (train, validate, export, parity, bench, all).")
-@click.option("--samples", type=click.IntRange(1), default=64, help="Images for the parity check.")
+@click.option("--samples", type=click.IntRange(1), default=256,
+              help="Images for the parity check (the demo val split has 359).")
 @click.option("--min-top1", "--min_top1", "min_top1", type=float, default=None,
               help="Gate: fail when val top-1 (%) is below this.")
 @click.option("--bench-seconds", type=click.FloatRange(0.1), default=2.0,

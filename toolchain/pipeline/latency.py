@@ -22,10 +22,15 @@ def _artifact_for(target, artifacts: dict) -> str | None:
     if target.format:
         return artifacts.get(target.format)
     engine = get_engine(target.engine)
+    found = {}
     for name, path in artifacts.items():
         fmt, precision, _ = artifact_format(path)
         if fmt in engine.formats and precision == target.precision:
-            return path
+            found.setdefault(fmt, path)
+    # the engine's own format first (OpenVINO IR before ONNX), then its listed order
+    for fmt in engine.formats:
+        if fmt in found:
+            return found[fmt]
     return None
 
 

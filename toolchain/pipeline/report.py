@@ -48,7 +48,8 @@ def training_curves_png(history: list[dict]) -> bytes | None:
     acc = [r.get("val_top1", r.get("top1")) for r in rows]
     if any(a is not None for a in acc):
         ax2 = ax1.twinx()
-        ax2.plot(ep, [a if a is not None else float("nan") for a in acc], "s-", color="tab:green")
+        pct = [float("nan") if a is None else (a * 100 if a <= 1 else a) for a in acc]
+        ax2.plot(ep, pct, "s-", color="tab:green")
         ax2.set_ylabel("val top-1 %", color="tab:green")
     ax1.set_title("Training")
     ax1.grid(alpha=0.3)
@@ -85,11 +86,12 @@ def accuracy_latency_png(points: list[dict]) -> bytes | None:
     if not pts:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for p in pts:
-        ax.scatter(p["p50"], p["top1"], s=40)
-        ax.annotate(f"{p['artifact']} @ {p['target']}", (p["p50"], p["top1"]), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    markers = "osD^vP*Xh<>"
+    for i, p in enumerate(pts):
+        ax.scatter(p["p50"], p["top1"], s=45, marker=markers[i % len(markers)],
+                   label=f"{p['artifact']} @ {p['target']}")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     ax.set_xlabel("p50 latency (ms)")
     ax.set_ylabel("top-1 % (val)")
     ax.set_title("Accuracy vs latency")
@@ -137,7 +139,7 @@ LATENCY_COLS = [("target", "target"), ("artifact_name", "artifact"), ("engine", 
                 ("throughput", "img/s"), ("peak_rss_mb", "peak RSS MB"), ("verdict", "verdict"),
                 ("failed", "failed budgets")]
 EXPORT_COLS = [("format", "format"), ("path", "file"), ("precision", "precision"),
-               ("seconds", "export s"), ("smoke_max_abs", "smoke max |err|"), ("size_kb", "size KB")]
+               ("seconds", "export s"), ("smoke_error", "smoke rel. error"), ("size_kb", "size KB")]
 
 
 def build_sections(record: dict, history: list[dict]) -> dict:

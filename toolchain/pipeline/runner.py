@@ -31,7 +31,7 @@ class PipelineOptions:
     targets_file: str | None = None
     run_dir: str = "runs/pipeline"
     force: tuple = ()
-    parity_samples: int = 64
+    parity_samples: int = 256
     min_top1: float | None = None                     # accuracy gate (percent), optional
     bench_seconds: float = 2.0                        # time budget per target
     progress: bool = True
@@ -155,7 +155,6 @@ def _stage_export(opts: PipelineOptions, run_dir: Path) -> Stage:
             d = r.to_dict()
             size = sum(Path(f).stat().st_size for f in r.files if Path(f).is_file())
             d["size_kb"] = round(size / 1024, 1)
-            d["smoke_max_abs"] = d.get("smoke_error")
             d["path"] = str(Path(r.path).relative_to(run_dir)) if Path(r.path).is_relative_to(run_dir) else r.path
             rows.append(d)
             outputs[r.format] = Path(r.path)

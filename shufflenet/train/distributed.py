@@ -2,7 +2,7 @@
 
 Launch with MindSpore's launchers, one process per device:
 
-    msrun --worker_num=8 --local_worker_num=8 shufflenet train -c RECIPE --distribute
+    msrun --worker_num=8 --local_worker_num=8 python -m toolchain train -c RECIPE --distribute
     mpirun -n 8 shufflenet train -c RECIPE --distribute
 
 Each rank reads its shard of every epoch; gradients are averaged
@@ -28,7 +28,8 @@ def init_data_parallel() -> tuple[int, int]:
     except Exception as exc:  # MindSpore raises RuntimeError/ValueError without a launcher
         raise ConfigError(
             "--distribute needs a launcher: run `msrun --worker_num=N --local_worker_num=N "
-            f"shufflenet train ... --distribute` (or mpirun -n N); init failed: "
+            f"python -m toolchain train ... --distribute` (or `mpirun -n N shufflenet train ...`); "
+            "init failed: "
             f"{str(exc).splitlines()[0][:200]}") from None
     rank, world = get_rank(), get_group_size()
     ms.reset_auto_parallel_context()

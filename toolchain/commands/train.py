@@ -48,7 +48,7 @@ def train(recipe, as_json, **options):
     \b
     shufflenet train -c demo
     shufflenet train -c shufflenet_v2_1.0_ascend --data_dir /data/imagenet
-    msrun --worker_num=8 --local_worker_num=8 shufflenet train -c shufflenet_v2_1.0_ascend \\
+    msrun --worker_num=8 --local_worker_num=8 python -m toolchain train -c shufflenet_v2_1.0_ascend \\
         --data_dir /data/imagenet --distribute
     shufflenet train -c demo --ckpt_save_dir runs/demo --resume
     """

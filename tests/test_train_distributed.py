@@ -81,3 +81,21 @@ def test_two_ranks_equal_single_process_on_combined_batch(tmp_path):
     assert moved > 100 * max(worst, 1e-7), (moved, worst)
     # only rank 0 wrote the run directory
     assert (dp / "run" / "last.ckpt").exists()
+
+
+def test_documented_msrun_cli_launch_runs_and_only_rank0_writes(tmp_path):
+    """The README's launch line (`msrun ... python -m toolchain train ... --distribute`) works."""
+    env = dict(os.environ, GLOG_v="3", PYTHONPATH=str(ROOT))
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        ["msrun", "--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1",
+         f"--master_port={_free_port()}", f"--log_dir={tmp_path / 'logs'}", "--join=True",
+         "python", "-m", "toolchain", "train", "-c", "demo", "--distribute", "--epoch_size", "1",
+         "--max_steps_per_epoch", "2", "--num_samples", "64", "--val_while_train", "false",
+         "--ckpt_save_dir", str(run), "--num_parallel_workers", "1"],
+        env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    logs = "".join(p.read_text()[-1500:] for p in (tmp_path / "logs").glob("*.log"))
+    assert proc.returncode == 0, logs
+    meta_lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(meta_lines) == 1            # one writer: rank 0
+    assert (run / "last.ckpt").exists()

@@ -10,6 +10,9 @@ Rewrites (numpy on initializers, ``onnx.helper`` for nodes):
   batch -- or two ``Gather`` nodes for the int8 graph;
 * ``MaxPool(auto_pad=SAME_UPPER)`` gets explicit pads (pnnx/ncnn mis-pad it);
 * ``ReduceMean`` over H, W becomes ``GlobalAveragePool`` + ``Flatten``;
+* depthwise chains with a channel count ONNX Runtime's NCHWc layout skips
+  (58 in x1_0) and the pooled stem (24) are zero-padded to whole 16-channel
+  blocks (:mod:`exporters.onnx_layout`);
 * ``Identity`` nodes and dead nodes/initializers are removed;
 * opset 11 -> 13, input ``input`` / output ``logits`` with a symbolic
   ``batch`` dimension, names normalised so the bytes are reproducible.
@@ -334,6 +337,8 @@ def optimize(raw, batch="dynamic", producer_version: str = "", shuffle: str | No
     :func:`rewrite_channel_shuffle`), or ``None`` to keep MindSpore's
     Reshape/Transpose shuffle (and so its baked batch size) for converters
     that take neither (pnnx/ncnn); ``batch`` must then be the raw export's.
+    The channel padding (:mod:`exporters.onnx_layout`) applies only with a
+    ``shuffle`` rewrite (the ONNX Runtime formats).
     """
     import onnx
     from onnx import version_converter
@@ -357,6 +362,11 @@ def optimize(raw, batch="dynamic", producer_version: str = "", shuffle: str | No
     remove_identity(gr)
     fold_constants(gr)
     remove_dead(gr)
+    if shuffle:
+        from .onnx_layout import pad_depthwise_channels, pad_pooled_channels
+
+        pad_depthwise_channels(gr)
+        pad_pooled_channels(gr)
     gr.commit()
     unwanted = {"BatchNormalization", "Identity", "Constant"}
     if shuffle:

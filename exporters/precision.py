@@ -11,6 +11,9 @@ from shufflenet.errors import ExportError
 
 log = logging.getLogger(__name__)
 _FP16_MAX = float(np.finfo(np.float16).max)
+# ops ONNX Runtime runs on uint8 only with equal input / output quantisation
+_SAME_QPARAMS_OPS = {"Gather", "Slice", "Split", "Reshape", "Transpose", "Squeeze", "Unsqueeze",
+                     "Flatten", "MaxPool"}
 
 
 def to_fp16(model):
@@ -98,6 +101,52 @@ def quantize_int8(model, images: np.ndarray, work_dir: Path):
         except Exception as exc:
             raise ExportError(f"int8 quantisation failed: {str(exc).splitlines()[0][:200]}") from None
         q = onnx.load(str(dst))
+    share_concat_qparams(q)
     q.graph.name = model.graph.name
     q.producer_name, q.producer_version = model.producer_name, model.producer_version
     return q
+
+
+def share_concat_qparams(model) -> int:
+    """Quantise each ``Concat`` input that only feeds the Concat with the Concat
+    output's scale / zero point; returns how many inputs were changed.
+
+    ``QLinearConcat`` then copies those inputs instead of requantising them
+    (a lookup per element). The values are the same or closer to fp32: they
+    are rounded once to the output grid instead of twice (input grid, then
+    output grid). Inputs with other consumers, and outputs of data-movement
+    ops (the passthrough ``Gather`` half of the previous unit's split, which
+    ONNX Runtime keeps in uint8 only while its input and output parameters
+    match), keep their parameters.
+    """
+    g = model.graph
+    prod = {o: n for n in g.node for o in n.output}
+    cons: dict = {}
+    for n in g.node:
+        for i in n.input:
+            cons.setdefault(i, []).append(n)
+    changed = 0
+    for concat in g.node:
+        if concat.op_type != "Concat":
+            continue
+        outs = cons.get(concat.output[0], [])
+        if len(outs) != 1 or outs[0].op_type != "QuantizeLinear":
+            continue
+        scale, zero = outs[0].input[1], outs[0].input[2]
+        for x in concat.input:
+            dq = prod.get(x)
+            if dq is None or dq.op_type != "DequantizeLinear" or len(cons.get(x, [])) != 1:
+                continue
+            q = prod.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear" or len(cons.get(q.output[0], [])) != 1 \
+                    or len(q.input) < 3 or len(dq.input) < 3 \
+                    or getattr(prod.get(q.input[0]), "op_type", None) in _SAME_QPARAMS_OPS:
+                continue
+            q.input[1], q.input[2] = scale, zero
+            dq.input[1], dq.input[2] = scale, zero
+            changed += 1
+    used = {i for n in g.node for i in n.input}
+    keep = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    return changed

@@ -85,7 +85,7 @@ def test_channel_split_is_even_odd():
     np.testing.assert_array_equal(odd.asnumpy(), x[:, 1::2])
 
 
-@pytest.mark.parametrize("name", ["shufflenet_v2_x0_5"])
+@pytest.mark.parametrize("name", ALL)
 def test_gradients_reach_every_trainable_parameter(name):
     net = create_model(name, num_classes=4)
     net.set_train(True)

@@ -113,3 +113,31 @@ def test_killed_during_training_then_rerun_completes(tmp_path):
     assert rec["stages"]["train"]["metrics"]["resumed"] is True
     assert rec["stages"]["train"]["metrics"]["epochs"] == 3
     assert rec["passed"] is True
+
+
+def test_user_text_in_paths_and_labels_is_escaped_in_html(tmp_path):
+    """A dataset folder and a class label containing <script> never reach the HTML raw."""
+    from PIL import Image
+
+    from shufflenet.data.demo import demo_arrays
+
+    root = tmp_path / "<script>alert('data')</script>"
+    images, labels = demo_arrays("val", size=32)
+    for split, sl in (("train", slice(0, 60)), ("val", slice(60, 90))):
+        for i, (img, lab) in enumerate(zip(images[sl], labels[sl])):
+            name = "<script>evil</script>" if lab == 0 else f"digit{lab}"
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(d / f"{i}.png")
+    run_dir = tmp_path / "run"
+    res = CliRunner().invoke(main, [
+        "pipeline", "-o", str(run_dir), "--dataset", "imagenet", "--data_dir", str(root),
+        "--epoch_size", "1", "--set", "batch_size=16", "--set", "image_resize=32",
+        "--set", "crop_pct=1.0", "--formats", "onnx", "--targets", "x86-edge-ort-1t",
+        "--samples", "8", "--bench-seconds", "0.3"])
+    assert res.exit_code in (0, 1), res.output  # gates may fail after 1 epoch; the report exists
+    html = (run_dir / "report.html").read_text()
+    assert "<script" not in html.lower()
+    assert "&lt;script&gt;alert(" in html     # the path is there, escaped
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert "<script>alert('data')</script>" in rec["recipe"]["data_dir"]

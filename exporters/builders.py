@@ -6,7 +6,6 @@ destination folder; :func:`exporters.export.run_export` checks and installs.
 """
 from __future__ import annotations
 
-import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +29,9 @@ class Built:
 
 
 def library_versions(fmt: str) -> dict:
-    out = {}
-    for dist in _BASE_LIBS + _ENGINE_LIBS.get(fmt, ()):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
+    from shufflenet.versions import package_versions
+
+    return package_versions(_BASE_LIBS + _ENGINE_LIBS.get(fmt, ()))
 
 
 def artifact_metadata(ctx, fmt: str, batch, options: dict | None = None, *,

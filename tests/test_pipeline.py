@@ -38,7 +38,7 @@ def test_demo_pipeline_end_to_end(demo_run):
     assert rec["overrides"]["epoch_size"] == 2
     assert len(rec["data_fingerprint"]) == 64
     assert rec["versions"]["mindspore"] and rec["versions"]["onnxruntime"]
-    assert rec["device"]["logical_cpus"] >= 1
+    assert rec["device"]["logical_cores"] >= 1
     assert rec["command"][:2] == ["shufflenet", "pipeline"] and "--epoch_size" in " ".join(rec["command"])
     ckpt = rec["stages"]["train"]["outputs"]["checkpoint"]
     assert Path(ckpt["path"]).exists() and len(ckpt["sha256"]) == 64

@@ -15,16 +15,16 @@ DEFAULT_TARGETS = ("x86-edge-ort-1t", "x86-edge-ort-int8-1t", "x86-edge-openvino
                    "arm-phone-bigcore-mnn-1t", "arm-phone-bigcore-ncnn-1t")
 
 
-def _artifact_for(target, artifacts: dict) -> str | None:
-    """The exported artifact this target runs, or None."""
-    from runtimes import artifact_format, get_engine
+def _artifact_for(target, artifacts: dict, kinds: dict) -> str | None:
+    """The exported artifact this target runs, or None. ``kinds``: path -> (format, precision)."""
+    from runtimes import get_engine
 
     if target.format:
         return artifacts.get(target.format)
     engine = get_engine(target.engine)
     found = {}
-    for name, path in artifacts.items():
-        fmt, precision, _ = artifact_format(path)
+    for path in artifacts.values():
+        fmt, precision = kinds[path]
         if fmt in engine.formats and precision == target.precision:
             found.setdefault(fmt, path)
     # the engine's own format first (OpenVINO IR before ONNX), then its listed order
@@ -36,16 +36,18 @@ def _artifact_for(target, artifacts: dict) -> str | None:
 
 def choose_targets(names, targets_file, artifacts: dict) -> list:
     """(target, artifact) pairs to measure; unknown names are errors, defaults are lenient."""
-    from runtimes import available_engines
+    from runtimes import artifact_format, available_engines
     from runtimes.targets import get_target, load_targets
 
     table = load_targets(targets_file)
     installed = set(available_engines())
+    # each artifact's metadata is read once, not once per target
+    kinds = {path: artifact_format(path)[:2] for path in artifacts.values()}
     chosen = []
     if names:
         for name in names:
             t = get_target(name, table)
-            art = _artifact_for(t, artifacts)
+            art = _artifact_for(t, artifacts, kinds)
             if art is None:
                 raise ConfigError(f"target {name!r} needs a {t.format or t.engine} {t.precision} "
                                   f"artifact; add its format to --formats")
@@ -60,7 +62,7 @@ def choose_targets(names, targets_file, artifacts: dict) -> list:
         t = table.get(name)
         if t is None or t.engine not in installed:
             continue
-        art = _artifact_for(t, artifacts)
+        art = _artifact_for(t, artifacts, kinds)
         if art is not None:
             chosen.append((t, art))
     return chosen
@@ -70,6 +72,7 @@ def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
     def inputs(ctx):
         arts = artifacts_of(ctx)
         pairs = choose_targets(opts.targets, opts.targets_file, arts)
+        ctx["_bench_pairs"] = pairs  # run() follows inputs() in the same stage call
         shas = {k: v.get("sha256") for k, v in ctx["export"].outputs.items() if isinstance(v, dict)}
         return {"artifacts": shas, "targets": [dataclasses.asdict(t) for t, _ in pairs],
                 "bench_seconds": opts.bench_seconds}
@@ -81,7 +84,7 @@ def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
         arts = artifacts_of(ctx)
         name_of = {v: k for k, v in arts.items()}
         rows, gates = [], []
-        for target, art in choose_targets(opts.targets, opts.targets_file, arts):
+        for target, art in ctx["_bench_pairs"]:
             # the pipeline caps the measuring time; the target's own budgets still judge
             t = dataclasses.replace(target, time_budget_s=min(target.time_budget_s or opts.bench_seconds,
                                                                opts.bench_seconds),

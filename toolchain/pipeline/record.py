@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -93,36 +92,24 @@ class RunRecord:
 
 
 def library_versions() -> dict:
-    import importlib.metadata as md
+    from shufflenet.versions import package_versions
 
-    out = {"python": platform.python_version()}
-    for pkg in ("shufflenet-toolchain", "mindspore", "numpy", "onnx", "onnxruntime", "openvino",
-                "MNN", "ncnn", "matplotlib"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            continue
-    return out
+    return {"python": platform.python_version(),
+            **package_versions(("shufflenet-toolchain", "mindspore", "numpy", "onnx", "onnxruntime",
+                                "openvino", "MNN", "ncnn", "matplotlib"))}
 
 
 def device_fingerprint() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """The benchmark agent's machine fingerprint, plus total memory."""
+    from runtimes.agent import machine_fingerprint
+
     try:
         import psutil
 
         mem = psutil.virtual_memory().total
     except Exception:
         mem = None
-    return {"host": platform.node(), "system": platform.system(), "machine": platform.machine(),
-            "cpu": cpu, "logical_cpus": os.cpu_count(), "memory_bytes": mem,
-            "python": sys.version.split()[0]}
+    return {**machine_fingerprint(), "memory_bytes": mem}
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict:

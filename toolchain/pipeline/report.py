@@ -182,7 +182,7 @@ def write_reports(run_dir: str | Path, record: dict, history: list[dict]) -> tup
         ("command", " ".join(record.get("command", []))),
     ]
 
-    md = [f"# ShuffleNetV2 pipeline report\n", f"**Verdict: {verdict}**\n"]
+    md = ["# ShuffleNetV2 pipeline report\n", f"**Verdict: {verdict}**\n"]
     md += ["| | |", "|---|---|"] + [f"| {k} | {str(v).replace('|', chr(92) + '|')} |" for k, v in summary]
     md += ["", "## Training", ""]
     if pictures["training.png"]:

@@ -53,9 +53,7 @@ def _data_fingerprint(cfg) -> str:
 
 
 # -- stages --------------------------------------------------------------
-def _stage_train(opts: PipelineOptions, run_dir: Path) -> Stage:
-    cfg = _train_config(opts, run_dir)
-
+def _stage_train(cfg) -> Stage:
     def inputs(ctx):
         from shufflenet.config import recipe_dict
 
@@ -92,9 +90,7 @@ def _checkpoint(ctx) -> Path:
     return Path(ctx["checkpoint"])
 
 
-def _stage_validate(opts: PipelineOptions, run_dir: Path) -> Stage:
-    cfg = _train_config(opts, run_dir)
-
+def _stage_validate(opts: PipelineOptions, cfg) -> Stage:
     def inputs(ctx):
         return {"checkpoint_sha256": ctx["checkpoint_sha256"], "dataset": cfg.dataset,
                 "data_dir": str(cfg.data_dir), "val_split": cfg.val_split}
@@ -107,13 +103,10 @@ def _stage_validate(opts: PipelineOptions, run_dir: Path) -> Stage:
                        mode=1, progress=opts.progress)
         gates = []
         if opts.min_top1 is not None:
-            top1 = res["top1"] * 100 if res["top1"] <= 1 else res["top1"]
+            top1 = 100.0 * res["top1"]  # validate() reports fractions
             gates.append({"name": f"val top-1 >= {opts.min_top1}%", "passed": top1 >= opts.min_top1,
                           "detail": f"{top1:.2f}%"})
-        metrics = dict(res)
-        for k in ("top1", "top5"):
-            if metrics.get(k) is not None and metrics[k] <= 1:
-                metrics[k] = round(metrics[k] * 100, 3)
+        metrics = {**res, "top1": _pct(res.get("top1")), "top5": _pct(res.get("top5"))}
         return StageResult(metrics=metrics, gates=gates)
 
     return Stage("validate", inputs, run, "validating the checkpoint")
@@ -261,8 +254,8 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord:
         record.stages.pop("train", None)
     else:
         ctx["data_fingerprint"] = record.data_fingerprint = _data_fingerprint(cfg)
-        stages.append(_stage_train(opts, run_dir))
-    stages += [_stage_validate(opts, run_dir), _stage_export(opts, run_dir),
+        stages.append(_stage_train(cfg))
+    stages += [_stage_validate(opts, cfg), _stage_export(opts, run_dir),
                _stage_parity(opts, run_dir), _stage_bench(opts, run_dir)]
 
     for stage in stages:

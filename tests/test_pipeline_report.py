@@ -3,7 +3,7 @@ import json
 import re
 
 from toolchain.pipeline.record import RunRecord, StageRecord, diff_records
-from toolchain.pipeline.report import write_reports
+from toolchain.pipeline.run_report import write_reports
 
 EVIL = "<script>alert('x')</script>"
 

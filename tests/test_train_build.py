@@ -9,7 +9,7 @@ import pytest
 from shufflenet.config import make_config
 from shufflenet.models import create_model
 from shufflenet.train.build import create_optimizer, param_groups, resolve_amp
-from shufflenet.train.checkpoints import CheckpointManager
+from shufflenet.train.run_checkpoints import CheckpointManager
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config import TrainConfig, make_config, recipe_dict
 from ..errors import CheckpointError, ConfigError
-from .checkpoints import CheckpointManager, read_metrics
+from .run_checkpoints import CheckpointManager, read_metrics
 
 log = logging.getLogger(__name__)
 

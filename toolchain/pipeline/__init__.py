@@ -1,5 +1,5 @@
 """The train -> export -> parity -> latency pipeline, its run record and reports."""
 from .record import RunRecord, diff_records
-from .runner import STAGES, PipelineOptions, run_pipeline
+from .stages import STAGES, PipelineOptions, run_pipeline
 
 __all__ = ["STAGES", "PipelineOptions", "RunRecord", "diff_records", "run_pipeline"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from shufflenet.errors import ConfigError
 
-from .engine import Stage, StageResult, log, run_stage
+from .stage_cache import Stage, StageResult, log, run_stage
 from .record import RunRecord, device_fingerprint, library_versions
 
 STAGES = ("train", "validate", "export", "parity", "bench")
@@ -207,7 +207,7 @@ def _pct(v):
 
 
 def _stage_bench(opts: PipelineOptions, run_dir: Path) -> Stage:
-    from .latency import bench_stage
+    from .bench_stage import bench_stage
 
     return bench_stage(opts, run_dir, _artifacts)
 
@@ -274,12 +274,12 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord:
 
 
 def write_run_reports(run_dir: Path, record: RunRecord):
-    from .report import write_reports
+    from .run_report import write_reports
 
     history = []
     train = record.stages.get("train")
     if train is not None and train.outputs.get("checkpoint"):
-        from shufflenet.train.checkpoints import read_metrics
+        from shufflenet.train.run_checkpoints import read_metrics
 
         history = read_metrics(Path(train.outputs["checkpoint"]["path"]).parent)
     return write_reports(run_dir, record.to_dict(), history)

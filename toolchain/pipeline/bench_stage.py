@@ -6,7 +6,7 @@ from pathlib import Path
 
 from shufflenet.errors import ConfigError
 
-from .engine import Stage, StageResult, log
+from .stage_cache import Stage, StageResult, log
 
 # Built-in targets the pipeline runs when none are named: the local x86
 # profiles of each installed engine, 1 thread (the honest edge-box number on

@@ -56,6 +56,14 @@ class LazyGroup(click.Group):
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
             raise click.ClickException("interrupted") from None
+        except ModuleNotFoundError as exc:
+            # Only training, validation, the reference runner and export from a
+            # checkpoint need MindSpore; say so instead of a traceback.
+            if (exc.name or "").split(".")[0] != "mindspore":
+                raise
+            raise click.ClickException(
+                f"'shufflenet {ctx.invoked_subcommand}' needs MindSpore here, which is not "
+                "installed: pip install mindspore") from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"],

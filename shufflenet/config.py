@@ -284,6 +284,30 @@ def make_config(recipe=None, overrides: dict | None = None) -> TrainConfig:
     return cfg
 
 
+IMAGENET_CLASSES = 1000
+
+
+def settle_num_classes(cfg: TrainConfig, data_classes: int, explicit: bool = False) -> str | None:
+    """Make ``cfg.num_classes`` agree with the training data's class count, before training.
+
+    Unset: the data's count. The ImageNet default of a MindCV recipe (1000) on
+    data with another count, not given explicitly: the data's count, with a
+    one-line note returned. Any other mismatch: :class:`ConfigError` with the fix.
+    """
+    n = cfg.get("num_classes")
+    if n is None or int(n) == int(data_classes):
+        cfg["num_classes"] = int(data_classes)
+        return None
+    if int(n) == IMAGENET_CLASSES and not explicit:
+        cfg["num_classes"] = int(data_classes)
+        return (f"recipe {cfg.get('recipe') or ''} says num_classes={n} (ImageNet) but the data has "
+                f"{data_classes} classes: training a {data_classes}-class head "
+                f"(--set num_classes=N to choose)").replace("recipe  says", "the recipe says")
+    raise ConfigError(f"num_classes={n} but the training data has {data_classes} classes: "
+                      f"pass --set num_classes={data_classes} (or point data_dir at the "
+                      f"{n}-class data)")
+
+
 # Options that steer one invocation, not what is trained.
 _RUN_CONTROL = ("resume", "progress")
 

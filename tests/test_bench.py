@@ -181,8 +181,14 @@ def test_bench_all_targets_picks_compatible_installed(tmp_path):
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert [r["target"] for r in report["results"]] == ["mindir-fast"]
-    assert "skipping target x86-edge-ort-1t" in res.stderr
+    # with a file, "all" means the file's targets: no line for each built-in (issue 13 item 11)
+    assert "skipping target x86-edge-ort-1t" not in res.stderr
     assert "skipping target mindir-cpu-1t: precision mismatch" in res.stderr
+    assert [s["target"] for s in report["skipped"]] == ["mindir-cpu-1t"]
+    # --with-builtin asks for both
+    res = CliRunner().invoke(main, ["bench", str(mindir), "--targets-file", f, "--all-targets",
+                                    "--with-builtin", "--json"])
+    report = json.loads(res.stdout)
     assert {"target": "x86-edge-ort-1t", "reason": "target 'x86-edge-ort-1t' runs onnxruntime, which "
             "cannot run this 'mindir' artifact (shufflenet_v2_x0_5.mindir); it runs onnx, onnx-raw, "
             "onnx-fp16, onnx-int8"} in report["skipped"]

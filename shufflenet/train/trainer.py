@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import TrainConfig, make_config, recipe_dict
+from ..config import TrainConfig, make_config, recipe_dict, settle_num_classes
 from ..errors import CheckpointError, ConfigError
 from .run_checkpoints import CheckpointManager, read_metrics
 
@@ -79,9 +79,12 @@ class _Run:
         self.val_src = (open_source(cfg, cfg.val_split, classes=self.classes)
                         if cfg.val_while_train else None)
         self.fingerprint = self.train_src.fingerprint()
-        n_cls = cfg.num_classes or len(self.classes)
-        if int(self.train_src.targets.max()) >= n_cls:
-            raise ConfigError(f"num_classes={n_cls} but the dataset has {len(self.classes)} classes")
+        # a MindCV recipe's ImageNet head on the user's 10-class folder is settled
+        # here, not discovered at export (same rule as the pipeline's pre-flight)
+        note = settle_num_classes(cfg, len(self.classes))
+        if note and self.rank == 0:
+            log.warning(note)
+        n_cls = cfg.num_classes
         # starting weights: none when resuming (restore() loads them), else
         # --ckpt_path or --pretrained; a head of another class count is swapped
         start_from = not (cfg.resume or cfg.resume_opt)

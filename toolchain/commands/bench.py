@@ -1,6 +1,8 @@
 """``shufflenet bench``: measure an artifact on named targets, check their budgets."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ..options import json_option
@@ -8,8 +10,12 @@ from ..output import echo_json, echo_table
 from .targets import targets_file_option
 
 
-def _select(artifact, names, all_targets, targets_file):
-    """The targets to run; with --all-targets only those that fit the artifact and are installed."""
+def _select(artifact, names, all_targets, targets_file, with_builtin=False):
+    """The targets to run; with --all-targets only those that fit the artifact and are installed.
+
+    With a targets file, "all" means the file's targets (a user passing a file
+    means those); ``with_builtin`` adds the built-in ones too.
+    """
     from runtimes import ENGINES, available_engines
     from runtimes.targets import get_target, load_targets
     from shufflenet.errors import ConfigError, ShuffleNetError
@@ -23,6 +29,11 @@ def _select(artifact, names, all_targets, targets_file):
         raise click.UsageError("say which targets: --target NAME (repeatable) or --all-targets")
     if names:
         return [get_target(n, table) for n in names], []
+    if targets_file and not with_builtin:
+        from runtimes.targets import parse_targets
+
+        own = parse_targets(Path(targets_file).expanduser().read_text(), str(targets_file))
+        table = {n: table[n] for n in own}
     installed, chosen, skipped = available_engines(), [], []
     for t in table.values():
         try:
@@ -48,10 +59,12 @@ def _select(artifact, names, all_targets, targets_file):
 @click.option("--target", "-t", "names", multiple=True, help="Target name (repeatable); see `shufflenet targets`.")
 @click.option("--all-targets", is_flag=True, help="Every target that fits the artifact and whose engine is installed.")
 @targets_file_option
+@click.option("--with-builtin", "with_builtin", is_flag=True,
+              help="With --all-targets and --targets-file: the built-in targets too.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write a latency histogram picture (PNG) here.")
 @json_option
-def bench(artifact, names, all_targets, targets_file, plot_path, as_json):
+def bench(artifact, names, all_targets, targets_file, with_builtin, plot_path, as_json):
     """Measure ARTIFACT's latency on targets and check their budgets.
 
     Load time, first inference, warm-up until the latency is stable, then
@@ -64,7 +77,7 @@ def bench(artifact, names, all_targets, targets_file, plot_path, as_json):
 
     from ..bench import bench_target, check_budgets
 
-    chosen, skipped = _select(artifact, names, all_targets, targets_file)
+    chosen, skipped = _select(artifact, names, all_targets, targets_file, with_builtin)
     for name, why in skipped:
         click.echo(f"skipping target {name}: {why}", err=True)
     results, checks = [], []

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ..options import json_option
+from ..options import json_option, pipeline_targets_file_option
 from ..output import echo_json, echo_table
 
 
@@ -41,10 +41,11 @@ def _override(ctx, param, values):
               type=click.Path(dir_okay=False), help="Skip training; use this checkpoint.")
 @click.option("--formats", callback=_csv, default=None,
               help="Comma-separated export formats (default: every installed one).")
-@click.option("--targets", callback=_csv, default=None,
-              help="Comma-separated target names (default: the default local targets).")
-@click.option("--targets-file", "--targets_file", "targets_file", default=None,
-              type=click.Path(dir_okay=False), help="A targets.yaml with your own targets.")
+@click.option("-t", "--target", "target_names", multiple=True, metavar="NAME",
+              help="Measure on this target (repeatable; default: the default local targets).")
+@click.option("--targets", "target_list", callback=_csv, default=None, hidden=True,
+              help="Old spelling: comma-separated target names (use --target NAME).")
+@pipeline_targets_file_option
 @click.option("-o", "--run-dir", "--run_dir", "run_dir", default="runs/pipeline",
               type=click.Path(file_okay=False), help="Run directory (re-runs reuse cached stages).")
 @click.option("--force", multiple=True, metavar="STAGE",
@@ -58,8 +59,9 @@ def _override(ctx, param, values):
 @click.option("--diff", "diff_with", default=None, type=click.Path(file_okay=False, exists=True),
               help="Do not run: print how this run's record differs from another run directory's.")
 @json_option
-def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, targets, targets_file,
-             run_dir, force, samples, min_top1, bench_seconds, diff_with, as_json):
+def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, target_names,
+             target_list, targets_file, run_dir, force, samples, min_top1, bench_seconds, diff_with,
+             as_json):
     """Train, validate, export, check parity and validate latency, in one command.
 
     With no options it runs the whole thing on the built-in demo data (x0_5,
@@ -78,8 +80,10 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
         overrides["data_dir"] = data_dir
     if epoch_size:
         overrides["epoch_size"] = epoch_size
+    # `--targets` is a file in bench/targets; here it survives only as a hidden alias
+    names = list(target_names) + [n for n in target_list or () if n not in target_names]
     opts = PipelineOptions(recipe=recipe, overrides=overrides, ckpt_path=ckpt_path, formats=formats,
-                           targets=targets, targets_file=targets_file, run_dir=run_dir,
+                           target_names=names or None, targets_file=targets_file, run_dir=run_dir,
                            force=tuple(force), parity_samples=samples, min_top1=min_top1,
                            bench_seconds=bench_seconds, command=_command_line(click.get_current_context()))
     record = run_pipeline(opts)

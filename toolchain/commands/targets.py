@@ -3,12 +3,8 @@ from __future__ import annotations
 
 import click
 
-from ..options import json_option
+from ..options import json_option, targets_file_option  # noqa: F401  (bench imports it here)
 from ..output import echo_json, echo_table
-
-targets_file_option = click.option(
-    "--targets", "targets_file", type=click.Path(dir_okay=False), default=None,
-    help="A targets.yaml adding targets (or replacing built-ins of the same name).")
 
 
 def target_row(t, installed: list[str]) -> dict:

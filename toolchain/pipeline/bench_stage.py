@@ -71,7 +71,7 @@ def choose_targets(names, targets_file, artifacts: dict) -> list:
 def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
     def inputs(ctx):
         arts = artifacts_of(ctx)
-        pairs = choose_targets(opts.targets, opts.targets_file, arts)
+        pairs = choose_targets(opts.target_names, opts.targets_file, arts)
         ctx["_bench_pairs"] = pairs  # run() follows inputs() in the same stage call
         shas = {k: v.get("sha256") for k, v in ctx["export"].outputs.items() if isinstance(v, dict)}
         return {"artifacts": shas, "targets": [dataclasses.asdict(t) for t, _ in pairs],

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from shufflenet.errors import ConfigError
 
+from .preflight import preflight
 from .stage_cache import Stage, StageResult, log, run_stage
 from .record import RunRecord, device_fingerprint, library_versions
 
@@ -27,7 +28,7 @@ class PipelineOptions:
     overrides: dict = field(default_factory=dict)     # MindCV option names
     ckpt_path: str | None = None                      # skip training, use this checkpoint
     formats: list | None = None                       # None = every installed format
-    targets: list | None = None                       # None = default targets
+    target_names: list | None = None                  # None = default targets
     targets_file: str | None = None
     run_dir: str = "runs/pipeline"
     force: tuple = ()
@@ -224,12 +225,11 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord:
     from shufflenet.device import quiet_mindspore
 
     quiet_mindspore()
-    unknown = set(opts.force) - set(STAGES) - {"all"}
-    if unknown:
-        raise ConfigError(f"--force takes stage names ({', '.join(STAGES)} or all), "
-                          f"not {', '.join(sorted(unknown))}")
-    force = set(STAGES) if "all" in opts.force else set(opts.force)
     run_dir = Path(opts.run_dir)
+    cfg = _train_config(opts, run_dir)
+    # every option a later stage needs is checked here, before minutes of training
+    checked = preflight(opts, cfg)
+    force = set(STAGES) if "all" in opts.force else set(opts.force)
     run_dir.mkdir(parents=True, exist_ok=True)
     record = RunRecord.load(run_dir) or RunRecord(created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     record.command = list(opts.command or sys.argv)
@@ -240,7 +240,6 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord:
     record.device = device_fingerprint()
     record.passed, record.failed_gates = None, []
 
-    cfg = _train_config(opts, run_dir)
     from shufflenet.config import recipe_dict
 
     record.recipe = recipe_dict(cfg)
@@ -253,7 +252,9 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord:
         record.data_fingerprint = meta.get("data_fingerprint", "")
         record.stages.pop("train", None)
     else:
-        ctx["data_fingerprint"] = record.data_fingerprint = _data_fingerprint(cfg)
+        source = checked.get("train_source")
+        ctx["data_fingerprint"] = record.data_fingerprint = (
+            source.fingerprint() if source is not None else _data_fingerprint(cfg))
         stages.append(_stage_train(cfg))
     stages += [_stage_validate(opts, cfg), _stage_export(opts, run_dir),
                _stage_parity(opts, run_dir), _stage_bench(opts, run_dir)]

@@ -1,0 +1,97 @@
+"""Pipeline pre-flight: options later stages need are rejected before any training."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from shufflenet.config import make_config, settle_num_classes
+from shufflenet.errors import ConfigError
+from toolchain.cli import main
+from toolchain.pipeline.preflight import preflight
+from toolchain.pipeline.stages import PipelineOptions, _train_config
+
+
+def _pipeline(tmp_path, *args):
+    run_dir = tmp_path / "run"
+    res = CliRunner().invoke(main, ["pipeline", "-o", str(run_dir), "--epoch_size", "1", *args])
+    return run_dir, res
+
+
+def _no_training_happened(run_dir: Path):
+    assert not (run_dir / "train").exists()
+    assert not (run_dir / "run.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--formats", "onnx,caffe"], "unknown export format 'caffe'"),
+    (["--formats", "onnx", "--target", "no-such-target"], "unknown target 'no-such-target'"),
+    (["--formats", "onnx", "--target", "x86-edge-ort-int8-1t"],
+     "target 'x86-edge-ort-int8-1t' needs an onnx-int8 artifact; add its format to --formats"),
+    (["--targets-file", "missing-targets.yaml"], "targets file not found"),
+    (["--min-top1", "150"], "--min-top1 is a percentage in [0, 100]"),
+    (["--force", "trian"], "--force takes stage names"),
+])
+def test_bad_option_stops_before_training(tmp_path, args, message):
+    run_dir, res = _pipeline(tmp_path, *args)
+    assert res.exit_code == 1, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
+    _no_training_happened(run_dir)
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    run_dir, res = _pipeline(tmp_path, "--formats", "onnx,caffe", "--target", "nope",
+                             "--min-top1", "-1")
+    assert res.exit_code == 1
+    for part in ("'caffe'", "'nope'", "--min-top1"):
+        assert part in res.output
+    _no_training_happened(run_dir)
+
+
+def _folder(root: Path, n_classes: int) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in range(n_classes):
+            d = root / split / f"class{c}"
+            d.mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(d / "a.png")
+    return root
+
+
+def test_imagenet_head_of_a_mindcv_recipe_follows_the_users_data(tmp_path):
+    data = _folder(tmp_path / "data", 4)
+    opts = PipelineOptions(recipe="shufflenet_v2_0.5_ascend", run_dir=str(tmp_path / "run"),
+                           overrides={"data_dir": str(data), "distribute": "False"},
+                           formats=["onnx"])
+    cfg = _train_config(opts, tmp_path / "run")
+    assert cfg.num_classes == 1000
+    state = preflight(opts, cfg)
+    assert cfg.num_classes == 4
+    assert len(state["notes"]) == 1 and "4-class head" in state["notes"][0]
+
+
+def test_explicit_class_count_that_contradicts_the_data_stops_with_the_fix(tmp_path):
+    data = _folder(tmp_path / "data", 3)
+    run_dir, res = _pipeline(tmp_path, "--dataset", "imagenet", "--data_dir", str(data),
+                             "--formats", "onnx",
+                             "--set", "num_classes=5")
+    assert res.exit_code == 1
+    assert "num_classes=5 but the training data has 3 classes" in res.output
+    assert "--set num_classes=3" in res.output
+    _no_training_happened(run_dir)
+
+
+def test_settle_num_classes_rule():
+    cfg = make_config("demo")
+    cfg["num_classes"] = None
+    assert settle_num_classes(cfg, 7) is None and cfg.num_classes == 7
+    cfg["num_classes"] = 1000
+    assert "7-class head" in settle_num_classes(cfg, 7) and cfg.num_classes == 7
+    cfg["num_classes"] = 1000
+    with pytest.raises(ConfigError, match="--set num_classes=7"):
+        settle_num_classes(cfg, 7, explicit=True)
+    cfg["num_classes"] = 12
+    with pytest.raises(ConfigError, match="num_classes=12 but the training data has 7"):
+        settle_num_classes(cfg, 7)

@@ -1,0 +1,166 @@
+"""Pre-flight: every option the pipeline's later stages need, checked before training.
+
+A bad ``--formats`` or target name used to surface after a minute (or an hour)
+of training. :func:`preflight` runs before any stage, collects every problem it
+finds and raises one :class:`ConfigError` listing them all.
+
+Adding a check for a new option: write ``def _check_x(opts, cfg, state) ->
+list[str]`` returning problem messages (empty when fine) and decorate it with
+``@check``. ``state["notes"]`` takes one-line remarks the user should see;
+``state["train_source"]`` is the opened training data (or None).
+Checks must be cheap (no training, no export, no model building) and must not
+need MindSpore.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from shufflenet.errors import ConfigError, ShuffleNetError
+
+from .stage_cache import log
+
+CHECKS: list[Callable] = []
+
+
+def check(fn: Callable) -> Callable:
+    """Register a pre-flight check (runs in registration order)."""
+    CHECKS.append(fn)
+    return fn
+
+
+def preflight(opts, cfg) -> dict:
+    """Check ``opts`` (PipelineOptions) and the train config ``cfg`` before any stage runs.
+
+    May settle ``cfg["num_classes"]`` from the data
+    (:func:`shufflenet.config.settle_num_classes`). Returns the state the checks
+    built (``notes``, ``train_source``); raises :class:`ConfigError` naming
+    every problem found.
+    """
+    problems: list[str] = []
+    state: dict = {"notes": [], "train_source": None}
+    notes = state["notes"]
+    for fn in CHECKS:
+        try:
+            problems += fn(opts, cfg, state)
+        except ShuffleNetError as exc:
+            problems.append(str(exc))
+    if problems:
+        head = "pipeline options rejected before training" if len(problems) > 1 else ""
+        msg = "; ".join(problems)
+        raise ConfigError(f"{head}: {msg}" if head else msg)
+    for note in notes:
+        log(f"[preflight] {note}")
+    return state
+
+
+# -- the checks ---------------------------------------------------------------
+@check
+def _check_force(opts, cfg, state) -> list[str]:
+    from .stages import STAGES
+
+    unknown = set(opts.force) - set(STAGES) - {"all"}
+    if unknown:
+        return [f"--force takes stage names ({', '.join(STAGES)} or all), "
+                f"not {', '.join(sorted(unknown))}"]
+    return []
+
+
+@check
+def _check_thresholds(opts, cfg, state) -> list[str]:
+    out = []
+    if opts.min_top1 is not None and not 0.0 <= float(opts.min_top1) <= 100.0:
+        out.append(f"--min-top1 is a percentage in [0, 100], got {opts.min_top1}")
+    if opts.bench_seconds is None or float(opts.bench_seconds) <= 0:
+        out.append(f"--bench-seconds must be positive, got {opts.bench_seconds}")
+    if int(opts.parity_samples) < 1:
+        out.append(f"--samples must be at least 1, got {opts.parity_samples}")
+    return out
+
+
+@check
+def _check_checkpoint(opts, cfg, state) -> list[str]:
+    if not opts.ckpt_path:
+        return []
+    from shufflenet.checkpoint import read_metadata
+
+    read_metadata(opts.ckpt_path)  # raises a clear CheckpointError when missing/corrupt
+    return []
+
+
+def chosen_formats(opts) -> list[str]:
+    """The export formats the run will produce (``--formats`` or every installed one)."""
+    from exporters.formats import parse_formats
+
+    if opts.formats:
+        return parse_formats(list(opts.formats))
+    from .stages import installed_formats
+
+    return installed_formats()
+
+
+@check
+def _check_formats(opts, cfg, state) -> list[str]:
+    from exporters.formats import FORMATS, require_modules
+
+    out = []
+    for name in chosen_formats(opts):
+        try:
+            require_modules(FORMATS[name])
+        except ShuffleNetError as exc:
+            out.append(str(exc))
+    return out
+
+
+@check
+def _check_targets(opts, cfg, state) -> list[str]:
+    """Targets file parses; named targets exist, their engine is here, --formats feeds them."""
+    from exporters.formats import FORMATS
+    from runtimes import available_engines, get_engine
+    from runtimes.targets import get_target, load_targets
+
+    table = load_targets(opts.targets_file)
+    if not opts.target_names:
+        return []
+    try:
+        formats = chosen_formats(opts)
+    except ShuffleNetError:
+        formats = []  # reported by _check_formats
+    installed = set(available_engines())
+    out = []
+    for name in opts.target_names:
+        try:
+            t = get_target(name, table)
+        except ShuffleNetError as exc:
+            out.append(str(exc))
+            continue
+        if not t.is_remote and t.engine not in installed:
+            spec = get_engine(t.engine)
+            out.append(f"target {name!r} runs on {t.engine}, which is not installed here "
+                       f"(Python module {spec.module!r})")
+            continue
+        if t.format:
+            feeds = t.format in formats
+        else:
+            engine = get_engine(t.engine)
+            feeds = any(f in engine.formats and FORMATS[f].precision == t.precision
+                        for f in formats)
+        if not feeds:
+            what = f"an {t.format}" if t.format else f"a {t.precision} {t.engine}"
+            out.append(f"target {name!r} needs {what} artifact; add its format to --formats")
+    return out
+
+
+@check
+def _check_data_classes(opts, cfg, state) -> list[str]:
+    """The recipe's class count against the training data's, settled before training."""
+    if opts.ckpt_path:
+        return []  # no training: the checkpoint's own head is used
+    from shufflenet.config import settle_num_classes
+    from shufflenet.data.pipeline import open_source
+
+    state["train_source"] = source = open_source(cfg, cfg.train_split)
+    note = settle_num_classes(cfg, len(source.classes),
+                              explicit="num_classes" in opts.overrides)
+    if note:
+        state["notes"].append(note)
+    return []

@@ -165,7 +165,7 @@ def _bad_inputs(arts):
         "no-metadata": ([H.edit_metadata(onnx, root / "bare.onnx", drop=True)], [],
                         "carries no shufflenet metadata"),
         "preprocessing": ([H.edit_metadata(onnx, root / "p.onnx", image_size=96)], [],
-                          "different preprocessing"),
+                          "deployment contract: resize"),
         "unreadable-images": ([onnx], ["--images", garbage], "cannot read image"),
         "empty-folder": ([onnx], ["--images", empty], "no images"),
         "missing-folder": ([onnx], ["--dataset", root / "nope"], "not found"),
@@ -273,3 +273,39 @@ def test_engine_failure_is_an_error_row_not_a_crash(arts):
     rows = [line for line in result.stdout.splitlines() if line.startswith(("corrupt", "tiny", "shuffle"))]
     assert rows[0].rstrip().endswith("ERROR") and rows[1].rstrip().endswith("PASS")
     assert "onnxruntime failed to run corrupt.onnx" in result.output
+
+
+def test_deployment_contract_mismatch_fails_naming_the_field(arts):
+    # the logits are the checkpoint's, bit for bit; the metadata an app reads is not
+    ckpt, files, root = arts
+    wrong_labels = H.edit_metadata(files["onnx"], root / "labels.onnx",
+                                   labels=[str(9 - i) for i in range(10)])
+    bgr = H.edit_metadata(files["onnx"], root / "bgr.onnx", channel_order="BGR",
+                          mean=[103.53, 116.28, 123.675])
+    report = run_parity(ckpt, [files["onnx"], wrong_labels, bgr], engines=["onnxruntime"],
+                        samples=3, progress=False, localize=False)
+    status = {p.artifact: p for p in report.pairs}
+    assert status[str(files["onnx"])].status == "PASS"
+    bad = status[str(wrong_labels)]
+    assert bad.status == "FAIL" and bad.metrics["max_rel_error"] < 1e-4
+    assert bad.summary().startswith("deployment contract: labels: artifact [9, 8, 7")
+    assert "mean:" in status[str(bgr)].summary() and "channel_order:" in status[str(bgr)].summary()
+    assert not report.passed and report.verdict == "FAIL"
+
+
+def test_inconclusive_pair_fails_by_default_and_passes_when_allowed(arts, tmp_path):
+    # int8 on 6 labelled digits: whatever it does, 6 images cannot prove a 2 pp margin
+    ckpt, files, _ = arts
+    only_accuracy = tmp_path / "acc.yaml"
+    only_accuracy.write_text("base: int8\nmin_top1_agreement: null\nmin_top5_overlap: null\n"
+                             "min_mean_cosine: null\n")
+    args = [ckpt, files["onnx-int8"], "--engine", "onnxruntime", "--dataset", "demo",
+            "--samples", "6", "--no-localize", "--junit", tmp_path / "j.xml",
+            "--profile", only_accuracy]
+    result = _cli(*args)
+    assert result.exit_code == 1 and "INCONCLUSIVE (n>=" in result.stdout, result.output
+    assert "samples would settle it" in result.output
+    assert ET.parse(tmp_path / "j.xml").getroot().find("testcase/failure").get("type") == "Inconclusive"
+    result = _cli(*args, "--allow-inconclusive")
+    assert result.exit_code == 0, result.output
+    assert ET.parse(tmp_path / "j.xml").getroot().find("testcase/skipped") is not None

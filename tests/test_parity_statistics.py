@@ -17,6 +17,7 @@ from toolchain.parity import (
     wilson_interval,
 )
 from toolchain.parity.profiles import GateCheck
+from toolchain.parity.statistics import accuracy_drop_verdict, samples_for_margin
 from toolchain.parity.report import LayerDivergence, PairResult, ParityReport
 from toolchain.parity.writers import junit_xml, markdown
 
@@ -216,20 +217,70 @@ def test_accuracy_drop_gates():
     assert not fp32["no_significant_drop"].passed        # exact McNemar p = 2 * 14 / 8192
 
 
-def test_decision_gates_account_for_sample_size():
-    # 32 images, 5 flips, one correct answer lost: noise at this size -> int8 passes
-    small = dict(INT8_LIKE, samples=32, top1_agreement=27 / 32,
-                 accuracy=accuracy_delta(11, 1, 0, 20).to_dict())
+def test_tiny_val_with_real_drop_is_inconclusive_with_samples_needed():
+    # 60 labelled images, 2 answers lost and 1 gained: the point estimate (1.7 pp) is
+    # inside the 2 pp margin, the interval is far wider
+    small = dict(INT8_LIKE, samples=60, top1_agreement=53 / 60,
+                 accuracy=accuracy_delta(45, 2, 1, 12).to_dict())
     checks = {c.gate: c for c in load_profile("int8").evaluate(small)}
-    assert all(c.passed for c in checks.values()), [c for c in checks.values() if not c.passed]
-    assert checks["min_top1_agreement"].ci[1] > 0.85 > checks["min_top1_agreement"].value
-    # 300 images at 80 % agreement: Wilson upper bound .8413 < .85 -> a finding
-    big = dict(INT8_LIKE, samples=300, top1_agreement=0.8)
-    check = {c.gate: c for c in load_profile("int8").evaluate(big)}["min_top1_agreement"]
-    assert not check.passed and check.ci[1] == pytest.approx(0.8413, abs=1e-4)
-    # fp32 stays strict on small sets: one flip in 10 fails (upper bound .982 < .999)
+    drop = checks["max_accuracy_drop"]
+    assert drop.state == "INCONCLUSIVE" and not drop.passed
+    assert drop.value == pytest.approx(1 / 60) and drop.ci[1] > 0.02
+    # the same rates at the suggested size give PASS, one image fewer does not
+    need = drop.samples_needed
+    assert need > 60
+    scale = need / 60
+    table = [round(v * scale) for v in (45, 2, 1, 12)]
+    table[0] += need - sum(table)
+    assert accuracy_drop_verdict(*table, margin=0.02).state == "PASS"
+    assert checks["min_top1_agreement"].state == "INCONCLUSIVE"
+    assert checks["min_top1_agreement"].samples_needed > 60
+
+
+def test_large_clean_set_passes_and_large_broken_set_fails():
+    rng = np.random.RandomState(0)
+    n = 2000
+    labels = rng.randint(0, 10, n)
+    ref = rng.normal(0, 1, (n, 10))
+    ref[np.arange(n), labels] += 3.0                     # ~90 % accurate reference
+    prof = load_profile("int8")
+
+    def states(cand):
+        m = PairMetrics()
+        m.update(ref, cand, labels)
+        return {c.gate: c.state for c in prof.evaluate(m.result())}
+
+    clean = ref + rng.normal(0, 0.05, ref.shape)           # a few near-tie flips
+    assert states(clean)["max_accuracy_drop"] == "PASS"
+    assert states(clean)["min_top1_agreement"] == "PASS"
+    broken = ref.copy()
+    hit = rng.rand(n) < 0.08                               # 8 % of answers scrambled
+    broken[hit] = rng.normal(0, 1, (hit.sum(), 10))
+    got = states(broken)
+    assert got["max_accuracy_drop"] == "FAIL"
+
+
+def test_old_benefit_of_the_doubt_is_gone():
+    # the case: 120 val images, 84.2 % -> 79.2 %, CI reaching +0.2 pp: it passed
+    # the 2 pp gate before because the optimistic end of the interval was inside
+    metrics = dict(INT8_LIKE, samples=120, accuracy=accuracy_delta(93, 8, 2, 17).to_dict())
+    check = {c.gate: c for c in load_profile("int8").evaluate(metrics)}["max_accuracy_drop"]
+    assert check.value == pytest.approx(0.05) and check.ci[0] < 0.02
+    assert check.state == "FAIL"
+
+
+def test_fp32_decision_gates_compare_the_observed_value():
+    # fp32 proves sameness per sample through the error gates; one flip in 10 fails
     one_flip = dict(INT8_LIKE, samples=10, top1_agreement=0.9)
-    assert not {c.gate: c for c in load_profile("fp32").evaluate(one_flip)}["min_top1_agreement"].passed
+    check = {c.gate: c for c in load_profile("fp32").evaluate(one_flip)}["min_top1_agreement"]
+    assert check.state == "FAIL" and check.verdict is None
+
+
+def test_samples_for_margin_readme_numbers():
+    # the README's sizing table: 1 pp margin, 90 % accurate model
+    assert samples_for_margin(0.01, 0.0) == 305
+    assert samples_for_margin(0.01, 0.02) == 885
+    assert samples_for_margin(0.02, 0.0) < samples_for_margin(0.01, 0.0)
 
 
 # -- writers ----------------------------------------------------------------------------

@@ -67,18 +67,26 @@ def _engine_options(ctx, param, value):
               help="Write a Markdown report.")
 @click.option("--json-out", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Write the JSON report to a file.")
+@click.option("--allow-inconclusive", "allow_inconclusive", is_flag=True,
+              help="Let INCONCLUSIVE pairs (too few samples to prove the margin either way) "
+                   "pass the gate; by default they fail it.")
 @model_option
 @num_classes_option
 @json_option
 def parity(checkpoint, artifacts, engines, images, dataset, split, samples, random_n, profile,
-           batch_size, threads, engine_options, no_localize, junit, report_md, json_out, model, num_classes,
-           as_json):
+           batch_size, threads, engine_options, no_localize, junit, report_md, json_out,
+           allow_inconclusive, model, num_classes, as_json):
     """Check that exported ARTIFACTS compute what CHECKPOINT computes.
 
     The checkpoint runs in MindSpore (the reference); each artifact runs on
-    each engine that can run it, on the same real images. Prints one PASS/FAIL
-    row per (artifact, engine); exits 1 when any pair fails. --model and
-    --num-classes are needed only for a checkpoint without metadata.
+    each engine that can run it, on the same real images. Prints one row per
+    (artifact, engine) with its verdict: PASS, FAIL, or INCONCLUSIVE (the
+    sample cannot show the margin either way; it says how many samples would)
+    -- and exits 1 when any pair is not PASS (INCONCLUSIVE passes with
+    --allow-inconclusive). The labels, preprocessing and input size each
+    artifact carries must equal the checkpoint's (a mismatch fails, naming
+    the field). --model and --num-classes are needed only for a checkpoint
+    without metadata.
 
     \b
     Example:
@@ -96,12 +104,13 @@ def parity(checkpoint, artifacts, engines, images, dataset, split, samples, rand
                         dataset=dataset, split=split, samples=samples, random=random_n,
                         profile=profile, batch_size=batch_size, threads=threads,
                         localize=not no_localize, progress=not as_json, model=model,
-                        num_classes=num_classes, engine_options=engine_options)
+                        num_classes=num_classes, engine_options=engine_options,
+                        allow_inconclusive=allow_inconclusive)
     if as_json:
         echo_json(report.to_dict())
     else:
         echo_table(report.rows(), TABLE_COLUMNS)
-        for pair in report.failed():
+        for pair in (p for p in report.pairs if p.status != "PASS"):
             click.echo(f"{pair.status} {pair.name}: {pair.summary()}")
             d = pair.divergence
             if d is not None and not d.available:

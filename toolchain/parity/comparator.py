@@ -19,7 +19,7 @@ from shufflenet.errors import CheckpointError, ConfigError, GateFailed, ShuffleN
 
 from .inputs import resolve_inputs
 from .metrics import PairMetrics
-from .profiles import load_profile
+from .profiles import GateCheck, load_profile
 from .report import PairResult, ParityReport
 
 log = logging.getLogger(__name__)
@@ -37,18 +37,23 @@ def _transform_of(meta: dict):
 
 
 def check_artifacts(ref_meta: dict, artifacts: list, ckpt_sha: str,
-                    checkpoint_has_preprocessing: bool = True):
-    """Read every artifact's metadata and refuse ones that cannot be compared.
+                    checkpoint_has_preprocessing: bool = True, contract: dict | None = None):
+    """Read every artifact's metadata; refuse ones of another model; check the contract.
 
-    Model and class count must match the checkpoint; preprocessing must match
-    the checkpoint's, or -- for a checkpoint without preprocessing metadata --
-    agree across the artifacts. Returns ``(transform, [(path, metadata,
-    source_matches_checkpoint)])``.
+    Model and class count must match the checkpoint (else nothing can be
+    compared). The deployment contract -- labels, preprocessing, input size
+    -- is checked against ``contract`` (the checkpoint's own metadata; for a
+    checkpoint without preprocessing metadata, the first artifact's): each
+    mismatch is reported with its field and fails that pair. Returns
+    ``(transform, [(path, metadata, source_matches_checkpoint, mismatches)])``
+    where ``transform`` is the checkpoint's preprocessing, fed to every pair.
     """
     from exporters.metadata import read_artifact_metadata
 
-    ref_tf, ref_name = (_transform_of(ref_meta), "the checkpoint") if checkpoint_has_preprocessing \
-        else (None, None)
+    from .contract import contract_mismatches
+
+    ref_tf = _transform_of(ref_meta) if checkpoint_has_preprocessing else None
+    reference = dict(contract if contract is not None else ref_meta)
     out = []
     for path in artifacts:
         meta = read_artifact_metadata(path)
@@ -59,19 +64,16 @@ def check_artifacts(ref_meta: dict, artifacts: list, ckpt_sha: str,
         if int(meta.get("num_classes", ref_meta["num_classes"])) != int(ref_meta["num_classes"]):
             raise ConfigError(f"{name} has {meta['num_classes']} classes but the checkpoint has "
                               f"{ref_meta['num_classes']}: not an export of this checkpoint")
-        tf = _transform_of(meta)
         if ref_tf is None:
-            ref_tf, ref_name = tf, name
-        if tf != ref_tf:
-            want = ref_tf.to_dict()
-            diff = ", ".join(f"{k} {v} vs {want[k]}" for k, v in tf.to_dict().items() if v != want[k])
-            raise ConfigError(f"{name} expects different preprocessing than {ref_name} ({diff}); "
-                              "re-export it from this checkpoint")
+            # no preprocessing recorded in the checkpoint: the first artifact's is the contract
+            ref_tf = _transform_of(meta)
+            reference.update({k: meta[k] for k in ("mean", "std", "crop_pct", "interpolation",
+                                                    "image_size", "channel_order") if k in meta})
         src = meta.get("source_sha256")
         match = None if not src else src == ckpt_sha
         if match is False:
             log.warning("%s was exported from another checkpoint file (sha256 %s...)", name, src[:12])
-        out.append((str(path), meta, match))
+        out.append((str(path), meta, match, contract_mismatches(reference, meta)))
     return ref_tf, out
 
 
@@ -122,7 +124,7 @@ def _open_pairs(stack, checked, requested, profile, threads, engine_options) -> 
     from runtimes import create_runner
 
     pairs = []
-    for path, meta, match in checked:
+    for path, meta, match, mismatches in checked:
         chosen = _candidate_engines(path, requested)
         if not chosen:
             raise ConfigError(f"none of the requested engines ({', '.join(requested)}) runs "
@@ -134,6 +136,10 @@ def _open_pairs(stack, checked, requested, profile, threads, engine_options) -> 
                               engine, profile=prof.to_dict(), source_matches_checkpoint=match)
             pair.gate_profile = prof
             pair.accumulator = PairMetrics(confidence=prof.get("confidence", 0.95))
+            pair.contract = list(mismatches)
+            if any(m.startswith("input_size") for m in mismatches):
+                pairs.append(pair)        # it cannot take the checkpoint's input: judged unrun
+                continue
             try:
                 pair.runner = stack.enter_context(create_runner(
                     engine, path, threads=threads, **dict(engine_options.get(engine, {}))))
@@ -155,7 +161,7 @@ def _stream(inputs, transform, batch_size: int, reference, pairs, progress: bool
                 first = batch.x[:LOCALIZE_SAMPLES]
             ref_out = reference.infer(batch.x)
             for pair in pairs:
-                if pair.error:
+                if pair.error or pair.runner is None:
                     continue
                 t0 = time.perf_counter()
                 try:
@@ -174,7 +180,8 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
                samples: int | None = None, random: int | None = None, profile=None,
                batch_size: int = DEFAULT_BATCH, threads: int | None = None, localize: bool = True,
                progress: bool = True, raise_on_fail: bool = False, model: str | None = None,
-               num_classes: int | None = None, engine_options: dict | None = None) -> ParityReport:
+               num_classes: int | None = None, engine_options: dict | None = None,
+               allow_inconclusive: bool = False, inputs=None) -> ParityReport:
     """Compare a checkpoint with each artifact on each engine that can run it.
 
     ``profile``: ``None`` (each artifact's precision picks fp32/fp16/int8),
@@ -215,21 +222,33 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
         stack.enter_context(reference)
         ref_meta = dict(reference.metadata)
         ckpt_sha = sha256_file(checkpoint)
-        own_preprocessing = "image_size" in read_metadata(checkpoint)
-        transform, checked = check_artifacts(ref_meta, artifacts, ckpt_sha, own_preprocessing)
-        inputs = resolve_inputs(images=images, dataset=dataset, split=split, samples=samples,
-                                random=random, image_size=transform.image_size,
-                                model_labels=ref_meta.get("labels"),
-                                num_classes=int(ref_meta["num_classes"]))
+        ckpt_meta = read_metadata(checkpoint)
+        own_preprocessing = "image_size" in ckpt_meta
+        transform, checked = check_artifacts(ref_meta, artifacts, ckpt_sha, own_preprocessing,
+                                             contract=ckpt_meta)
+        if inputs is None:
+            inputs = resolve_inputs(images=images, dataset=dataset, split=split, samples=samples,
+                                    random=random, image_size=transform.image_size,
+                                    model_labels=ref_meta.get("labels"),
+                                    num_classes=int(ref_meta["num_classes"]))
         pairs = _open_pairs(stack, checked, requested, profile, threads, engine_options)
         first = _stream(inputs, transform, batch_size, reference, pairs, progress)
     for pair in pairs:
+        pair.allow_inconclusive = bool(allow_inconclusive)
+        ran = pair.runner is not None
         pair.runner = None                   # closed by the ExitStack above
         if pair.error:
             continue
+        contract = GateCheck("deployment_contract", 0, len(pair.contract), not pair.contract,
+                             "labels, preprocessing and input size equal the checkpoint's",
+                             detail="; ".join(pair.contract))
+        if not ran:
+            pair.checks = [contract]
+            continue
         pair.metrics = pair.accumulator.result()
-        pair.checks = pair.gate_profile.evaluate(pair.metrics)
-        if not pair.passed and localize and first is not None:
+        pair.checks = [contract] + pair.gate_profile.evaluate(pair.metrics)
+        numbers_failed = any(c.state != "PASS" for c in pair.checks if c.gate != "deployment_contract")
+        if numbers_failed and localize and first is not None:
             pair.divergence = _localize(checkpoint, pair, first, pair.gate_profile, threads, ref_meta,
                                         engine_options.get(pair.engine, {}))
     report = ParityReport(
@@ -277,5 +296,9 @@ def failure_message(report: ParityReport) -> str:
     for p in bad:
         where = p.divergence.first_divergent if p.divergence else None
         tail = f", first divergent layer {where}" if where else ""
+        if getattr(p, "contract", None):
+            tail += f", deployment contract: {'; '.join(p.contract)}"
+        if p.status == "INCONCLUSIVE" and p.samples_needed:
+            tail += f", ~{p.samples_needed} samples would settle it (or --allow-inconclusive)"
         names.append(f"{p.name} ({p.status.lower()}{tail})")
     return f"parity failed for {len(bad)} of {len(report.pairs)} pair(s): " + ", ".join(names)

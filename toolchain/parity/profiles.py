@@ -11,6 +11,15 @@ quantisation changes by design). A YAML/JSON file overrides any subset:
     base: int8              # optional, default: the artifact's precision
     min_top1_agreement: 0.95
     max_accuracy_drop: 0.01
+
+Gates on sampled decisions (top-1 agreement, accuracy drop) are
+non-inferiority tests in the ``int8`` profile (``noninferiority: 1``):
+PASS only when the whole confidence interval is inside the margin, FAIL
+when the point estimate is outside it, INCONCLUSIVE otherwise (with the
+number of samples that would settle it). In ``fp32``/``fp16``/``bf16`` the
+per-sample error gates prove the artifact computes the same function on
+every image, so their decision gates compare the observed value with a
+near-zero margin (and exact McNemar fails any significant drop).
 """
 from __future__ import annotations
 
@@ -33,22 +42,24 @@ GATES = {
     "min_mean_cosine": ("mean_cosine", "min", "mean cosine similarity of the logits"),
     "min_psnr_db": ("psnr_db", "min", "PSNR of the logits (dB)"),
     "min_top1_agreement": ("top1_agreement", "min",
-                           "share of samples with the same top-1 class (fails when its Wilson "
-                           "interval lies below the threshold)"),
+                           "share of samples with the same top-1 class (int8: PASS when its whole "
+                           "Wilson interval is above the threshold)"),
     "min_top5_overlap": ("top5_overlap", "min", "mean overlap of the top-5 sets"),
     "max_accuracy_drop": ("accuracy_drop", "max",
-                          "top-1 accuracy lost vs the checkpoint (labelled data only; fails when "
-                          "the whole interval of the drop exceeds the threshold)"),
+                          "top-1 accuracy lost vs the checkpoint (labelled data only; int8: PASS "
+                          "when the whole interval of the drop is below the threshold)"),
 }
 # settings that are not gates on the final output
 SETTINGS = {
     "alpha": "a drop with exact McNemar p below alpha fails (labelled data only)",
     "confidence": "confidence level of the accuracy-delta interval",
     "layer_rel_error": "relative RMS error above which a layer counts as diverged",
+    "noninferiority": "1: decision gates are three-valued non-inferiority tests on their "
+                      "interval; 0: the observed value is compared with the threshold",
 }
 
 _COMMON = {"max_abs_error": None, "mean_abs_error": None, "min_mean_cosine": None,
-           "confidence": 0.95}
+           "confidence": 0.95, "noninferiority": 0.0}
 PROFILES: dict[str, dict] = {
     # the file must compute the same function: any flip or real drop fails
     "fp32": dict(_COMMON, max_rel_error=1e-3, min_cosine=0.99999, min_psnr_db=60.0,
@@ -61,7 +72,7 @@ PROFILES: dict[str, dict] = {
     # quantisation changes raw values by design: judge decisions and accuracy
     "int8": dict(_COMMON, max_rel_error=None, min_cosine=None, min_mean_cosine=0.95,
                  min_psnr_db=None, min_top1_agreement=0.85, min_top5_overlap=0.8,
-                 max_accuracy_drop=0.02, alpha=None, layer_rel_error=0.3),
+                 max_accuracy_drop=0.02, alpha=None, layer_rel_error=0.3, noninferiority=1.0),
 }
 PROFILES["bf16"] = dict(PROFILES["fp16"], max_rel_error=6e-2, min_cosine=0.995, min_psnr_db=30.0,
                         layer_rel_error=5e-2)
@@ -77,12 +88,24 @@ class GateCheck:
     passed: bool
     description: str = ""
     ci: tuple | None = None
+    # PASS | FAIL | INCONCLUSIVE; None = PASS/FAIL from ``passed``
+    verdict: str | None = None
+    samples_needed: int | None = None
+    detail: str = ""
+
+    @property
+    def state(self) -> str:
+        return self.verdict or ("PASS" if self.passed else "FAIL")
 
     def to_dict(self) -> dict:
         out = {"gate": self.gate, "threshold": self.threshold, "value": self.value,
-               "passed": self.passed}
+               "passed": self.passed, "verdict": self.state}
         if self.ci is not None:
             out["ci"] = list(self.ci)
+        if self.samples_needed is not None:
+            out["samples_needed"] = self.samples_needed
+        if self.detail:
+            out["detail"] = self.detail
         return out
 
 
@@ -91,12 +114,13 @@ class Profile:
     """Named thresholds; ``source`` says where they came from.
 
     Gates on numerical error compare the observed value with the threshold.
-    The two gates on sampled *decisions* account for the sample size: top-1
-    agreement fails when its Wilson interval lies wholly below the threshold,
-    and the accuracy drop fails when the Newcombe interval of the delta lies
-    wholly below ``-max_accuracy_drop`` -- one flip in 30 images is noise,
-    twenty in 300 is a finding. ``alpha`` (fp32/fp16) additionally fails any
-    drop that the exact McNemar test finds significant.
+    With ``noninferiority`` the two gates on sampled *decisions* account for
+    the sample size in both directions: top-1 agreement passes only when its
+    Wilson interval lies wholly above the threshold, the accuracy drop only
+    when the Newcombe interval of the drop lies wholly below
+    ``max_accuracy_drop``; a point estimate outside fails; anything else is
+    INCONCLUSIVE with the samples needed. ``alpha`` (fp32/fp16) additionally
+    fails any drop that the exact McNemar test finds significant.
     """
 
     name: str
@@ -112,7 +136,7 @@ class Profile:
 
     def evaluate(self, metrics: dict) -> list[GateCheck]:
         """Apply every enabled gate to ``metrics`` (a PairMetrics result)."""
-        from .statistics import wilson_interval
+        from .statistics import PASS, accuracy_drop_verdict, agreement_verdict
 
         checks = []
         values = dict(metrics)
@@ -120,24 +144,30 @@ class Profile:
         confidence = float(self.get("confidence", 0.95))
         if acc:
             values["accuracy_drop"] = -acc["delta"]
+        noninferiority = bool(self.get("noninferiority", 0.0))
         for gate, (key, kind, desc) in GATES.items():
             threshold = self.thresholds.get(gate)
             if threshold is None or key not in values:
                 continue
             value = values[key]
-            ci = None
+            ci, verdict = None, None
             if gate == "min_top1_agreement" and metrics.get("samples"):
                 n = int(metrics["samples"])
-                ci = wilson_interval(int(round(value * n)), n, confidence)
-                ok = ci[1] >= threshold
+                verdict = agreement_verdict(int(round(value * n)), n, threshold, confidence)
             elif gate == "max_accuracy_drop":
-                ci = (-acc["ci_high"], -acc["ci_low"])          # interval of the drop
-                ok = ci[0] <= threshold
-            else:
-                ok = value <= threshold if kind == "max" else value >= threshold
+                n, b, c = int(acc["n"]), int(acc["lost"]), int(acc["gained"])
+                a = int(round(acc["reference_accuracy"] * n)) - b     # both right
+                verdict = accuracy_drop_verdict(a, b, c, n - a - b - c, threshold, confidence)
+            if verdict is not None:
+                ci = verdict.ci
+            ok = value <= threshold if kind == "max" else value >= threshold
             if isinstance(value, float) and math.isnan(value):
-                ok = False
-            checks.append(GateCheck(gate, threshold, value, bool(ok), desc, ci))
+                ok, verdict = False, None
+            if noninferiority and verdict is not None:
+                checks.append(GateCheck(gate, threshold, value, verdict.state == PASS, desc, ci,
+                                        verdict.state, verdict.samples_needed))
+            else:
+                checks.append(GateCheck(gate, threshold, value, bool(ok), desc, ci))
         alpha = self.thresholds.get("alpha")
         if acc and alpha is not None:
             significant = acc["delta"] < 0 and acc["mcnemar_p"] < alpha

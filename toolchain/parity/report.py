@@ -60,16 +60,31 @@ class PairResult:
     runner: object = field(default=None, repr=False, compare=False)
     accumulator: object = field(default=None, repr=False, compare=False)
     gate_profile: object = field(default=None, repr=False, compare=False)
+    contract: list = field(default_factory=list, repr=False, compare=False)
+
+    # an INCONCLUSIVE pair fails its gate unless this is set (--allow-inconclusive)
+    allow_inconclusive: bool = False
 
     @property
     def status(self) -> str:
+        """ERROR | FAIL | INCONCLUSIVE | PASS (the worst of the gates)."""
         if self.error:
             return "ERROR"
-        return "PASS" if all(c.passed for c in self.checks) else "FAIL"
+        states = {c.state for c in self.checks}
+        for s in ("FAIL", "INCONCLUSIVE"):
+            if s in states:
+                return s
+        return "PASS"
 
     @property
     def passed(self) -> bool:
-        return self.status == "PASS"
+        return self.status == "PASS" or (self.allow_inconclusive and self.status == "INCONCLUSIVE")
+
+    @property
+    def samples_needed(self) -> int | None:
+        """The most samples any inconclusive gate asks for (None: none, or no size settles it)."""
+        needs = [c.samples_needed for c in self.checks if c.state == "INCONCLUSIVE"]
+        return max(needs) if needs and None not in needs else None
 
     @property
     def name(self) -> str:
@@ -86,6 +101,16 @@ class PairResult:
         for c in self.failed_checks():
             if c.gate == "no_significant_drop":
                 parts.append(f"significant accuracy drop (exact McNemar p={c.value:.3g} < {c.threshold:g})")
+            elif c.gate == "deployment_contract":
+                parts.append(f"deployment contract: {c.detail}")
+            elif c.state == "INCONCLUSIVE":
+                metric = GATE_METRIC.get(c.gate, c.gate)
+                side = "<=" if c.gate.startswith("max_") else ">="
+                need = (f"~{c.samples_needed} samples would settle it" if c.samples_needed
+                        else "no sample size settles it at this rate")
+                parts.append(f"{metric} {_short(c.value)} (CI {c.ci[0]:.3g}..{c.ci[1]:.3g}) not "
+                             f"shown {side} {_short(c.threshold)} with {self.metrics.get('samples')} "
+                             f"samples: {need}")
             else:
                 op = ">" if c.gate.startswith("max_") else "<"
                 metric = GATE_METRIC.get(c.gate, c.gate)
@@ -99,6 +124,7 @@ class PairResult:
         return jsonable({
             "artifact": self.artifact, "format": self.format, "precision": self.precision,
             "engine": self.engine, "engine_version": self.engine_version, "status": self.status,
+            "passed": self.passed, "samples_needed": self.samples_needed,
             "profile": self.profile, "metrics": self.metrics,
             "checks": [c.to_dict() for c in self.checks], "error": self.error,
             "seconds": round(self.seconds, 3),
@@ -119,7 +145,10 @@ class PairResult:
         if acc:
             row["acc_delta"] = (f"{acc['delta'] * 100:+.1f}pp "
                                 f"[{acc['ci_low'] * 100:+.1f},{acc['ci_high'] * 100:+.1f}]")
-        if self.divergence and self.divergence.first_divergent:
+        if self.status == "INCONCLUSIVE":
+            need = self.samples_needed
+            row["status"] = f"INCONCLUSIVE (n>={need})" if need else "INCONCLUSIVE"
+        elif self.divergence and self.divergence.first_divergent:
             row["status"] = f"{self.status} ({self.divergence.first_divergent})"
         return row
 
@@ -157,6 +186,14 @@ class ParityReport:
     def passed(self) -> bool:
         return bool(self.pairs) and all(p.passed for p in self.pairs)
 
+    @property
+    def verdict(self) -> str:
+        """PASS, FAIL (a pair failed or errored) or INCONCLUSIVE (the worst pair)."""
+        states = {p.status for p in self.pairs}
+        if not states or states & {"FAIL", "ERROR"}:
+            return "FAIL"
+        return "INCONCLUSIVE" if "INCONCLUSIVE" in states else "PASS"
+
     def failed(self) -> list[PairResult]:
         return [p for p in self.pairs if not p.passed]
 
@@ -165,7 +202,7 @@ class ParityReport:
 
     def to_dict(self) -> dict:
         return jsonable({
-            "passed": self.passed, "checkpoint": self.checkpoint,
+            "passed": self.passed, "verdict": self.verdict, "checkpoint": self.checkpoint,
             "checkpoint_sha256": self.checkpoint_sha256, "model": self.model,
             "num_classes": self.num_classes, "reference": self.reference, "inputs": self.inputs,
             "pairs": [p.to_dict() for p in self.pairs], "created": self.created,

@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-__all__ = ["AccuracyDelta", "accuracy_delta", "mcnemar_exact", "newcombe_paired_interval",
-           "wilson_interval"]
+__all__ = ["AccuracyDelta", "FAIL", "INCONCLUSIVE", "PASS", "Verdict", "accuracy_delta",
+           "accuracy_drop_verdict", "agreement_verdict", "mcnemar_exact", "newcombe_paired_interval",
+           "samples_for_margin", "wilson_interval"]
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -114,3 +115,113 @@ def accuracy_delta(a: int, b: int, c: int, d: int, confidence: float = 0.95) -> 
                          candidate_accuracy=(a + c) / n if n else 0.0, delta=delta,
                          ci_low=lo, ci_high=hi, confidence=confidence, lost=b, gained=c,
                          mcnemar_p=mcnemar_exact(b, c))
+
+
+# -- non-inferiority: three-valued verdicts ----------------------------------------------
+PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+_MAX_SAMPLES = 10_000_000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A non-inferiority decision on a sampled quantity.
+
+    ``PASS``: the whole interval is on the good side of the margin;
+    ``FAIL``: the point estimate is on the bad side; ``INCONCLUSIVE``:
+    neither -- ``samples_needed`` is the sample size at which the same
+    observed rates would give ``PASS`` (``None`` when no size would).
+    """
+
+    state: str
+    estimate: float
+    ci: tuple
+    margin: float
+    samples: int
+    samples_needed: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _smallest_n(n0: int, ok) -> int | None:
+    """Smallest ``n >= n0`` with ``ok(n)`` true (``ok`` monotone), or None beyond the cap."""
+    hi = max(n0, 1)
+    while not ok(hi):
+        if hi >= _MAX_SAMPLES:
+            return None
+        hi = min(hi * 2, _MAX_SAMPLES)
+    lo = max(n0, 1)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def accuracy_drop_verdict(a: int, b: int, c: int, d: int, margin: float,
+                          confidence: float = 0.95) -> Verdict:
+    """Is the candidate's top-1 accuracy at most ``margin`` (fraction) below the reference's?
+
+    The drop is ``(b - c) / n``; its interval is Newcombe's paired interval,
+    negated. ``samples_needed`` scales the observed 2x2 table to larger
+    ``n`` (same rates) until the interval's upper end is inside the margin.
+
+    >>> accuracy_drop_verdict(100, 6, 1, 13, margin=0.02).state    # 4.2 pp drop
+    'FAIL'
+    >>> v = accuracy_drop_verdict(100, 1, 0, 19, margin=0.02)      # 0.8 pp, n = 120
+    >>> v.state, v.samples_needed > 120
+    ('INCONCLUSIVE', True)
+    """
+    n = a + b + c + d
+    delta, lo, hi = newcombe_paired_interval(a, b, c, d, confidence)
+    drop, ci = -delta, (-hi, -lo)
+    if n == 0:
+        return Verdict(INCONCLUSIVE, 0.0, (-1.0, 1.0), margin, 0, None)
+    if drop > margin:
+        return Verdict(FAIL, drop, ci, margin, n)
+    if ci[1] <= margin:
+        return Verdict(PASS, drop, ci, margin, n)
+
+    def ok(m: int) -> bool:
+        s = m / n
+        table = [int(round(v * s)) for v in (a, b, c, d)]
+        table[0] += m - sum(table)                 # keep the total exact after rounding
+        _, l2, _ = newcombe_paired_interval(*table, confidence)
+        return -l2 <= margin
+
+    return Verdict(INCONCLUSIVE, drop, ci, margin, n, _smallest_n(n + 1, ok))
+
+
+def agreement_verdict(agree: int, n: int, minimum: float, confidence: float = 0.95) -> Verdict:
+    """Is the top-1 agreement at least ``minimum``? Wilson interval, same three states."""
+    if n <= 0:
+        return Verdict(INCONCLUSIVE, 0.0, (0.0, 1.0), minimum, 0, None)
+    p = agree / n
+    ci = wilson_interval(agree, n, confidence)
+    if p < minimum:
+        return Verdict(FAIL, p, ci, minimum, n)
+    if ci[0] >= minimum:
+        return Verdict(PASS, p, ci, minimum, n)
+    needed = _smallest_n(n + 1, lambda m: wilson_interval(int(round(p * m)), m, confidence)[0]
+                         >= minimum)
+    return Verdict(INCONCLUSIVE, p, ci, minimum, n, needed)
+
+
+def samples_for_margin(margin: float, discordant: float = 0.0, accuracy: float = 0.9,
+                       confidence: float = 0.95) -> int | None:
+    """Labelled images needed to prove a drop of at most ``margin`` when the truth is no drop.
+
+    ``discordant``: share of images whose correctness differs between the two
+    sides (split evenly between lost and gained); ``accuracy``: the
+    reference's. Used for the README's sizing table.
+    """
+    def ok(m: int) -> bool:
+        half = int(round(m * discordant / 2))
+        a = int(round(m * accuracy)) - half
+        d = m - a - 2 * half
+        _, lo, _ = newcombe_paired_interval(a, half, half, d, confidence)
+        return -lo <= margin
+
+    return _smallest_n(10, ok)

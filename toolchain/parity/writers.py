@@ -27,10 +27,14 @@ def junit_xml(report: ParityReport) -> str:
     """JUnit XML: suite ``shufflenet.parity``, one ``testcase`` per (artifact, engine)."""
     import xml.etree.ElementTree as ET
 
-    failures = sum(p.status == "FAIL" for p in report.pairs)
+    # INCONCLUSIVE is a failure of type "Inconclusive" (it fails the gate), or a skip
+    # when the run allowed it: never a silent pass
+    failures = sum(p.status == "FAIL" or (p.status == "INCONCLUSIVE" and not p.passed)
+                   for p in report.pairs)
     errors = sum(p.status == "ERROR" for p in report.pairs)
+    skipped = sum(p.status == "INCONCLUSIVE" and p.passed for p in report.pairs)
     suite = ET.Element("testsuite", name="shufflenet.parity", tests=str(len(report.pairs)),
-                       failures=str(failures), errors=str(errors), skipped="0",
+                       failures=str(failures), errors=str(errors), skipped=str(skipped),
                        time=f"{report.seconds:.3f}", timestamp=report.created)
     props = ET.SubElement(suite, "properties")
     for key, value in (("checkpoint", report.checkpoint), ("model", report.model),
@@ -48,6 +52,11 @@ def junit_xml(report: ParityReport) -> str:
             ET.SubElement(case, "error", message=p.error or "error", type="RuntimeEngineError").text = details
         elif p.status == "FAIL":
             ET.SubElement(case, "failure", message=p.summary(), type="GateFailed").text = details
+        elif p.status == "INCONCLUSIVE" and p.passed:
+            ET.SubElement(case, "skipped", message="INCONCLUSIVE (allowed): " + p.summary())
+        elif p.status == "INCONCLUSIVE":
+            ET.SubElement(case, "failure", message="INCONCLUSIVE: " + p.summary(),
+                          type="Inconclusive").text = details
         ET.SubElement(case, "system-out").text = details
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
@@ -65,7 +74,7 @@ def _cell(value) -> str:
 
 def markdown(report: ParityReport) -> str:
     """A human report: verdict, inputs, the pair table, failures and divergences."""
-    verdict = "PASS" if report.passed else "FAIL"
+    verdict = report.verdict
     lines = [f"# Parity report: {report.model} -- {verdict}", "",
              f"- checkpoint: `{report.checkpoint}` (sha256 `{report.checkpoint_sha256[:16]}...`)",
              f"- reference: {report.reference.get('engine')} {report.reference.get('version', '')}",
@@ -88,8 +97,9 @@ def markdown(report: ParityReport) -> str:
                       f"vs {acc['candidate_top5']:.4f}; delta {acc['delta'] * 100:+.2f} pp, "
                       f"{acc['confidence'] * 100:.0f}% CI [{acc['ci_low'] * 100:+.2f}, "
                       f"{acc['ci_high'] * 100:+.2f}] pp; lost {acc['lost']}, gained {acc['gained']}, "
-                      f"exact McNemar p = {acc['mcnemar_p']:.4g} (n = {acc['n']})."]
-    for p in report.failed():
+                      f"exact McNemar p = {acc['mcnemar_p']:.4g} (n = {acc['n']}); verdict "
+                      f"{p.status}."]
+    for p in (p for p in report.pairs if p.status != "PASS"):
         lines += ["", f"## {p.status}: {p.name}", "", p.summary() or "", ""]
         d = p.divergence
         if d is None:

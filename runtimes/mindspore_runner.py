@@ -19,7 +19,7 @@ _PREPROCESS = ("mean", "std", "crop_pct", "interpolation")
 
 def _use_cpu(ms) -> None:
     try:
-        _use_cpu(ms)
+        ms.set_device("CPU")
     except RuntimeError:  # the runtime is already up (another runner or the caller set it)
         pass
 

@@ -151,8 +151,16 @@ IGNORED_KEYS = {"enable_modelarts", "multi_data_url", "data_url", "ckpt_url", "t
 
 # Options that are accepted for recipe compatibility but not implemented: an
 # explicit non-default value is an error rather than being silently ignored.
-_UNSUPPORTED = ("aug_repeats", "auto_augment", "cutmix", "mixup", "ema", "drop_path_rate",
-                "gradient_accumulation_steps", "num_cycles")
+# Each maps to the values that mean "off" (its documented default and its
+# spelled-out equivalents); anything else, ``True`` and ``1.0`` included, is refused.
+_UNSUPPORTED = {"aug_repeats": (0, 1), "auto_augment": (None, ""), "cutmix": (0.0,),
+                "mixup": (0.0,), "ema": (False,), "drop_path_rate": (None, 0.0),
+                "gradient_accumulation_steps": (1,), "num_cycles": (1,)}
+
+
+def _is_off(value, off_values) -> bool:
+    # compare type too: True == 1 and 1.0 == 1 in Python, and both mean "on" here
+    return any(value is v or (value == v and type(value) is type(v)) for v in off_values)
 
 
 class TrainConfig(dict):
@@ -236,9 +244,8 @@ def check_keys(values: dict, source: str) -> dict:
 
 
 def _validate(cfg: TrainConfig) -> None:
-    for key in _UNSUPPORTED:
-        if cfg[key] not in (OPTIONS[key].default, None, 0, 1, False) or (
-                key == "aug_repeats" and cfg[key] not in (0, 1)):
+    for key, off_values in _UNSUPPORTED.items():
+        if not _is_off(cfg[key], off_values):
             raise ConfigError(f"option {key}={cfg[key]!r} is not supported by this trainer; "
                               f"remove it from the recipe")
     for key in ("batch_size", "epoch_size", "image_resize"):

@@ -12,12 +12,12 @@ def _record(label=EVIL, p50=1.5):
     rec = RunRecord(created="t0", command=["shufflenet", "pipeline", "--targets", EVIL],
                     options={"model": "shufflenet_v2_x0_5", "dataset": EVIL})
     rec.stages["train"] = StageRecord("train", status="done", metrics={"train_seconds": 12.0})
-    rec.stages["validate"] = StageRecord("validate", status="done", metrics={"top1": 97.5, "top5": 99.9})
+    rec.stages["validate"] = StageRecord("validate", status="done", metrics={"top1": 0.975, "top5": 0.999})
     rec.stages["export"] = StageRecord("export", status="done", metrics={"artifacts": [
         {"format": "onnx", "path": f"artifacts/{label}.onnx", "precision": "fp32", "seconds": 1.0}]})
     rec.stages["parity"] = StageRecord("parity", status="done", metrics={"pairs": [
         {"artifact": label, "engine": "onnxruntime", "verdict": "PASS", "max_abs": 1e-6,
-         "candidate_top1": 97.0}]})
+         "candidate_top1": 0.97}]})
     rec.stages["bench"] = StageRecord("bench", status="done", metrics={"results": [
         {"target": label, "artifact_name": label, "engine": "onnxruntime", "p50": p50, "p90": 2.0,
          "p99": 3.0, "verdict": "FAIL", "failed": EVIL, "samples_ms": [1.0, 1.5, 2.0, 1.4]}]})

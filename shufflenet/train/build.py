@@ -145,10 +145,64 @@ def build_train_cell(net, cfg, optimizer, amp_level: str):
         net = ms.amp.auto_mixed_precision(net, amp_level)
     with_loss = WithLoss(net, loss_fn)
     scale = float(cfg["loss_scale"] or 1.0) if amp_level != "O0" else 1.0
+    clip = float(cfg["clip_value"]) if cfg["clip_grad"] else 0.0
     if amp_level != "O0" and cfg["dynamic_loss_scale"]:
         manager = nn.DynamicLossScaleUpdateCell(loss_scale_value=2.0 ** 16, scale_factor=2,
                                                 scale_window=2000)
-        return nn.TrainOneStepWithLossScaleCell(with_loss, optimizer, scale_sense=manager)
+        return _dynamic_scale_step_cell()(with_loss, optimizer, scale_sense=manager, clip=clip)
     step_cls = _train_step_cell()
-    return step_cls(with_loss, optimizer, sens=scale,
-                    clip=float(cfg["clip_value"]) if cfg["clip_grad"] else 0.0)
+    return step_cls(with_loss, optimizer, sens=scale, clip=clip)
+
+
+def _dynamic_scale_step_cell():
+    import mindspore as ms
+    from mindspore import nn, ops
+
+    class DynamicScaleStep(nn.TrainOneStepWithLossScaleCell):
+        """MindSpore's dynamic loss-scale step, plus global-norm clipping of the unscaled grads.
+
+        The overflow check sees the unclipped gradients (clipping an inf gives nan
+        and would hide the overflow); the update uses the clipped ones.
+        """
+
+        def __init__(self, network, optimizer, scale_sense, clip: float = 0.0):
+            super().__init__(network, optimizer, scale_sense)
+            self.clip = clip > 0
+            self.clip_value = float(clip)
+            # MindSpore's overflow status uses NPU kernels that CPU lacks
+            self.portable_overflow = ms.get_context("device_target") == "CPU"
+
+        def construct(self, *inputs):
+            loss = self.network(*inputs)
+            scaling_sens = self.scale_sense
+            status = ms.Tensor([0] * 8, ms.int32)
+            sens = ops.ones_like(loss) * ops.cast(scaling_sens, ops.dtype(loss))
+            grads = self.grad(self.network, self.weights)(*inputs, sens)
+            inv = ops.reciprocal(ops.cast(scaling_sens, ms.float32))
+            grads = self.hyper_map(ops.partial(_unscale, inv), grads)
+            grads = self.grad_reducer(grads)
+            if self.portable_overflow:
+                finite = self.hyper_map(_all_finite, grads)
+                cond = ops.logical_not(ops.stack(finite).all())
+            else:
+                cond = self.get_overflow_status(status, grads)
+            overflow = self.process_loss_scale(cond)
+            if self.clip:
+                grads = ops.clip_by_global_norm(grads, self.clip_value)
+            if not overflow:
+                loss = ops.depend(loss, self.optimizer(grads))
+            return loss, cond, scaling_sens
+
+    return DynamicScaleStep
+
+
+def _all_finite(grad):
+    from mindspore import ops
+
+    return ops.isfinite(grad).all()
+
+
+def _unscale(inv, grad):
+    from mindspore import ops
+
+    return grad * ops.cast(inv, ops.dtype(grad))

@@ -22,6 +22,11 @@ from .run_checkpoints import CheckpointManager, read_metrics
 log = logging.getLogger(__name__)
 
 
+def postfix_interval(cfg) -> int:
+    """Steps between refreshes of the loss/lr/img/s line: ``log_interval``, as its help says."""
+    return max(1, int(cfg.get("log_interval") or 1))
+
+
 @dataclass
 class TrainResult:
     """Where a run's outputs are and how it ended."""
@@ -156,7 +161,7 @@ class _Run:
                               self.rank, self.world)
         show = bool(cfg.progress) and self.rank == 0
         losses, seen, t0 = [], 0, time.perf_counter()
-        refresh = max(1, min(int(cfg.log_interval or 1), 10))
+        refresh = postfix_interval(cfg)
         with tqdm(total=self.spe, initial=self.step_in_epoch, file=sys.stderr, leave=False,
                   desc=f"epoch {self.epoch + 1}/{cfg.epoch_size}", unit="step",
                   disable=not show, dynamic_ncols=True) as bar:

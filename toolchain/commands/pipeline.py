@@ -84,7 +84,7 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
     names = list(target_names) + [n for n in target_list or () if n not in target_names]
     opts = PipelineOptions(recipe=recipe, overrides=overrides, ckpt_path=ckpt_path, formats=formats,
                            target_names=names or None, targets_file=targets_file, run_dir=run_dir,
-                           force=tuple(force), parity_samples=samples, min_top1=min_top1,
+                           force=tuple(force), parity_samples=samples, min_top1_pct=min_top1,
                            bench_seconds=bench_seconds, command=_command_line(click.get_current_context()))
     record = run_pipeline(opts)
     if as_json:

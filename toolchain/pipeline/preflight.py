@@ -68,8 +68,8 @@ def _check_force(opts, cfg, state) -> list[str]:
 @check
 def _check_thresholds(opts, cfg, state) -> list[str]:
     out = []
-    if opts.min_top1 is not None and not 0.0 <= float(opts.min_top1) <= 100.0:
-        out.append(f"--min-top1 is a percentage in [0, 100], got {opts.min_top1}")
+    if opts.min_top1_pct is not None and not 0.0 <= float(opts.min_top1_pct) <= 100.0:
+        out.append(f"--min-top1 is a percentage in [0, 100], got {opts.min_top1_pct}")
     if opts.bench_seconds is None or float(opts.bench_seconds) <= 0:
         out.append(f"--bench-seconds must be positive, got {opts.bench_seconds}")
     if int(opts.parity_samples) < 1:

@@ -126,7 +126,20 @@ def _flatten(obj: Any, prefix: str = "") -> dict:
     return out
 
 
-_VOLATILE = ("created", "updated", "seconds", "commands")
+_VOLATILE_TOP = ("created", "updated", "commands")
+# what the user chose is never noise, whatever its name (bench_seconds)
+_CHOSEN = ("options", "overrides", "recipe", "command")
+
+
+def _volatile(key: str) -> bool:
+    """Timestamps and measured durations: they differ on every run."""
+    parts = key.split(".")
+    if parts[0] in _VOLATILE_TOP:
+        return True
+    if parts[0] in _CHOSEN:
+        return False
+    leaf = parts[-1]
+    return leaf in ("seconds", "created", "updated") or leaf.endswith("_seconds")
 
 
 def diff_records(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
@@ -137,7 +150,7 @@ def diff_records(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
     fa, fb = _flatten(a), _flatten(b)
     rows = []
     for key in sorted(set(fa) | set(fb)):
-        if any(part in key.split(".")[-1] for part in _VOLATILE) or key.startswith(_VOLATILE):
+        if _volatile(key):
             continue
         if fa.get(key) != fb.get(key):
             rows.append((key, fa.get(key), fb.get(key)))

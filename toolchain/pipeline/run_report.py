@@ -48,7 +48,7 @@ def training_curves_png(history: list[dict]) -> bytes | None:
     acc = [r.get("val_top1", r.get("top1")) for r in rows]
     if any(a is not None for a in acc):
         ax2 = ax1.twinx()
-        pct = [float("nan") if a is None else (a * 100 if a <= 1 else a) for a in acc]
+        pct = [float("nan") if a is None else 100.0 * a for a in acc]  # history: fractions
         ax2.plot(ep, pct, "s-", color="tab:green")
         ax2.set_ylabel("val top-1 %", color="tab:green")
     ax1.set_title("Training")
@@ -89,7 +89,7 @@ def accuracy_latency_png(points: list[dict]) -> bytes | None:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     markers = "osD^vP*Xh<>"
     for i, p in enumerate(pts):
-        ax.scatter(p["p50"], p["top1"], s=45, marker=markers[i % len(markers)],
+        ax.scatter(p["p50"], 100.0 * p["top1"], s=45, marker=markers[i % len(markers)],
                    label=f"{p['artifact']} @ {p['target']}")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     ax.set_xlabel("p50 latency (ms)")
@@ -142,6 +142,11 @@ EXPORT_COLS = [("format", "format"), ("path", "file"), ("precision", "precision"
                ("seconds", "export s"), ("smoke_error", "smoke rel. error"), ("size_kb", "size KB")]
 
 
+def _pct(fraction):
+    """run.json holds accuracies as fractions (as validate() returns them); reports show %."""
+    return None if fraction is None else round(100.0 * float(fraction), 2)
+
+
 def build_sections(record: dict, history: list[dict]) -> dict:
     stages = record.get("stages", {})
     train = stages.get("train", {}).get("metrics", {})
@@ -176,7 +181,7 @@ def write_reports(run_dir: str | Path, record: dict, history: list[dict]) -> tup
         ("verdict", verdict + (f" ({'; '.join(failed)})" if failed else "")),
         ("model", record.get("recipe", {}).get("model")),
         ("dataset", record.get("recipe", {}).get("dataset")),
-        ("val top-1 %", s["val"].get("top1")), ("val top-5 %", s["val"].get("top5")),
+        ("val top-1 %", _pct(s["val"].get("top1"))), ("val top-5 %", _pct(s["val"].get("top5"))),
         ("training time s", s["train"].get("train_seconds")),
         ("checkpoint", s["train"].get("checkpoint") or opts.get("ckpt_path")),
         ("command", " ".join(record.get("command", []))),

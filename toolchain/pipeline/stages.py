@@ -33,7 +33,7 @@ class PipelineOptions:
     run_dir: str = "runs/pipeline"
     force: tuple = ()
     parity_samples: int = 256
-    min_top1: float | None = None                     # accuracy gate (percent), optional
+    min_top1_pct: float | None = None                 # accuracy gate in percent, optional
     bench_seconds: float = 2.0                        # time budget per target
     progress: bool = True
     command: list = field(default_factory=list)
@@ -93,8 +93,10 @@ def _checkpoint(ctx) -> Path:
 
 def _stage_validate(opts: PipelineOptions, cfg) -> Stage:
     def inputs(ctx):
+        # the gate is part of the result: a new --min-top1 must not reuse the old verdict
         return {"checkpoint_sha256": ctx["checkpoint_sha256"], "dataset": cfg.dataset,
-                "data_dir": str(cfg.data_dir), "val_split": cfg.val_split}
+                "data_dir": str(cfg.data_dir), "val_split": cfg.val_split,
+                "min_top1_pct": opts.min_top1_pct}
 
     def run(ctx):
         from shufflenet.validate import validate
@@ -103,12 +105,11 @@ def _stage_validate(opts: PipelineOptions, cfg) -> Stage:
                        val_split=cfg.val_split, batch_size=64, device_target=cfg.device_target,
                        mode=1, progress=opts.progress)
         gates = []
-        if opts.min_top1 is not None:
-            top1 = 100.0 * res["top1"]  # validate() reports fractions
-            gates.append({"name": f"val top-1 >= {opts.min_top1}%", "passed": top1 >= opts.min_top1,
-                          "detail": f"{top1:.2f}%"})
-        metrics = {**res, "top1": _pct(res.get("top1")), "top5": _pct(res.get("top5"))}
-        return StageResult(metrics=metrics, gates=gates)
+        if opts.min_top1_pct is not None:
+            top1_pct = 100.0 * res["top1"]  # validate() and run.json: fractions
+            gates.append({"name": f"val top-1 >= {opts.min_top1_pct}%",
+                          "passed": top1_pct >= opts.min_top1_pct, "detail": f"{top1_pct:.2f}%"})
+        return StageResult(metrics=dict(res), gates=gates)
 
     return Stage("validate", inputs, run, "validating the checkpoint")
 
@@ -189,8 +190,8 @@ def _stage_parity(opts: PipelineOptions, run_dir: Path) -> Stage:
                 "max_abs": m.get("max_abs_error"), "max_rel": m.get("max_rel_error"),
                 "cosine": m.get("min_cosine"), "psnr": m.get("psnr_db"),
                 "top1_agreement": m.get("top1_agreement"), "top5_overlap": m.get("top5_overlap"),
-                "reference_top1": _pct(acc.get("reference_accuracy")),
-                "candidate_top1": _pct(acc.get("candidate_accuracy")),
+                "reference_top1": acc.get("reference_accuracy"),     # fractions, as validate()
+                "candidate_top1": acc.get("candidate_accuracy"),
                 "acc_delta": (f"{acc['delta'] * 100:+.2f}pp [{acc['ci_low'] * 100:+.2f}, "
                               f"{acc['ci_high'] * 100:+.2f}]") if "delta" in acc else None,
                 "first_divergence": getattr(div, "first_divergent", None) if div else None,
@@ -201,10 +202,6 @@ def _stage_parity(opts: PipelineOptions, run_dir: Path) -> Stage:
                            metrics={"pairs": rows, "inputs": report.inputs}, gates=gates)
 
     return Stage("parity", inputs, run, "checking parity of every artifact")
-
-
-def _pct(v):
-    return None if v is None else round(100.0 * float(v), 3)
 
 
 def _stage_bench(opts: PipelineOptions, run_dir: Path) -> Stage:

@@ -1,0 +1,128 @@
+"""Regression tests for the review findings of issue 13 (each failed on the code before the fix)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shufflenet.config import make_config
+from shufflenet.errors import ConfigError
+
+
+# -- 1: the reference runner selects the CPU -------------------------------------
+class _SpyMindSpore:
+    """Records set_device calls, forwards nothing (the runner's helper is what is tested)."""
+
+    def __init__(self):
+        self.devices = []
+
+    def set_device(self, name):
+        self.devices.append(name)
+
+
+def test_reference_runner_selects_the_cpu():
+    from runtimes.mindspore_runner import _use_cpu
+
+    spy = _SpyMindSpore()
+    _use_cpu(spy)  # used to call itself; the RecursionError was swallowed as a RuntimeError
+    assert spy.devices == ["CPU"]
+
+
+# -- 2: unsupported options are refused whatever their value ----------------------
+@pytest.mark.parametrize("option", [{"ema": True}, {"ema": 1}, {"cutmix": 1.0}, {"mixup": 1.0},
+                                    {"mixup": "1"}, {"aug_repeats": 3}, {"num_cycles": 2},
+                                    {"gradient_accumulation_steps": 2}, {"drop_path_rate": 0.1}])
+def test_unsupported_option_is_refused_even_when_it_equals_one(option):
+    with pytest.raises(ConfigError, match="is not supported by this trainer"):
+        make_config("demo", option)
+
+
+@pytest.mark.parametrize("option", [{"ema": False}, {"cutmix": 0}, {"mixup": "0.0"},
+                                    {"aug_repeats": 0}, {"num_cycles": 1},
+                                    {"gradient_accumulation_steps": 1}, {"drop_path_rate": None}])
+def test_documented_off_values_are_accepted(option):
+    make_config("demo", option)
+
+
+# -- 4: --diff shows option changes whose names contain a timing word -------------
+def test_diff_shows_a_changed_bench_seconds_but_not_timings():
+    from toolchain.pipeline import diff_records
+
+    a = {"options": {"bench_seconds": 2.0}, "created": "t0",
+         "stages": {"train": {"seconds": 10.0, "metrics": {"train_seconds": 9.0}}}}
+    b = {"options": {"bench_seconds": 0.5}, "created": "t1",
+         "stages": {"train": {"seconds": 12.0, "metrics": {"train_seconds": 11.0}}}}
+    assert diff_records(a, b) == [("options.bench_seconds", 2.0, 0.5)]
+
+
+# -- 5: log_interval is honoured; clip_grad works with dynamic loss scaling -------
+def test_log_interval_is_not_capped():
+    from shufflenet.train.trainer import postfix_interval
+
+    assert postfix_interval(make_config("demo", {"log_interval": 100})) == 100
+    assert postfix_interval(make_config("demo", {"log_interval": 0})) == 1
+
+
+def _weight_step(cfg_overrides):
+    """Norm of the weight change after one SGD step (lr 1, no momentum/decay) of a tiny net."""
+    import mindspore as ms
+    from mindspore import nn
+
+    from shufflenet.train.build import build_train_cell
+
+    ms.set_seed(0)
+    cfg = make_config("demo", {"opt": "sgd", "momentum": 0.0, "weight_decay": 0.0,
+                               **cfg_overrides})
+    net = nn.SequentialCell(nn.Flatten(), nn.Dense(12, 4))
+    before = [p.asnumpy().copy() for p in net.trainable_params()]
+    opt = nn.SGD(net.trainable_params(), learning_rate=1.0)
+    cell = build_train_cell(net, cfg, opt, "O2")
+    cell.set_train(True)
+    x = ms.Tensor(np.random.default_rng(0).normal(0, 5, (8, 3, 2, 2)).astype(np.float32))
+    y = ms.Tensor(np.arange(8, dtype=np.int32) % 4)
+    # the first steps overflow fp16 at scale 2**16 and are skipped while the scale drops
+    for _ in range(40):
+        out = cell(x, y)
+        assert isinstance(out, tuple) and len(out) == 3   # the dynamic loss-scale cell
+        if not bool(out[1].asnumpy()):
+            break
+    else:
+        pytest.fail("every step overflowed")
+    after = [p.asnumpy() for p in net.trainable_params()]
+    return float(np.sqrt(sum(((a.astype(np.float64) - b) ** 2).sum()
+                             for a, b in zip(after, before))))
+
+
+def test_clip_grad_is_applied_with_dynamic_loss_scaling():
+    base = {"dynamic_loss_scale": True, "amp_on_cpu": True, "amp_level": "O2"}
+    unclipped = _weight_step(base)
+    clipped = _weight_step({**base, "clip_grad": True, "clip_value": 1e-3})
+    assert unclipped > 1e-2                     # a real step happened
+    assert clipped <= 1e-3 * 1.05               # lr 1 x global norm <= clip value
+
+
+# -- 3: the validate stage's cache key holds the accuracy gate --------------------
+def test_validate_cache_key_changes_with_the_gate(tmp_path):
+    from toolchain.pipeline.record import stable_hash
+    from toolchain.pipeline.stages import PipelineOptions, _stage_validate, _train_config
+
+    def key(gate):
+        opts = PipelineOptions(run_dir=str(tmp_path), min_top1_pct=gate)
+        stage = _stage_validate(opts, _train_config(opts, tmp_path))
+        return stable_hash(stage.inputs({"checkpoint_sha256": "0" * 64}))
+
+    assert key(None) != key(90.0) != key(99.0)
+
+
+# -- 15: one unit per interface: fractions in run.json, percent only where shown --
+def test_reports_show_percent_of_the_fractions_in_run_json(tmp_path):
+    from toolchain.pipeline.record import RunRecord, StageRecord
+    from toolchain.pipeline.run_report import build_sections, write_reports
+
+    rec = RunRecord(created="t0")
+    rec.stages["validate"] = StageRecord("validate", status="done",
+                                         metrics={"top1": 0.9731, "top5": 1.0})
+    rec.passed = True
+    write_reports(tmp_path, rec.to_dict(), [{"epoch": 1, "loss": 1.0, "val_top1": 1.0}])
+    md = (tmp_path / "report.md").read_text()
+    assert "97.31" in md and "0.9731" not in md
+    assert build_sections(rec.to_dict(), [])["val"]["top1"] == 0.9731

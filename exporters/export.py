@@ -227,8 +227,11 @@ def export_checkpoint(checkpoint, formats, out_dir, model: str | None = None,
 
         list_images(calib_dir)  # DataError now, not after the first exports
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"output path exists and is not a folder: {out_dir}")
+    from shufflenet.fileio import output_dir_problem
+
+    problem = output_dir_problem(out_dir)  # e.g. a parent that is a file (was a traceback)
+    if problem:
+        raise ConfigError(problem)
     import mindspore as ms
 
     from .source import load_source

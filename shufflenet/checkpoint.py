@@ -1,4 +1,4 @@
-"""Checkpoints: atomic save with metadata, safe load, adaptation, download.
+"""Checkpoints: atomic save with metadata, safe load, adaptation, pretrained weights.
 
 Metadata (epoch, step, recipe, metrics, data fingerprint, model name, ...)
 travels *inside* the ``.ckpt`` file as one JSON string under
@@ -6,20 +6,18 @@ travels *inside* the ``.ckpt`` file as one JSON string under
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
-import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import CheckpointError, DownloadError
+from .download import cache_dir, download  # noqa: F401  (old import path)
+from .errors import CheckpointError
+from .fileio import atomic_write, sha256_file  # noqa: F401  (old import path)
 
 log = logging.getLogger(__name__)
 
@@ -31,35 +29,6 @@ _BOOKKEEPING = {"epoch_num", "step_num", "global_step", "learning_rate", "loss_s
 # Prefixes under which optimizers keep per-parameter state.
 OPTIMIZER_PREFIXES = ("moments.", "momentum.", "adam_m.", "adam_v.", "moment1.", "moment2.",
                       "accum.", "stat.", "beta1_power", "beta2_power")
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write(path: str | os.PathLike, writer) -> Path:
-    """Call ``writer(tmp_path)`` then rename onto ``path``; never a half file.
-
-    The temp file lives in the destination folder so the rename is atomic.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        writer(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def save_checkpoint(params, path: str | os.PathLike, metadata: dict | None = None) -> Path:
@@ -201,49 +170,6 @@ def load_checkpoint_file(model, path: str | os.PathLike) -> dict:
             raise CheckpointError(f"{exc} (its metadata says it is a {theirs})") from None
         raise
     return meta
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("SHUFFLENET_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "shufflenet")
-    return Path(root) / "checkpoints"
-
-
-def download(url: str, sha256_prefix: str = "", dest_dir: Path | None = None,
-             timeout: float = 30.0, progress: bool = True) -> Path:
-    """Download ``url`` into the cache (atomically), verifying its sha256 prefix."""
-    dest_dir = Path(dest_dir or cache_dir())
-    dest = dest_dir / url.rsplit("/", 1)[-1]
-    if dest.exists() and (not sha256_prefix or sha256_file(dest).startswith(sha256_prefix)):
-        return dest
-    hint = ("download it elsewhere and pass --ckpt_path PATH "
-            f"(or place it at {dest})")
-    try:
-        resp = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (fixed https URL)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DownloadError(f"cannot download {url} ({reason}); {hint}") from None
-
-    def write(tmp):
-        from tqdm import tqdm
-
-        total = int(resp.headers.get("Content-Length") or 0) or None
-        with open(tmp, "wb") as f, tqdm(total=total, unit="B", unit_scale=True,
-                                        desc=dest.name, disable=not progress) as bar:
-            for block in iter(lambda: resp.read(1 << 16), b""):
-                f.write(block)
-                bar.update(len(block))
-        if sha256_prefix:
-            digest = sha256_file(tmp)
-            if not digest.startswith(sha256_prefix):
-                raise DownloadError(f"checksum mismatch for {url}: sha256 {digest[:12]}... "
-                                    f"does not start with {sha256_prefix}; {hint}")
-
-    try:
-        atomic_write(dest, write)
-    except (urllib.error.URLError, OSError) as exc:
-        raise DownloadError(f"download of {url} failed ({exc}); {hint}") from None
-    return dest
 
 
 def load_pretrained(model, cfg, checkpoint_path: str | None = None) -> dict:

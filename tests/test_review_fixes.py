@@ -126,3 +126,47 @@ def test_reports_show_percent_of_the_fractions_in_run_json(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "97.31" in md and "0.9731" not in md
     assert build_sections(rec.to_dict(), [])["val"]["top1"] == 0.9731
+
+
+# -- 7: files the toolchain writes get the normal umask permissions ---------------
+def test_atomic_write_gives_umask_permissions_not_0600(tmp_path):
+    import os
+    import stat
+
+    from shufflenet.checkpoint import atomic_write as old_path_name
+    from shufflenet.fileio import atomic_write
+    from toolchain.pipeline.record import RunRecord
+    from toolchain.pipeline.run_report import write_reports
+
+    assert old_path_name is atomic_write
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("x"))
+        rec = RunRecord(created="t0")
+        rec.passed = True
+        rec.save(tmp_path)
+        write_reports(tmp_path, rec.to_dict(), [{"epoch": 1, "loss": 1.0, "val_top1": 0.5}])
+        os.chmod(tmp_path / "a.txt", 0o640)      # an existing file keeps its own mode
+        atomic_write(tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("y"))
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert {"report.html", "report.md", "run.json", "training.png"} <= set(modes)
+    assert modes.pop("a.txt") == 0o640
+    assert set(modes.values()) == {0o644}, modes
+
+
+# -- 8: an output path under a file is one readable line ---------------------------
+def test_export_output_under_a_file_is_a_clear_error(tmp_path):
+    from click.testing import CliRunner
+
+    from toolchain.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    ckpt = tmp_path / "missing-is-fine.ckpt"
+    res = CliRunner().invoke(main, ["export", str(ckpt), "-f", "onnx", "-o",
+                                    str(tmp_path / "afile" / "out")])
+    assert res.exit_code == 1, res.output
+    assert "afile is a file" in res.output
+    assert "Traceback" not in res.output
+    assert isinstance(res.exception, SystemExit)   # a clean exit, not an escaped exception

@@ -2,9 +2,17 @@
 
 The training order of epoch ``e`` is ``permutation(seed, e)``; rank ``r`` of
 ``w`` takes every ``w``-th sample of it, so the ranks' batches at step ``s``
-together form the single-process batch ``s`` of ``w`` times the size. Each
-sample's augmentation is seeded by ``(seed, e, index)``. A run resumed at
-step ``k`` of an epoch therefore sees exactly the remaining batches.
+together form the single-process batch ``s`` of ``w`` times the size. A run
+resumed at step ``k`` of an epoch sees exactly the remaining batches.
+
+Two engines behind one :class:`Loader` interface (``steps``, ``skipped``,
+iteration over ``(images, labels)`` numpy pairs):
+
+- ``native`` (folders and CIFAR-10): MindSpore's C++ vision ops, see
+  :mod:`shufflenet.data.native`; augmentation is a function of
+  ``(seed, epoch, rank, worker count)``.
+- ``python`` (the in-memory demo set): Pillow/numpy in thread workers, each
+  sample's augmentation seeded by ``(seed, epoch, index)``.
 """
 from __future__ import annotations
 
@@ -63,9 +71,15 @@ class SkipCounter:
         self.count = 0
         self._lock = threading.Lock()
         self.first: list[str] = []
+        self._seen: set = set()
 
-    def add(self, what: str) -> None:
+    def add(self, what: str, key=None) -> None:
+        """Count one unreadable image; a ``key`` seen before is not counted twice."""
         with self._lock:
+            key = what if key is None else key
+            if key in self._seen:
+                return
+            self._seen.add(key)
             self.count += 1
             if len(self.first) < 3:
                 self.first.append(what)
@@ -91,7 +105,7 @@ class _Samples:
             try:
                 return self.source.load(j), j
             except DataError as exc:
-                self.skipped.add(str(exc))
+                self.skipped.add(str(exc), key=j)
         raise DataError(f"50 consecutive unreadable images from index {idx}; is the dataset corrupt?")
 
     def __getitem__(self, k: int):
@@ -142,8 +156,17 @@ def _make(samples: _Samples, batch_size: int, drop_remainder: bool, workers: int
     return data.batch(batch_size, drop_remainder=drop_remainder)
 
 
+def data_engine(source, cfg) -> str:
+    """``native`` (C++ ops) for folders and CIFAR-10, ``python`` for the demo set."""
+    from . import native
+
+    if str(cfg.get("dataset", "")).lower() == "demo" or not native.supports(source):
+        return "python"
+    return "native"
+
+
 def train_loader(source, cfg, epoch: int, start_step: int = 0, rank: int = 0, world: int = 1,
-                 skipped: SkipCounter | None = None) -> Loader:
+                 skipped: SkipCounter | None = None):
     """Training batches of ``epoch`` for this rank, starting at ``start_step``."""
     bs = int(cfg["batch_size"])
     order = shard(epoch_order(len(source), cfg["seed"], epoch, cfg["shuffle"]), rank, world)
@@ -154,12 +177,21 @@ def train_loader(source, cfg, epoch: int, start_step: int = 0, rank: int = 0, wo
     if steps == 0:
         raise DataError(f"training split has {len(order)} images per device, fewer than one "
                         f"batch of {bs}; lower batch_size")
-    order = order[start_step * bs: steps * bs]
     skipped = skipped or SkipCounter()
+    workers = num_workers(cfg["num_parallel_workers"])
+    if data_engine(source, cfg) == "native":
+        from . import native
+
+        t = TrainTransform.from_config(cfg)
+        batches = [order[s * bs:(s + 1) * bs] for s in range(steps)]
+        plan = native.train_plan(batches, t, int(cfg["seed"]), epoch, rank,
+                                 native.is_encoded(source))
+        eraser = native.BatchEraser(t, int(cfg["seed"]), epoch, rank) if t.re_prob > 0 else None
+        return native.NativeLoader(source, plan, start_step, workers, skipped, eraser)
+    order = order[start_step * bs: steps * bs]
     samples = _Samples(source, order, TrainTransform.from_config(cfg), True, cfg["seed"], epoch,
                        skipped)
-    return Loader(_make(samples, bs, drop, num_workers(cfg["num_parallel_workers"])),
-                  steps - start_step, skipped)
+    return Loader(_make(samples, bs, drop, workers), steps - start_step, skipped)
 
 
 def eval_transform(cfg) -> EvalTransform:
@@ -167,14 +199,25 @@ def eval_transform(cfg) -> EvalTransform:
                          tuple(cfg["mean"]), tuple(cfg["std"]), str(cfg["interpolation"]))
 
 
-def eval_loader(source, cfg, batch_size: int | None = None, transform=None) -> Loader:
-    """All of ``source`` once, in order, with the eval transform (last batch kept)."""
+def eval_loader(source, cfg, batch_size: int | None = None, transform=None):
+    """All of ``source`` once, in order, with the eval transform (last batch kept).
+
+    Image files go through the C++ engine (:func:`shufflenet.data.native.eval_ops`);
+    in-memory arrays (demo, CIFAR-10: small images, upscaled) through
+    :class:`EvalTransform` itself.
+    """
     bs = int(batch_size or cfg["batch_size"])
     skipped = SkipCounter()
-    samples = _Samples(source, np.arange(len(source)), transform or eval_transform(cfg), False,
-                       0, 0, skipped)
-    return Loader(_make(samples, bs, False, num_workers(cfg["num_parallel_workers"])),
-                  -(-len(source) // bs), skipped)
+    transform = transform or eval_transform(cfg)
+    workers = num_workers(cfg.get("num_parallel_workers"))
+    from . import native
+
+    if native.supports(source) and native.is_encoded(source):
+        batches = [np.arange(s, min(s + bs, len(source))) for s in range(0, len(source), bs)]
+        return native.NativeLoader(source, native.eval_plan(batches, transform), 0, workers,
+                                   skipped)
+    samples = _Samples(source, np.arange(len(source)), transform, False, 0, 0, skipped)
+    return Loader(_make(samples, bs, False, workers), -(-len(source) // bs), skipped)
 
 
 def steps_per_epoch(n: int, cfg, world: int = 1) -> int:

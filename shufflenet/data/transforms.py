@@ -83,20 +83,8 @@ class TrainTransform:
         return image
 
     def _erase(self, arr: np.ndarray, rng) -> np.ndarray:
-        c, height, width = arr.shape
-        area = height * width
-        log_ratio = (math.log(self.re_ratio[0]), math.log(self.re_ratio[1]))
-        for _ in range(self.re_max_attempts):
-            target = area * rng.uniform(*self.re_scale)
-            aspect = math.exp(rng.uniform(*log_ratio))
-            h = int(round(math.sqrt(target * aspect)))
-            w = int(round(math.sqrt(target / aspect)))
-            if w < width and h < height:
-                top = int(rng.integers(0, height - h + 1))
-                left = int(rng.integers(0, width - w + 1))
-                arr[:, top:top + h, left:left + w] = self.re_value
-                return arr
-        return arr
+        return random_erase(arr, rng, self.re_scale, self.re_ratio, self.re_value,
+                            self.re_max_attempts)
 
     def __call__(self, image, rng: np.random.Generator) -> np.ndarray:
         from PIL import Image
@@ -119,3 +107,26 @@ class TrainTransform:
         if self.re_prob > 0 and rng.random() < self.re_prob:
             arr = self._erase(arr, rng)
         return arr
+
+
+def random_erase(arr: np.ndarray, rng: np.random.Generator, scale=(0.02, 0.33),
+                 ratio=(0.3, 3.3), value: float = 0.0, max_attempts: int = 10) -> np.ndarray:
+    """Fill one random rectangle of a CHW array with ``value``, in place (MindCV's rule).
+
+    Area fraction from ``scale``, log-uniform aspect from ``ratio``; up to
+    ``max_attempts`` tries to fit the rectangle inside, else the array is unchanged.
+    """
+    _, height, width = arr.shape
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(max_attempts):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        h = int(round(math.sqrt(target * aspect)))
+        w = int(round(math.sqrt(target / aspect)))
+        if w < width and h < height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            arr[:, top:top + h, left:left + w] = value
+            return arr
+    return arr

@@ -1,0 +1,185 @@
+"""Training-loader throughput: ours (MindSpore C++ ops) vs MindCV 0.3.0, interleaved.
+
+Both sides read the same JPEG folder (real photos shipped by scikit-learn /
+scikit-image, cropped and resized to ImageNet-like 500x375), with the same
+recipe (``shufflenet_v2_1.0_ascend``: 224 px RandomResizedCrop, hflip 0.5,
+colour jitter 0.4, normalise, random erasing 0.5), batch 64, drop_remainder,
+shuffled, at 1 and 2 workers. Each round runs every configuration for one
+full epoch, in a new random order per round, so load swings on a shared
+machine hit all of them. Prints the median images/s and the ratios.
+
+``--extras`` adds the ideas measured beyond MindCV: uint8 NHWC batches
+(normalise, HWC->CHW and erasing left to the graph), and what that in-graph
+normalisation costs here per image.
+
+    pip install mindcv==0.3.0      # benchmark-only dependency (extra `bench`)
+    python benchmarks/loader_throughput.py [--rounds 3] [--per-class 100] [--extras] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("GLOG_v", "3")
+
+RECIPE = "shufflenet_v2_1.0_ascend"
+
+
+def _cfg(root, workers, batch):
+    from shufflenet.config import make_config
+
+    return make_config(RECIPE, {"dataset": "imagenet", "data_dir": str(root),
+                                "num_parallel_workers": workers, "batch_size": batch})
+
+
+def ours(root, workers, batch, epoch):
+    from shufflenet.data.pipeline import open_source, train_loader
+
+    cfg = _cfg(root, workers, batch)
+    return train_loader(open_source(cfg, "train"), cfg, epoch)
+
+
+def ours_uint8(root, workers, batch, epoch):
+    """The native loader stopped before normalise/HWC->CHW/erasing: uint8 NHWC batches."""
+    from shufflenet.data import native
+    from shufflenet.data.pipeline import SkipCounter, epoch_order, open_source
+    from shufflenet.data.transforms import TrainTransform
+
+    cfg = _cfg(root, workers, batch)
+    src = open_source(cfg, "train")
+    t = TrainTransform.from_config(cfg)
+    order = epoch_order(len(src), cfg["seed"], epoch)
+    batches = [order[s * batch:(s + 1) * batch] for s in range(len(order) // batch)]
+    plan = native.train_plan(batches, t, cfg["seed"], epoch, 0, True)
+    plan.make_ops = lambda: native.train_ops(t, True)[:-2]
+    return native.NativeLoader(src, plan, 0, workers, SkipCounter())
+
+
+def mindcv(root, workers, batch, epoch):
+    from mindcv.data import create_dataset, create_loader, create_transforms
+
+    cfg = _cfg(root, workers, batch)
+    data = create_dataset(name="", root=str(root), split="train", shuffle=True,
+                          num_parallel_workers=workers)
+    transform = create_transforms(
+        dataset_name="imagenet", image_resize=cfg["image_resize"], is_training=True,
+        scale=tuple(cfg["scale"]), ratio=tuple(cfg["ratio"]), hflip=cfg["hflip"],
+        vflip=cfg["vflip"], color_jitter=cfg["color_jitter"], interpolation=cfg["interpolation"],
+        mean=list(cfg["mean"]), std=list(cfg["std"]), re_prob=cfg["re_prob"],
+        re_scale=tuple(cfg["re_scale"]), re_ratio=tuple(cfg["re_ratio"]),
+        re_value=cfg["re_value"] or 0, re_max_attempts=cfg["re_max_attempts"])
+    loader = create_loader(data, batch_size=batch, drop_remainder=True, is_training=True,
+                           transform=transform, num_parallel_workers=workers)
+    return _Iter(loader)
+
+
+class _Iter:
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __iter__(self):
+        return self.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)
+
+
+def one_epoch(make, root, workers, batch, epoch) -> tuple[float, int, tuple]:
+    start = time.perf_counter()
+    n, shape = 0, None
+    for images, labels in make(root, workers, batch, epoch):
+        n += len(labels)
+        shape = (images.shape, str(images.dtype))
+    return n / (time.perf_counter() - start), n, shape
+
+
+def graph_normalise_cost(batch: int, size: int, reps: int = 10) -> float:
+    """Seconds per image to cast + normalise + NHWC->NCHW a uint8 batch in MindSpore here."""
+    import mindspore as ms
+    from mindspore import ops
+
+    mean = ms.Tensor(np.array([123.675, 116.28, 103.53], np.float32))
+    inv_std = ms.Tensor(1.0 / np.array([58.395, 57.12, 57.375], np.float32))
+
+    @ms.jit
+    def normalise(x):
+        return ops.transpose((ops.cast(x, ms.float32) - mean) * inv_std, (0, 3, 1, 2))
+
+    x = ms.Tensor(np.random.default_rng(0).integers(0, 255, (batch, size, size, 3), np.uint8))
+    normalise(x).asnumpy()
+    start = time.perf_counter()
+    for _ in range(reps):
+        normalise(x).asnumpy()
+    return (time.perf_counter() - start) / (reps * batch)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", help="JPEG folder to use/create (default: a temp folder)")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--per-class", type=int, default=100)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--workers", default="1,2")
+    p.add_argument("--extras", action="store_true", help="also measure uint8 NHWC batches")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    from shufflenet.data.photo_folder import write_photo_folder
+
+    root = Path(args.data or Path(tempfile.gettempdir()) / "shufflenet-loader-bench")
+    write_photo_folder(root, classes=args.classes, per_class=args.per_class)
+    workers = [int(w) for w in args.workers.split(",")]
+    sides = {"ours": ours, "mindcv": mindcv}
+    if args.extras:
+        sides["ours_uint8_nhwc"] = ours_uint8
+    configs = [(name, w) for name in sides for w in workers]
+    rates: dict = {c: [] for c in configs}
+    shapes: dict = {}
+    rng = np.random.default_rng(0)
+    for r in range(args.rounds):
+        for i in rng.permutation(len(configs)):
+            name, w = configs[i]
+            rate, n, shape = one_epoch(sides[name], root, w, args.batch, epoch=r)
+            rates[(name, w)].append(rate)
+            shapes[name] = shape
+            print(f"round {r + 1}: {name:16s} {w} worker(s) {rate:7.1f} img/s ({n} images)",
+                  file=sys.stderr)
+    med = {c: statistics.median(v) for c, v in rates.items()}
+    result = {"images": args.classes * args.per_class, "batch": args.batch, "recipe": RECIPE,
+              "rounds": args.rounds, "cpu_count": os.cpu_count(),
+              "img_per_s": {f"{n}@{w}": round(v, 1) for (n, w), v in med.items()},
+              "batch_shape": {n: list(s[0]) + [s[1]] for n, s in shapes.items()}, "ratios": {}}
+    for w in workers:
+        result["ratios"][f"ours/mindcv@{w}"] = round(med[("ours", w)] / med[("mindcv", w)], 2)
+    if len(workers) > 1:
+        lo, hi = workers[0], workers[-1]
+        for name in sides:
+            result["ratios"][f"{name}@{hi}/{name}@{lo}"] = round(med[(name, hi)] / med[(name, lo)],
+                                                                2)
+    if args.extras:
+        cost = graph_normalise_cost(args.batch, 224)
+        result["graph_normalise_ms_per_image"] = round(cost * 1e3, 3)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(f"{result['images']} JPEGs (500x375), {RECIPE}, batch {args.batch}, "
+          f"median of {args.rounds} interleaved epochs, {os.cpu_count()} CPUs")
+    print(f"{'loader':18s} " + " ".join(f"{f'{w} worker(s)':>12s}" for w in workers))
+    for name in sides:
+        print(f"{name:18s} " + " ".join(f"{med[(name, w)]:12.1f}" for w in workers))
+    for k, v in result["ratios"].items():
+        print(f"{k:28s} {v:.2f}x")
+    if args.extras:
+        print(f"in-graph normalise on this CPU: {result['graph_normalise_ms_per_image']} ms/image")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""Training and eval batches from MindSpore's C++ data engine (folders and CIFAR-10).
+
+Decode, random-resized crop, flips, colour jitter, normalise and HWC->CHW run
+as ``mindspore.dataset.vision`` C++ ops in MindCV's ``create_transforms``
+order, off the GIL. What stays in Python is cheap: reading a file's bytes
+(with a corrupt-file check) and random erasing, which MindSpore implements
+in Python anyway and which we apply per batch with numpy.
+
+Guarantees, and what they cost:
+
+- **Order**: epoch ``e`` visits ``permutation(seed, e)``, rank ``r`` of ``w``
+  every ``w``-th sample (:func:`shufflenet.data.pipeline.shard`), as before.
+- **Determinism** for a fixed ``(seed, epoch, rank, worker count)``. MindSpore's
+  random ops draw from one stream per op instance, and a map op with several
+  workers hands rows to whichever worker is free, so its output is not
+  reproducible. We run one single-worker pipeline per worker instead: pipeline
+  ``k`` makes whole batches ``k, k+W, k+2W, ...`` from its own seeded stream.
+  Augmentations therefore depend on the worker count (they did not with the
+  per-sample seeds of the Python path).
+- **Exact mid-epoch resume**: an epoch is cut into segments of
+  ``SEGMENT_STEPS`` steps, each with fresh pipelines seeded by
+  ``(seed, epoch, rank, segment, worker)``. Resuming at step ``k`` rebuilds
+  segment ``k // SEGMENT_STEPS`` and replays (decodes and drops) at most
+  ``SEGMENT_STEPS - 1`` batches. The next segment's pipelines start while the
+  current one is consumed, so segment boundaries cost no idle time.
+- **Unreadable images** (not an image, truncated JPEG/PNG, undecodable) are
+  replaced by the next readable sample and counted, as before; batch shapes
+  and step counts do not change.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError
+from .transforms import random_erase
+
+log = logging.getLogger(__name__)
+
+SEGMENT_STEPS = 32  # resume replays at most this many batches minus one
+_MAX_REPLACE = 50
+
+_JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
+
+
+def _unwrap(source, i: int):
+    """(base source, index in it) through any :class:`Subset` wrappers."""
+    while hasattr(source, "index") and hasattr(source, "source"):
+        source, i = source.source, int(source.index[i])
+    return source, i
+
+
+def supports(source) -> bool:
+    """True when the native engine can read ``source`` (a folder or in-memory arrays)."""
+    base, _ = _unwrap(source, 0)
+    return hasattr(base, "files") or hasattr(base, "images")
+
+
+def is_encoded(source) -> bool:
+    return hasattr(_unwrap(source, 0)[0], "files")
+
+
+def check_encoded(data: bytes, path: str) -> bytes:
+    """The bytes of an image the C++ decoder accepts, or :class:`DataError`.
+
+    JPEG and PNG are checked structurally (a truncated file lacks its end
+    marker: MindSpore's decoder would abort the whole pipeline on it); other
+    formats are decoded with Pillow and handed over as BMP.
+    """
+    if data.startswith(_JPEG):
+        if b"\xff\xd9" not in data[-4096:]:
+            raise DataError(f"cannot read image {path}: truncated JPEG (no end-of-image marker)")
+        return data
+    if data.startswith(_PNG):
+        if b"IEND" not in data[-64:]:
+            raise DataError(f"cannot read image {path}: truncated PNG (no IEND chunk)")
+        return data
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise DataError(f"cannot read image {path}: empty file")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            image = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        reason = str(exc).replace(repr(io.BytesIO), "").split(" <_io")[0]
+        raise DataError(f"cannot read image {path}: {reason}") from None
+    buf = io.BytesIO()
+    image.save(buf, format="BMP")
+    return buf.getvalue()
+
+
+class _Rows:
+    """Random-access rows for one pipeline: ``(bytes or HWC uint8, label)``.
+
+    An unreadable sample is replaced by the next readable one; ``bad`` is
+    shared by all pipelines of a loader so a file is read and counted once.
+    """
+
+    def __init__(self, source, indices: np.ndarray, skipped, bad: set, errors: list) -> None:
+        self.source, self.indices, self.skipped, self.bad = source, indices, skipped, bad
+        self.errors = errors  # our own errors, raised again past MindSpore's wrapping
+        self.encoded = is_encoded(source)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _read(self, i: int):
+        base, j = _unwrap(self.source, i)
+        if not self.encoded:
+            return base.images[j]
+        path = base.files[j]
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise DataError(f"cannot read image {path}: {exc}") from None
+        return np.frombuffer(check_encoded(data, path), dtype=np.uint8)
+
+    def __getitem__(self, k: int):
+        idx = int(self.indices[k])
+        n = len(self.source)
+        for step in range(min(n, _MAX_REPLACE)):
+            j = (idx + step) % n
+            if j in self.bad:
+                continue
+            try:
+                return self._read(j), np.int32(self.source.targets[j])
+            except DataError as exc:
+                self.bad.add(j)
+                self.skipped.add(str(exc), key=j)
+        error = DataError(f"{_MAX_REPLACE} consecutive unreadable images from index {idx} "
+                          f"(first: {self.skipped.first[0] if self.skipped.first else '?'}); "
+                          f"is the dataset corrupt?")
+        self.errors.append(error)
+        raise error
+
+
+def _inter(name: str):
+    from mindspore.dataset.vision import Inter
+
+    return getattr(Inter, str(name).upper(), Inter.BILINEAR)
+
+
+def train_ops(t, encoded: bool) -> list:
+    """MindCV's ``transforms_imagenet_train`` as C++ ops, minus random erasing.
+
+    ``t`` is a :class:`shufflenet.data.transforms.TrainTransform`.
+    """
+    from mindspore.dataset import vision
+
+    crop = vision.RandomCropDecodeResize if encoded else vision.RandomResizedCrop
+    ops = [crop(t.image_size, scale=tuple(t.scale), ratio=tuple(t.ratio),
+                interpolation=_inter(t.interpolation))]
+    if t.hflip > 0:
+        ops.append(vision.RandomHorizontalFlip(prob=t.hflip))
+    if t.vflip > 0:
+        ops.append(vision.RandomVerticalFlip(prob=t.vflip))
+    if t.color_jitter > 0:
+        ops.append(vision.RandomColorAdjust(t.color_jitter, t.color_jitter, t.color_jitter))
+    ops += [vision.Normalize(mean=list(t.mean), std=list(t.std)), vision.HWC2CHW()]
+    return ops
+
+
+def eval_ops(t) -> list:
+    """Decode, resize the short side to ``t.resize_size``, centre-crop, normalise, CHW.
+
+    Area interpolation for the downscale: it is the closest OpenCV match to
+    Pillow's antialiased resize in :class:`EvalTransform` (see
+    ``tests/test_data_native.py`` for the measured bound).
+    """
+    from mindspore.dataset import vision
+    from mindspore.dataset.vision import Inter
+
+    return [vision.Decode(), vision.Resize(t.resize_size, interpolation=Inter.AREA),
+            vision.CenterCrop(t.image_size),
+            vision.Normalize(mean=list(t.mean), std=list(t.std)), vision.HWC2CHW()]
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+def _pipeline(rows: _Rows, ops: list, batch_size: int, seed: int | None):
+    """One single-worker pipeline and its running iterator."""
+    import mindspore.dataset as ds
+
+    # ds.config.set_seed also reseeds Python's and numpy's global RNGs: keep theirs
+    saved = ds.config.get_seed(), random.getstate(), np.random.get_state()
+    try:
+        if seed is not None:
+            ds.config.set_seed(seed)
+        data = ds.GeneratorDataset(rows, column_names=["image", "label"], shuffle=False,
+                                   num_parallel_workers=1, python_multiprocessing=False)
+        data = data.map(ops, input_columns="image", num_parallel_workers=1)
+        data = data.batch(batch_size, drop_remainder=False)
+        return data.create_tuple_iterator(num_epochs=1, output_numpy=True)
+    finally:
+        ds.config.set_seed(saved[0])
+        random.setstate(saved[1])
+        np.random.set_state(saved[2])
+
+
+@dataclass
+class _Plan:
+    """What one loader delivers: ``batches[s]`` are the source indices of step ``s``."""
+
+    batches: list
+    make_ops: object  # () -> op list (fresh instances per pipeline)
+    seed_parts: tuple | None  # None: no randomness (eval)
+    segment_steps: int
+
+
+class NativeLoader:
+    """Batches ``(images float32 NCHW, labels int32)`` from ``workers`` C++ pipelines.
+
+    Same interface as :class:`shufflenet.data.pipeline.Loader`: ``steps``,
+    ``skipped`` and iteration over one epoch's numpy pairs.
+    """
+
+    def __init__(self, source, plan: _Plan, start_step: int, workers: int, skipped,
+                 erase=None) -> None:
+        self.source, self.plan, self.start_step = source, plan, int(start_step)
+        self.workers, self.skipped, self.erase = max(1, int(workers)), skipped, erase
+        self.steps = len(plan.batches) - self.start_step
+        self._bad: set = set()
+        self._errors: list = []
+
+    def _segment(self, g: int) -> list:
+        """Start the pipelines of segment ``g``; returns them in step order."""
+        seg = self.plan.segment_steps
+        first, last = g * seg, min((g + 1) * seg, len(self.plan.batches))
+        pipes = []
+        for k in range(min(self.workers, last - first)):
+            steps = list(range(first + k, last, self.workers))
+            idx = np.concatenate([self.plan.batches[s] for s in steps])
+            bs = len(self.plan.batches[steps[0]])
+            if any(len(self.plan.batches[s]) != bs for s in steps[:-1]):
+                raise DataError("internal: only a pipeline's last batch may be short")
+            seed = (None if self.plan.seed_parts is None
+                    else _seed(*self.plan.seed_parts, g, k, self.workers))
+            pipes.append(_pipeline(_Rows(self.source, idx, self.skipped, self._bad, self._errors),
+                                   self.plan.make_ops(), bs, seed))
+        return pipes
+
+    def __iter__(self):
+        seg = self.plan.segment_steps
+        total = len(self.plan.batches)
+        step = self.start_step
+        if step >= total:
+            return
+        g = step // seg
+        current, upcoming = self._segment(g), None
+        try:
+            while step < total:
+                first = g * seg
+                if upcoming is None and (g + 1) * seg < total:
+                    upcoming = self._segment(g + 1)  # fills while this segment is consumed
+                for s in range(first, min(first + seg, total)):
+                    images, labels = next(current[(s - first) % len(current)])
+                    if s < step:
+                        continue  # replaying up to the resume point
+                    if self.erase is not None:
+                        images = self.erase(images, s)
+                    yield images, labels
+                step = min(first + seg, total)
+                _stop(current)
+                current, upcoming, g = upcoming, None, g + 1
+        except RuntimeError as exc:
+            if self._errors:
+                raise self._errors[0] from None
+            raise DataError(f"data pipeline failed at step {step}: "
+                            f"{_first_line(exc)}") from None
+        finally:
+            _stop(current)
+            _stop(upcoming)
+
+
+def _stop(pipes) -> None:
+    for it in pipes or ():
+        try:
+            it.stop()
+        except Exception:  # noqa: BLE001 - best effort on teardown
+            pass
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and "----" not in ln]
+    useful = [ln for ln in lines if "failed" in ln or "Error" in ln]
+    return (useful or lines or [type(exc).__name__])[-1][:300]
+
+
+class BatchEraser:
+    """MindCV's random erasing (per sample, after normalise), seeded per step.
+
+    Step ``s`` of an epoch uses ``rng(seed, epoch, rank, s)``: independent of the
+    worker count and exact on resume. The rectangle rule is
+    :func:`shufflenet.data.transforms.random_erase`.
+    """
+
+    def __init__(self, t, seed: int, epoch: int, rank: int) -> None:
+        self.t, self.key = t, (int(seed), int(epoch), int(rank))
+
+    def __call__(self, images: np.ndarray, step: int) -> np.ndarray:
+        rng = np.random.default_rng([*self.key, int(step), 0xE1A5E])
+        hit = rng.random(len(images)) < self.t.re_prob
+        if not hit.any():
+            return images
+        images = np.array(images, copy=True) if not images.flags.writeable else images
+        for i in np.flatnonzero(hit):
+            random_erase(images[i], rng, self.t.re_scale, self.t.re_ratio, self.t.re_value,
+                         self.t.re_max_attempts)
+        return images
+
+
+def train_plan(order_batches: list, t, seed: int, epoch: int, rank: int, encoded: bool) -> _Plan:
+    return _Plan(order_batches, lambda: train_ops(t, encoded), (seed, epoch, rank), SEGMENT_STEPS)
+
+
+def eval_plan(batches: list, t) -> _Plan:
+    return _Plan(batches, lambda: eval_ops(t), None, max(1, len(batches)))

@@ -61,3 +61,47 @@ pipeline_targets_file_option = click.option(
     "--targets-file", "--targets_file", "targets_file", cls=AliasOption,
     hidden_aliases=("--targets_file",), type=click.Path(dir_okay=False), default=None,
     metavar="FILE", help="A targets.yaml with your own targets.")
+
+
+# -- data-parallel launch (train, pipeline) -----------------------------------
+def _master_callback(ctx, param, value):
+    if value is None:
+        return None
+    from shufflenet.errors import ConfigError
+    from shufflenet.train.launch import parse_master
+
+    try:
+        parse_master(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value.strip()
+
+
+def launch_options(fn):
+    """``--devices``, ``--nodes``, ``--node-rank``, ``--master``: how training is spread."""
+    opts = [
+        click.option("--devices", type=click.IntRange(1), default=None, metavar="N", show_default=False,
+                     help="Data-parallel ranks on this machine, started with msrun [default: 1; "
+                          "a distribute: True recipe uses every local Ascend/GPU device]."),
+        click.option("--nodes", type=click.IntRange(1), default=1, metavar="M", show_default=False,
+                     help="Machines taking part; run the same command on each [default: 1]."),
+        click.option("--node-rank", "--node_rank", "node_rank", type=click.IntRange(0), default=0,
+                     metavar="R", show_default=False, help="This machine's index, 0..M-1; node 0 writes checkpoints "
+                                      "[default: 0]."),
+        click.option("--master", default=None, callback=_master_callback, metavar="ADDR[:PORT]",
+                     help="Node 0's address (and port, default 8118) for --nodes > 1."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def launch_spec(devices, nodes, node_rank, master):
+    """A :class:`~shufflenet.train.launch.LaunchSpec` from the CLI, or None to let the recipe decide."""
+    from shufflenet.train.launch import LaunchSpec, parse_master
+
+    if devices is None and nodes == 1 and node_rank == 0 and master is None:
+        return None
+    addr, port = parse_master(master)
+    return LaunchSpec(devices=devices or 1, nodes=nodes, node_rank=node_rank, master_addr=addr,
+                      master_port=port).check()

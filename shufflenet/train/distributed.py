@@ -1,6 +1,7 @@
 """Data-parallel setup through MindSpore's own collective layer.
 
-Launch with MindSpore's launchers, one process per device:
+``shufflenet train --devices N`` (and the pipeline) start msrun themselves
+(:mod:`shufflenet.train.launch`); MindSpore's launchers started by hand work too:
 
     msrun --worker_num=8 --local_worker_num=8 python -m toolchain train -c RECIPE --distribute
     mpirun -n 8 shufflenet train -c RECIPE --distribute
@@ -16,6 +17,29 @@ import logging
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+def data_parallel_world(cfg) -> tuple[int, int]:
+    """``(rank, world size)`` for this process: joins the process group when ``distribute``.
+
+    ``distribute`` without a launcher trains in one process on CPU (with a
+    warning saying so); on Ascend/GPU it is an error pointing at ``--devices``.
+    """
+    if not cfg.get("distribute"):
+        return 0, 1
+    from .launch import under_launcher
+
+    if under_launcher():
+        return init_data_parallel()
+    from ..device import detect_device_target, normalize_device_target
+
+    target = normalize_device_target(cfg.get("device_target")) or detect_device_target()
+    if target == "CPU":
+        log.warning("distribute: True on CPU without a launcher: training in one process "
+                    "(shufflenet train --devices N starts N data-parallel ranks)")
+        return 0, 1
+    raise ConfigError(f"distribute: True on {target} needs one process per device: use "
+                      f"`shufflenet train --devices N` (or shufflenet.train.launch.launch_training)")
 
 
 def init_data_parallel() -> tuple[int, int]:

@@ -71,12 +71,12 @@ class _Run:
         from ..device import init_context
         from ..models import create_model
         from . import build
-        from .distributed import init_data_parallel
+        from .distributed import data_parallel_world
         from .schedules import build_lr
 
         self.cfg = cfg
         self.target = init_context(cfg.device_target, cfg.mode, cfg.num_threads)
-        self.rank, self.world = init_data_parallel() if cfg.distribute else (0, 1)
+        self.rank, self.world = data_parallel_world(cfg)
         ms.set_seed(int(cfg.seed))
         np.random.seed(int(cfg.seed))
         self.train_src = open_source(cfg, cfg.train_split)

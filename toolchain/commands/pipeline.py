@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ..options import json_option, pipeline_targets_file_option
+from ..options import json_option, launch_options, pipeline_targets_file_option
 from ..output import echo_json, echo_table
 
 
@@ -58,10 +58,11 @@ def _override(ctx, param, values):
               help="Time budget per target for latency measurement.")
 @click.option("--diff", "diff_with", default=None, type=click.Path(file_okay=False, exists=True),
               help="Do not run: print how this run's record differs from another run directory's.")
+@launch_options
 @json_option
 def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, target_names,
              target_list, targets_file, run_dir, force, samples, min_top1, bench_seconds, diff_with,
-             as_json):
+             as_json, devices, nodes, node_rank, master):
     """Train, validate, export, check parity and validate latency, in one command.
 
     With no options it runs the whole thing on the built-in demo data (x0_5,
@@ -85,8 +86,13 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
     opts = PipelineOptions(recipe=recipe, overrides=overrides, ckpt_path=ckpt_path, formats=formats,
                            target_names=names or None, targets_file=targets_file, run_dir=run_dir,
                            force=tuple(force), parity_samples=samples, min_top1_pct=min_top1,
-                           bench_seconds=bench_seconds, command=_command_line(click.get_current_context()))
+                           bench_seconds=bench_seconds, command=_command_line(click.get_current_context()),
+                           devices=devices, nodes=nodes, node_rank=node_rank, master=master)
     record = run_pipeline(opts)
+    if record is None:  # a node other than 0: it trained; node 0 runs the rest
+        if as_json:
+            echo_json({"node_rank": node_rank, "nodes": nodes, "trained": True})
+        return
     if as_json:
         echo_json(record.to_dict())
     else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from ..options import json_option
+from ..options import json_option, launch_options, launch_spec
 from ..output import echo_json, echo_table
 
 
@@ -41,28 +41,47 @@ def _with_recipe_options(fn):
 @click.option("-c", "--config", "recipe", default=None, metavar="RECIPE",
               help="Recipe name (demo, shufflenet_v2_1.0_ascend, ...) or a YAML path.")
 @json_option
+@launch_options
 @_with_recipe_options
-def train(recipe, as_json, **options):
+def train(recipe, as_json, devices, nodes, node_rank, master, **options):
     """Train a model from a recipe; progress on stderr, a summary on stdout.
 
     \b
     shufflenet train -c demo
-    shufflenet train -c shufflenet_v2_1.0_ascend --data_dir /data/imagenet
-    msrun --worker_num=8 --local_worker_num=8 python -m toolchain train -c shufflenet_v2_1.0_ascend \\
-        --data_dir /data/imagenet --distribute
+    shufflenet train -c shufflenet_v2_1.0_ascend --data_dir /data/imagenet   # every local NPU
+    shufflenet train -c demo --devices 2                     # 2 data-parallel ranks (msrun)
+    shufflenet train -c shufflenet_v2_1.0_ascend --data_dir /data/imagenet --devices 8 \\
+        --nodes 2 --node-rank 0 --master 10.0.0.1:8118       # on node 1: --node-rank 1
     shufflenet train -c demo --ckpt_save_dir runs/demo --resume
     """
-    from shufflenet.train import train as run_train
+    from shufflenet.config import make_config
+    from shufflenet.train.launch import distributed_summary, run_training
 
+    spec = launch_spec(devices, nodes, node_rank, master)
     overrides = {k: v for k, v in options.items() if v is not None}
-    result = run_train(recipe, overrides)
+    cfg = make_config(recipe, overrides)
+    outcome = run_training(cfg, spec, resume=bool(cfg.resume))
+    world = distributed_summary(cfg, outcome.spec, outcome.command)
+    result = outcome.result
+    if result is None:  # a node other than 0: rank 0 on node 0 wrote the checkpoints
+        click.echo(f"node {outcome.spec.node_rank} of {outcome.spec.nodes}: training done; "
+                   f"node 0 wrote the checkpoints (logs: {outcome.log_dir})", err=True)
+        if as_json:
+            echo_json({"node_rank": outcome.spec.node_rank, "log_dir": str(outcome.log_dir),
+                       **world})
+        return
     row = {"run_dir": str(result.run_dir),
            "best_ckpt": str(result.best_ckpt) if result.best_ckpt else None,
            "last_ckpt": str(result.last_ckpt) if result.last_ckpt else None,
-           "seconds": result.seconds, **result.metrics}
+           "seconds": result.seconds, **result.metrics,
+           **{k: world[k] for k in ("world_size", "per_rank_batch", "global_batch")}}
+    if outcome.command:
+        row["launcher_command"] = world["launcher_command"]
+        row["log_dir"] = str(outcome.log_dir)
     if as_json:
         echo_json(row)
         return
-    columns = [("epoch", "epochs"), ("loss", "loss"), ("val_top1", "val top-1"),
+    columns = [("epoch", "epochs"), ("world_size", "ranks"), ("global_batch", "global batch"),
+               ("loss", "loss"), ("val_top1", "val top-1"),
                ("val_top5", "val top-5"), ("seconds", "seconds"), ("best_ckpt", "best checkpoint")]
     echo_table([row], [c for c in columns if c[0] in row])

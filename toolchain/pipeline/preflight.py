@@ -164,3 +164,21 @@ def _check_data_classes(opts, cfg, state) -> list[str]:
     if note:
         state["notes"].append(note)
     return []
+
+
+@check
+def _check_launch(opts, cfg, state) -> list[str]:
+    """--devices/--nodes/--node-rank/--master: consistent, and something to train."""
+    from shufflenet.train.launch import under_launcher
+
+    from .stages import launch_spec
+
+    spec = launch_spec(opts)
+    if spec is None:
+        return []
+    out = spec.problems()
+    if opts.ckpt_path and spec.distributed:
+        out.append("--devices/--nodes launch training, but --ckpt_path skips it: drop one")
+    if spec.distributed and under_launcher():
+        out.append("already running under a launcher (msrun/mpirun): drop --devices/--nodes")
+    return out

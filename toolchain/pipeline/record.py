@@ -53,6 +53,8 @@ class RunRecord:
     data_fingerprint: str = ""
     versions: dict = field(default_factory=dict)
     device: dict = field(default_factory=dict)
+    # world size, per-rank/global batch, LR as stated, msrun command line ({}: not trained here)
+    distributed: dict = field(default_factory=dict)
     stages: dict = field(default_factory=dict)  # name -> StageRecord (as dict on disk)
     passed: bool | None = None
     failed_gates: list = field(default_factory=list)

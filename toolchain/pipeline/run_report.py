@@ -147,6 +147,23 @@ def _pct(fraction):
     return None if fraction is None else round(100.0 * float(fraction), 2)
 
 
+def distributed_rows(dist: dict) -> list[tuple[str, str]]:
+    """Summary rows for how training was spread (none when the run did not train)."""
+    if not dist:
+        return []
+    world = dist.get("world_size", 1)
+    where = (f"{dist.get('devices_per_node')} devices x {dist.get('nodes')} nodes"
+             if dist.get("nodes", 1) > 1 else f"{dist.get('devices_per_node')} devices")
+    rows = [("training ranks", f"{world} ({where})" if world > 1 else "1 (one process)"),
+            ("batch", f"{dist.get('per_rank_batch')} per rank x {world} = {dist.get('global_batch')} "
+                      f"global"),
+            ("learning rate", f"{dist.get('lr')} as the recipe states it, not rescaled for the "
+                              f"global batch")]
+    if dist.get("launcher_command"):
+        rows.append(("launcher", dist["launcher_command"]))
+    return rows
+
+
 def build_sections(record: dict, history: list[dict]) -> dict:
     stages = record.get("stages", {})
     train = stages.get("train", {}).get("metrics", {})
@@ -184,6 +201,7 @@ def write_reports(run_dir: str | Path, record: dict, history: list[dict]) -> tup
         ("val top-1 %", _pct(s["val"].get("top1"))), ("val top-5 %", _pct(s["val"].get("top5"))),
         ("training time s", s["train"].get("train_seconds")),
         ("checkpoint", s["train"].get("checkpoint") or opts.get("ckpt_path")),
+        *distributed_rows(record.get("distributed") or {}),
         ("command", " ".join(record.get("command", []))),
     ]
 

@@ -37,6 +37,21 @@ class PipelineOptions:
     bench_seconds: float = 2.0                        # time budget per target
     progress: bool = True
     command: list = field(default_factory=list)
+    devices: int | None = None                        # data-parallel ranks here (None: recipe)
+    nodes: int = 1                                    # machines; each runs the same command
+    node_rank: int = 0                                # only node 0 continues past training
+    master: str | None = None                         # node 0's ADDR[:PORT] for nodes > 1
+
+
+def launch_spec(opts: PipelineOptions):
+    """The options' :class:`~shufflenet.train.launch.LaunchSpec` (None: the recipe decides)."""
+    from shufflenet.train.launch import LaunchSpec, parse_master
+
+    if opts.devices is None and opts.nodes == 1 and opts.node_rank == 0 and not opts.master:
+        return None
+    addr, port = parse_master(opts.master)
+    return LaunchSpec(devices=opts.devices or 1, nodes=opts.nodes, node_rank=opts.node_rank,
+                      master_addr=addr, master_port=port)
 
 
 def _train_config(opts: PipelineOptions, run_dir: Path):
@@ -54,16 +69,18 @@ def _data_fingerprint(cfg) -> str:
 
 
 # -- stages --------------------------------------------------------------
-def _stage_train(cfg) -> Stage:
+def _stage_train(cfg, spec, run_dir: Path) -> Stage:
     def inputs(ctx):
         from shufflenet.config import recipe_dict
 
         recipe = recipe_dict(cfg)
         recipe.pop("ckpt_save_dir", None)
-        return {"recipe": recipe, "data_fingerprint": ctx["data_fingerprint"]}
+        # another world size is another global batch: retrain, never resume across it
+        return {"recipe": recipe, "data_fingerprint": ctx["data_fingerprint"],
+                "world_size": spec.world_size}
 
     def run(ctx):
-        from shufflenet.train import train
+        from shufflenet.train.launch import distributed_summary, run_training
 
         train_dir = Path(cfg.ckpt_save_dir)
         prev = ctx["_previous"].get("train")
@@ -75,16 +92,23 @@ def _stage_train(cfg) -> Stage:
             shutil.rmtree(train_dir)
         if resume:
             log(f"[train] resuming the interrupted run from {last}")
-        result = train(cfg, resume=resume)
+        outcome = run_training(cfg, spec, resume=resume, log_dir=train_logs(run_dir))
+        result = outcome.result
         ckpt = result.best_ckpt or result.last_ckpt
         if ckpt is None:
             raise ConfigError("training wrote no checkpoint")
         metrics = {k: v for k, v in (result.metrics or {}).items()}
         metrics.update({"train_seconds": result.seconds, "checkpoint": str(ckpt),
                         "resumed": bool(resume), "epochs": len(result.history)})
+        metrics["distributed"] = distributed_summary(cfg, outcome.spec, outcome.command)
         return StageResult(outputs={"checkpoint": Path(ckpt)}, metrics=metrics)
 
     return Stage("train", inputs, run, "training")
+
+
+def train_logs(run_dir: Path) -> Path:
+    """Where msrun's and every rank's logs go (outside train/, which a fresh start clears)."""
+    return run_dir / "logs" / "train"
 
 
 def _checkpoint(ctx) -> Path:
@@ -211,8 +235,11 @@ def _stage_bench(opts: PipelineOptions, run_dir: Path) -> Stage:
 
 
 # -- the pipeline ---------------------------------------------------------
-def run_pipeline(opts: PipelineOptions) -> RunRecord:
+def run_pipeline(opts: PipelineOptions) -> RunRecord | None:
     """Run (or resume, or skip cached) every stage; returns the run record.
+
+    With several nodes, a node other than 0 only takes part in training and
+    returns None: node 0 writes the checkpoints and runs the later stages.
 
     Gate failures do not raise: ``record.passed`` is False and
     ``record.failed_gates`` names them. Errors in a stage raise.
@@ -227,6 +254,17 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord:
     # every option a later stage needs is checked here, before minutes of training
     checked = preflight(opts, cfg)
     force = set(STAGES) if "all" in opts.force else set(opts.force)
+    spec = None
+    if not opts.ckpt_path:
+        from shufflenet.train.launch import resolve_spec
+
+        spec, note = resolve_spec(cfg, launch_spec(opts))
+        if note:
+            log(f"[train] {note}")
+        if spec.node_rank > 0:
+            from .secondary_node import train_on_secondary_node
+
+            return train_on_secondary_node(cfg, spec, run_dir, train_logs(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     record = RunRecord.load(run_dir) or RunRecord(created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     record.command = list(opts.command or sys.argv)
@@ -252,7 +290,7 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord:
         source = checked.get("train_source")
         ctx["data_fingerprint"] = record.data_fingerprint = (
             source.fingerprint() if source is not None else _data_fingerprint(cfg))
-        stages.append(_stage_train(cfg))
+        stages.append(_stage_train(cfg, spec, run_dir))
     stages += [_stage_validate(opts, cfg), _stage_export(opts, run_dir),
                _stage_parity(opts, run_dir), _stage_bench(opts, run_dir)]
 
@@ -263,6 +301,8 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord:
         if stage.name == "train":
             ctx["checkpoint"] = record.stages["train"].outputs["checkpoint"]["path"]
 
+    train_rec = record.stages.get("train")
+    record.distributed = (train_rec.metrics.get("distributed") or {}) if train_rec else {}
     failed = [g["name"] for s in record.stages.values() for g in s.gates if not g.get("passed")]
     record.failed_gates = failed
     record.passed = not failed

@@ -1,0 +1,429 @@
+"""Launch data-parallel training with MindSpore's own launcher (msrun), and watch it.
+
+One device keeps the in-process path. ``devices`` > 1 or ``nodes`` > 1 starts
+``msrun`` with one :mod:`shufflenet.train.worker` per local device and
+supervises it: a free port (one node), logs in a folder of the run, rank 0's
+progress copied to the terminal, and a dead rank noticed within a fraction of
+a second, the other ranks killed and an error naming the rank with its last
+log lines (msrun alone would wait for its scheduler, minutes on a lost node).
+
+>>> spec = LaunchSpec(devices=2)                                 # 2 local ranks
+>>> spec.world_size
+2
+>>> outcome = launch_training(cfg, spec, log_dir="runs/x/logs")  # doctest: +SKIP
+
+Several machines run the same command with ``nodes=M``, their own
+``node_rank`` and one ``master`` address; ranks are numbered node by node, so
+global rank 0 is node 0's first device, the only writer of checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError, ShuffleNetError
+
+DEFAULT_MASTER_PORT = 8118  # msrun's own default; several nodes must agree on one
+TAIL_LINES = 15
+_MS_LOG = re.compile(r"\[(DEBUG|INFO|WARNING)\] [A-Z_]+\(\d+,")  # MindSpore's own log lines
+_LAUNCHER_ENV = ("MS_ROLE", "MS_WORKER_NUM", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "RANK_TABLE_FILE")
+
+
+class LaunchError(ShuffleNetError):
+    """A data-parallel run failed: a rank died or the launcher could not start it."""
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How training is spread: ``devices`` local workers on each of ``nodes`` machines."""
+
+    devices: int = 1
+    nodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int | None = None  # None: a free port (one node) or msrun's default 8118
+
+    @property
+    def world_size(self) -> int:
+        return self.devices * self.nodes
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def problems(self) -> list[str]:
+        """What is wrong with these options, one message each (empty when fine)."""
+        out = []
+        if self.devices < 1:
+            out.append(f"--devices must be at least 1, got {self.devices}")
+        if self.nodes < 1:
+            out.append(f"--nodes must be at least 1, got {self.nodes}")
+        elif not 0 <= self.node_rank < self.nodes:
+            out.append(f"--node-rank must be in [0, {self.nodes - 1}] for --nodes {self.nodes}, "
+                       f"got {self.node_rank}")
+        if self.master_port is not None and not 1024 <= self.master_port <= 65535:
+            out.append(f"--master port must be in 1024..65535, got {self.master_port}")
+        return out
+
+    def check(self) -> "LaunchSpec":
+        bad = self.problems()
+        if bad:
+            raise ConfigError("; ".join(bad))
+        return self
+
+
+def parse_master(text: str | None) -> tuple[str, int | None]:
+    """``ADDR[:PORT]`` -> ``(addr, port or None)``; a clear error for anything else.
+
+    >>> parse_master("10.0.0.1:29500"), parse_master("node0")
+    (('10.0.0.1', 29500), ('node0', None))
+    """
+    if not text:
+        return "127.0.0.1", None
+    m = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_.\-]+))(?::(\d+))?", text.strip())
+    if not m:
+        raise ConfigError(f"--master takes ADDR or ADDR:PORT ([IPv6]:PORT), got {text!r}")
+    port = int(m.group(3)) if m.group(3) else None
+    if port is not None and not 1024 <= port <= 65535:
+        raise ConfigError(f"--master port must be in 1024..65535, got {port}")
+    return m.group(1) or m.group(2), port
+
+
+def under_launcher() -> bool:
+    """True inside a process that msrun/mpirun (or a rank table) started."""
+    return any(os.environ.get(k) for k in _LAUNCHER_ENV)
+
+
+def local_device_count(target: str) -> int:
+    """Devices of ``target`` (Ascend/GPU) on this machine; 1 for CPU."""
+    if target == "CPU":
+        return 1
+    import mindspore as ms
+
+    ctx = getattr(ms.device_context, target.lower(), None)
+    if ctx is not None and hasattr(ctx, "device_count"):
+        return int(ctx.device_count())
+    return int(ms.hal.device_count(target))
+
+
+def resolve_spec(cfg, spec: LaunchSpec | None) -> tuple[LaunchSpec, str | None]:
+    """The launch actually used for ``cfg``, and a one-line note when it was decided for the user.
+
+    An explicit ``spec`` wins. Without one, a recipe with ``distribute: True``
+    run outside a launcher uses every local Ascend/GPU device; on CPU it trains
+    in one process (the note says so). Under a launcher (msrun/mpirun started
+    this process) the launcher already decided: one local process.
+    """
+    if spec is not None:
+        return spec.check(), None
+    if not cfg.get("distribute") or under_launcher():
+        return LaunchSpec(), None
+    from ..device import detect_device_target, normalize_device_target
+
+    target = normalize_device_target(cfg.get("device_target")) or detect_device_target()
+    if target == "CPU":
+        return LaunchSpec(), ("distribute: True on CPU: training in one process "
+                              "(--devices N starts N data-parallel CPU ranks)")
+    n = local_device_count(target)
+    if n <= 1:
+        return LaunchSpec(), f"distribute: True but this machine has {n} {target} device: one process"
+    return LaunchSpec(devices=n), f"distribute: True: launching msrun on all {n} local {target} devices"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LaunchOutcome:
+    """What a launch did: the world, the command, and (node 0) rank 0's training result."""
+
+    spec: LaunchSpec
+    command: list
+    log_dir: Path
+    result: object = None              # TrainResult on node 0, None on the others
+    rank_logs: dict = field(default_factory=dict)  # rank -> log path (this node)
+    seconds: float = 0.0
+
+
+def distributed_summary(cfg, spec: LaunchSpec, command: list | None = None) -> dict:
+    """World size, per-rank and global batch, the LR as the recipe states it, the launcher line."""
+    per_rank = int(cfg["batch_size"])
+    return {"world_size": spec.world_size, "devices_per_node": spec.devices, "nodes": spec.nodes,
+            "node_rank": spec.node_rank, "per_rank_batch": per_rank,
+            "global_batch": per_rank * spec.world_size, "lr": float(cfg["lr"]),
+            "lr_note": "the recipe's LR, not rescaled for the global batch (MindCV semantics: "
+                       "batch_size is per device)",
+            "launcher_command": shlex.join(command) if command else None}
+
+
+def _msrun_command(spec: LaunchSpec, port: int, log_dir: Path, spec_path: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "mindspore.parallel.cluster.run",
+           f"--worker_num={spec.world_size}", f"--local_worker_num={spec.devices}",
+           f"--master_addr={spec.master_addr}", f"--master_port={port}",
+           f"--log_dir={log_dir}", "--join=True",
+           f"--tail_worker_log={spec.node_rank * spec.devices}"]
+    if spec.nodes > 1:
+        cmd.append(f"--node_rank={spec.node_rank}")
+    # msrun starts every task with `python`; PATH (set in _environment) makes that this interpreter
+    return cmd + ["python", "-m", "shufflenet.train.worker", str(spec_path)]
+
+
+def _environment(log_dir: Path) -> dict:
+    env = dict(os.environ)
+    env.setdefault("GLOG_v", "3")
+    env["PYTHONUNBUFFERED"] = "1"
+    bin_dir = log_dir / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    link = bin_dir / "python"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(sys.executable)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for msrun to reap it counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+
+
+def last_lines(path: Path, n: int = TAIL_LINES) -> list[str]:
+    """The last ``n`` non-empty lines of a log (progress-bar redraws collapsed)."""
+    try:
+        data = path.read_bytes()[-20000:].decode("utf-8", "replace")
+    except FileNotFoundError:
+        return []
+    lines = [seg.split("\r")[-1].rstrip() for seg in data.split("\n")]
+    return [ln for ln in lines if ln.strip()][-n:]
+
+
+class _Supervisor:
+    """Runs msrun, copies one rank's log to the terminal, stops everything when a rank dies."""
+
+    _EXIT = re.compile(r"Worker process (\d+) exit with exception\. Error code: (-?\d+)")
+
+    def __init__(self, spec: LaunchSpec, cmd: list, env: dict, log_dir: Path, stream) -> None:
+        self.spec, self.cmd, self.env, self.log_dir, self.stream = spec, cmd, env, log_dir, stream
+        first = spec.node_rank * spec.devices
+        self.ranks = list(range(first, first + spec.devices))
+        self.rank_logs = {r: log_dir / f"worker_{r}.log" for r in self.ranks}
+        self.msrun_log = log_dir / "msrun.log"
+        self.proc: subprocess.Popen | None = None
+        self._tail_pos = 0
+        self._partial = ""
+
+    def pids(self) -> dict[int, int]:
+        out = {}
+        for r in self.ranks:
+            try:
+                out[r] = int((self.log_dir / f"rank{r}.pid").read_text())
+            except (FileNotFoundError, ValueError):
+                pass
+        return out
+
+    def _done(self, rank: int) -> bool:
+        return (self.log_dir / f"rank{rank}.done").exists()
+
+    def _pump(self) -> None:
+        """Copy new bytes of this node's first rank's log to the terminal."""
+        if self.stream is None:
+            return
+        path = self.rank_logs[self.ranks[0]]
+        try:
+            with open(path, "rb") as f:
+                f.seek(self._tail_pos)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        if not data:
+            return
+        self._tail_pos += len(data)
+        *complete, last = (self._partial + data.decode("utf-8", "replace")).split("\n")
+        # a trailing piece that may still become a MindSpore log line waits for its newline;
+        # anything else (a progress bar redrawn with \r) is shown at once
+        self._partial = last if last.startswith("[") else ""
+        out = "".join(ln + "\n" for ln in complete if not _MS_LOG.match(ln))
+        if not self._partial:
+            out += last
+        if out:
+            self.stream.write(out)
+            self.stream.flush()
+
+    def _dead_rank(self) -> tuple[int | None, str] | None:
+        """(rank, how) of a rank that ended without finishing, else None."""
+        pids = self.pids()
+        for r, pid in pids.items():
+            if not _alive(pid) and not self._done(r):
+                return r, f"process {pid} died"
+        text = self.msrun_log.read_text(errors="replace") if self.msrun_log.exists() else ""
+        m = self._EXIT.search(text)
+        if m:
+            pid, code = int(m.group(1)), int(m.group(2))
+            rank = next((r for r, p in pids.items() if p == pid), None)
+            how = f"exit code {code}" + (f" (signal {-code})" if code < 0 else "")
+            return rank, how
+        return None
+
+    def kill_all(self) -> None:
+        for pid in self.pids().values():
+            try:
+                os.killpg(pid, signal.SIGKILL)  # msrun starts each worker in its own session
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # msrun, its scheduler, its tails
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+    def _failure(self, rank: int | None, how: str) -> LaunchError:
+        if rank is None:  # died before it could say who it was: show every rank that did not finish
+            unfinished = [r for r in self.ranks if not self._done(r)] or self.ranks
+            parts = [f"rank {r} ({self.rank_logs[r]}):\n  " + "\n  ".join(last_lines(self.rank_logs[r]))
+                     for r in unfinished]
+            return LaunchError(f"a training rank failed ({how}); the others were stopped. "
+                               f"Last log lines:\n" + "\n".join(parts))
+        lines = last_lines(self.rank_logs.get(rank, self.log_dir / f"worker_{rank}.log"))
+        return LaunchError(f"training rank {rank} of {self.spec.world_size} failed ({how}); "
+                           f"the other ranks were stopped. Last lines of {self.rank_logs.get(rank)}:\n  "
+                           + "\n  ".join(lines or ["(empty log)"]))
+
+    def run(self) -> None:
+        with open(self.msrun_log, "wb") as out:
+            self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            while True:
+                self._pump()
+                dead = self._dead_rank()
+                if dead is not None:
+                    self.kill_all()
+                    self._pump()
+                    raise self._failure(*dead)
+                rc = self.proc.poll()
+                if rc is not None:
+                    self._pump()
+                    unfinished = [r for r in self.ranks if not self._done(r)]
+                    if rc == 0 and not unfinished:
+                        return
+                    self.kill_all()
+                    if unfinished:
+                        raise self._failure(unfinished[0] if len(unfinished) == 1 else None,
+                                            f"msrun exited with code {rc}")
+                    raise LaunchError(f"msrun exited with code {rc} after every rank finished; "
+                                      f"see {self.msrun_log}:\n  "
+                                      + "\n  ".join(last_lines(self.msrun_log)))
+                time.sleep(0.2)
+        except BaseException:
+            self.kill_all()  # Ctrl-C or an error here must not leave ranks behind
+            raise
+
+
+def launch_training(cfg, spec: LaunchSpec, *, resume: bool = False, log_dir: str | os.PathLike,
+                    stream=sys.stderr):
+    """Train ``cfg`` on ``spec.devices`` local ranks under msrun; returns a :class:`LaunchOutcome`.
+
+    Blocks until every local rank has finished. Raises :class:`LaunchError`
+    naming the rank (with its last log lines) when one dies, after stopping
+    the others. On node 0 ``outcome.result`` is rank 0's
+    :class:`~shufflenet.train.TrainResult` (``model`` is None: the network
+    lived in the worker); on other nodes it is None.
+    """
+    from ..checkpoint import atomic_write
+    from .trainer import TrainResult
+
+    spec.check()
+    if not spec.distributed:
+        raise ConfigError("launch_training is for more than one rank; call train() for one")
+    if spec.nodes > 1 and spec.node_rank > 0 and spec.master_addr in ("127.0.0.1", "localhost") \
+            and spec.master_port is None:
+        raise ConfigError("--nodes > 1: every node needs the same --master ADDR:PORT "
+                          "(node 0's address)")
+    log_dir = Path(log_dir).resolve()
+    if spec.nodes > 1:
+        log_dir = log_dir / f"node{spec.node_rank}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for stale in list(log_dir.glob("rank*.pid")) + list(log_dir.glob("rank*.done")) + \
+            list(log_dir.glob("worker_*.log")) + [log_dir / "result.json"]:
+        stale.unlink(missing_ok=True)
+    config = dict(cfg)
+    config["distribute"] = True
+    if config.get("num_threads") is None:  # the ranks share this machine's cores
+        config["num_threads"] = max(1, (os.cpu_count() or 1) // spec.devices)
+    spec_path = log_dir / "train_spec.json"
+    text = json.dumps({"config": config, "resume": bool(resume), "status_dir": str(log_dir)},
+                      default=str, indent=1)
+    atomic_write(spec_path, lambda tmp: Path(tmp).write_text(text))
+    port = spec.master_port or (free_port() if spec.nodes == 1 else DEFAULT_MASTER_PORT)
+    cmd = _msrun_command(spec, port, log_dir, spec_path)
+    start = time.perf_counter()
+    sup = _Supervisor(spec, cmd, _environment(log_dir), log_dir, stream)
+    sup.run()
+    outcome = LaunchOutcome(spec, ["msrun", *cmd[3:]], log_dir, rank_logs=sup.rank_logs,
+                            seconds=round(time.perf_counter() - start, 2))
+    result_path = log_dir / "result.json"
+    if spec.node_rank == 0:
+        if not result_path.exists():
+            raise LaunchError(f"rank 0 finished without writing {result_path}")
+        r = json.loads(result_path.read_text())
+        from .run_checkpoints import read_metrics
+
+        outcome.result = TrainResult(
+            Path(r["run_dir"]), Path(r["best_ckpt"]) if r["best_ckpt"] else None,
+            Path(r["last_ckpt"]) if r["last_ckpt"] else None, r.get("metrics") or {},
+            read_metrics(r["run_dir"]), float(r.get("seconds") or 0.0), None)
+    return outcome
+
+
+def run_training(cfg, spec: LaunchSpec | None = None, *, resume: bool = False,
+                 log_dir: str | os.PathLike | None = None, stream=sys.stderr) -> LaunchOutcome:
+    """Train ``cfg`` the way ``spec`` (or the recipe) asks: in this process, or under msrun.
+
+    The one entry point for ``shufflenet train`` and the pipeline's train
+    stage. ``spec`` None lets the recipe decide (:func:`resolve_spec`); the
+    note explaining that decision is written to ``stream``. ``log_dir``
+    (default ``<ckpt_save_dir>/logs``) receives msrun's and every rank's logs.
+    """
+    from .trainer import train
+
+    spec, note = resolve_spec(cfg, spec)
+    if note and stream is not None:
+        print(note, file=stream, flush=True)
+    if spec.distributed and under_launcher():
+        raise ConfigError("already running under a launcher (msrun/mpirun): drop --devices/--nodes "
+                          "or start shufflenet without the launcher")
+    if spec.distributed:
+        return launch_training(cfg, spec, resume=resume, stream=stream,
+                               log_dir=log_dir or Path(cfg["ckpt_save_dir"]) / "logs")
+    cfg = type(cfg)(cfg)  # the caller's config is never changed
+    if cfg.get("distribute") and not under_launcher():
+        cfg["distribute"] = False  # CPU without a launcher: one process, as the note said
+    start = time.perf_counter()
+    result = train(cfg, resume=resume)
+    return LaunchOutcome(spec, [], Path(log_dir or cfg["ckpt_save_dir"]), result=result,
+                         seconds=round(time.perf_counter() - start, 2))

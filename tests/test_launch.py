@@ -1,0 +1,197 @@
+"""The toolchain launches data-parallel training itself (msrun), on one node or several.
+
+Equality checks compare with one process trained on the combined batch.
+BatchNorm is frozen (``freeze_bn``) there, so the per-rank forward passes are
+exactly the halves of the combined batch (with per-rank batch statistics the
+two computations would differ by design, not by a bug).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from toolchain.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+# 192 demo images, 8 per rank x 2 ranks = 16 per step: 12 steps, one epoch
+TINY = {"num_samples": "192", "val_while_train": "false", "freeze_bn": "true", "seed": "3",
+        "lr": "0.05", "warmup_epochs": "0", "decay_epochs": "1", "num_parallel_workers": "1",
+        "mode": "0", "hflip": "0.5", "color_jitter": "0.4", "epoch_size": "1"}
+
+
+def _train_args(opts: dict) -> list[str]:
+    out = []
+    for k, v in opts.items():
+        out += [f"--{k}", str(v)]
+    return out
+
+
+def _cli(*args, timeout=600, **kw):
+    env = dict(os.environ, GLOG_v="3", PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "toolchain", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, **kw)
+
+
+def _weights(path) -> dict:
+    from shufflenet.checkpoint import read_checkpoint
+
+    params, _ = read_checkpoint(path)
+    return {k: (v.asnumpy() if hasattr(v, "asnumpy") else np.asarray(v)) for k, v in params.items()
+            if not k.startswith(("moments", "global_step", "learning_rate", "momentum"))}
+
+
+def _assert_same_weights(got: dict, ref: dict, tol: float = 1e-4) -> None:
+    common = sorted(set(got) & set(ref))
+    assert len(common) > 100, f"too few common parameters: {common[:5]}"
+    worst = max(float(np.max(np.abs(got[k] - ref[k]))) for k in common)
+    assert worst < tol, f"data-parallel vs one process on the combined batch: max |diff| {worst}"
+
+
+# -- quick checks (no training) ---------------------------------------------------
+def test_master_address_parsing():
+    from shufflenet.errors import ConfigError
+    from shufflenet.train.launch import parse_master
+
+    assert parse_master("10.0.0.1:29500") == ("10.0.0.1", 29500)
+    assert parse_master("node0") == ("node0", None)
+    for bad in ("a b", "10.0.0.1:80", "host:99999", ":"):
+        with pytest.raises(ConfigError):
+            parse_master(bad)
+
+
+def test_launch_spec_problems_name_the_option():
+    from shufflenet.train.launch import LaunchSpec
+
+    assert LaunchSpec(devices=8, nodes=2, node_rank=1).problems() == []
+    assert LaunchSpec(devices=8, nodes=2, node_rank=1).world_size == 16
+    assert "--node-rank" in LaunchSpec(nodes=2, node_rank=2).problems()[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--nodes", "2", "--node-rank", "2"], "--node-rank must be in [0, 1]"),
+    (["train", "--master", "host:80", "--nodes", "2"], "port must be in 1024..65535"),
+    (["pipeline", "--devices", "2", "--ckpt_path", "x.ckpt"], "--ckpt_path skips it"),
+])
+def test_bad_launch_options_are_one_line_errors(args, message, tmp_path):
+    res = CliRunner().invoke(main, args + (["-o", str(tmp_path / "r")] if args[0] == "pipeline" else []))
+    assert res.exit_code != 0
+    assert message in res.output and "Traceback" not in res.output
+
+
+def test_distribute_recipe_on_cpu_resolves_to_one_process():
+    from shufflenet.config import make_config
+    from shufflenet.train.launch import LaunchSpec, resolve_spec
+
+    spec, note = resolve_spec(make_config("shufflenet_v2_1.0_ascend", {"device_target": "CPU"}), None)
+    assert spec == LaunchSpec() and "training in one process" in note
+    spec, note = resolve_spec(make_config("shufflenet_v2_1.0_ascend"), LaunchSpec(devices=3))
+    assert spec.devices == 3 and note is None
+
+
+# -- real runs ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One process, 16 images per step: what 2 ranks x 8 must reproduce."""
+    run = tmp_path_factory.mktemp("single") / "run"
+    proc = _cli("train", "-c", "demo", *_train_args(TINY), "--batch_size", "16",
+                "--num_threads", "2", "--ckpt_save_dir", str(run), "--progress", "false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return _weights(run / "last.ckpt")
+
+
+@pytest.mark.slow
+def test_documented_distribute_recipe_runs_on_cpu_in_one_process(tmp_path):
+    """MindCV's recipes set distribute: True; without a launcher on CPU that is one process."""
+    proc = _cli("train", "-c", "shufflenet_v2_0.5_ascend", "--dataset", "demo", "--image_resize",
+                "32", "--epoch_size", "1", "--max_steps_per_epoch", "1", "--num_samples", "64",
+                "--val_while_train", "false", "--ckpt_save_dir", str(tmp_path / "run"),
+                "--progress", "false", "--num_parallel_workers", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "distribute: True on CPU: training in one process" in proc.stderr
+    assert (tmp_path / "run" / "last.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_pipeline_two_ranks_killed_rank_then_resume_end_to_end(tmp_path, reference):
+    """`pipeline --devices 2`: a killed rank stops the stage in seconds naming it; the
+    re-run resumes, trains to the same weights as one process on the combined batch,
+    and export/parity/bench run on rank 0's checkpoint."""
+    run = tmp_path / "run"
+    args = ["pipeline", "-o", str(run), "--devices", "2", "--formats", "onnx",
+            "--target", "x86-edge-ort-1t", "--samples", "16", "--bench-seconds", "0.2",
+            "--set", "batch_size=8", "--set", "ckpt_save_steps=1"]
+    args += [x for k, v in TINY.items() for x in ("--set", f"{k}={v}")]
+    env = dict(os.environ, GLOG_v="3", PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "toolchain", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logs, last = run / "logs" / "train", run / "train" / "last.ckpt"
+    deadline = time.time() + 400
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    os.kill(int((logs / "rank1.pid").read_text()), signal.SIGKILL)
+    killed = time.perf_counter()
+    _, err = proc.communicate(timeout=120)
+    stopped_in = time.perf_counter() - killed
+    assert proc.returncode == 1, err[-3000:]
+    assert stopped_in < 15, f"the other rank was stopped after {stopped_in:.1f} s"
+    assert "training rank 1 of 2 failed" in err and "Traceback" not in err
+    rec = json.loads((run / "run.json").read_text())
+    assert rec["stages"]["train"]["status"] == "failed"
+    assert "rank 1" in rec["stages"]["train"]["error"]
+    for pid_file in logs.glob("rank*.pid"):  # no rank left behind
+        pid = int(pid_file.read_text())
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+
+    res = _cli(*args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rec = json.loads((run / "run.json").read_text())
+    train = rec["stages"]["train"]
+    assert train["metrics"]["resumed"] is True and train["inputs"]["world_size"] == 2
+    assert all(s["status"] == "done" for s in rec["stages"].values())
+    dist = rec["distributed"]
+    assert (dist["world_size"], dist["per_rank_batch"], dist["global_batch"]) == (2, 8, 16)
+    assert dist["launcher_command"].startswith("msrun --worker_num=2 --local_worker_num=2")
+    ckpt = Path(train["outputs"]["checkpoint"]["path"])
+    assert ckpt.parent == run / "train"
+    assert rec["stages"]["export"]["inputs"]["checkpoint_sha256"] == train["outputs"]["checkpoint"]["sha256"]
+    assert rec["stages"]["parity"]["metrics"]["pairs"]
+    assert rec["stages"]["bench"]["metrics"]["results"]
+    report = (run / "report.md").read_text()
+    assert "8 per rank x 2 = 16 global" in report and "not rescaled" in report
+    assert (logs / "worker_1.log").exists()  # the other rank's log is kept
+    _assert_same_weights(_weights(ckpt), reference)
+
+
+@pytest.mark.slow
+def test_two_nodes_on_one_machine_equal_one_process(tmp_path, reference):
+    """Two launcher invocations (--nodes 2 --node-rank 0/1, one worker each) on 127.0.0.1."""
+    from shufflenet.train.launch import free_port
+
+    run = tmp_path / "run"
+    master = f"127.0.0.1:{free_port()}"
+    common = ["train", "-c", "demo", *_train_args(TINY), "--batch_size", "8", "--devices", "1",
+              "--nodes", "2", "--master", master, "--ckpt_save_dir", str(run), "--json"]
+    env = dict(os.environ, GLOG_v="3", PYTHONPATH=str(ROOT))
+    nodes = [subprocess.Popen([sys.executable, "-m", "toolchain", *common, "--node-rank", str(r)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for r in (0, 1)]
+    outs = [p.communicate(timeout=600) for p in nodes]
+    for p, (out, err) in zip(nodes, outs):
+        assert p.returncode == 0, err[-3000:]
+    row0, row1 = json.loads(outs[0][0]), json.loads(outs[1][0])
+    assert (row0["world_size"], row0["global_batch"]) == (2, 16)
+    assert "--node_rank=0" in row0["launcher_command"]
+    assert row1["node_rank"] == 1 and "node 0 wrote the checkpoints" in outs[1][1]
+    assert (run / "logs" / "node1" / "worker_1.log").exists()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # one writer
+    _assert_same_weights(_weights(run / "last.ckpt"), reference)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shufflenet.errors import CheckpointError, ConfigError
+from shufflenet.errors import ConfigError
 
 # Metadata keys copied from the checkpoint into every artifact.
 PREPROCESS_KEYS = ("mean", "std", "crop_pct", "interpolation")
@@ -49,16 +49,6 @@ def run_mindspore(net, x: np.ndarray) -> np.ndarray:
     return net(ms.Tensor(np.ascontiguousarray(x, dtype=np.float32))).asnumpy()
 
 
-def _resolve(meta: dict, key: str, given, what: str):
-    """Checkpoint metadata wins; a conflicting explicit option is an error."""
-    have = meta.get(key)
-    if have is not None and given is not None and have != given:
-        raise CheckpointError(
-            f"--{what} {given} does not match the checkpoint, whose metadata says {key}={have}; "
-            f"drop the option or pass the right checkpoint")
-    return have if have is not None else given
-
-
 def reference_images(transform, count: int = 2, in_channels: int = 3) -> np.ndarray:
     """``count`` real photos (shipped with scikit-learn/-image) through ``transform``."""
     from shufflenet.data.preprocess import sample_photos
@@ -82,34 +72,19 @@ def load_source(checkpoint, model: str | None = None, num_classes: int | None = 
     os.environ.setdefault("GLOG_v", "3")
     import mindspore as ms
 
-    from shufflenet.checkpoint import load_into, read_checkpoint, sha256_file
+    from shufflenet.checkpoint import load_eval_network, sha256_file
     from shufflenet.data.preprocess import EvalTransform
-    from shufflenet.models import create_model, get_model_config, resolve_model_name
+    from shufflenet.models import get_model_config
 
     path = Path(checkpoint)
-    params, meta = read_checkpoint(path)
-    if model is not None:
-        model = resolve_model_name(model)
-    name = _resolve(meta, "model", model, "model")
-    if name is None:
-        raise ConfigError(f"checkpoint {path.name} does not say which model it is: pass --model")
-    name = resolve_model_name(name)
-    n_cls = _resolve(meta, "num_classes", num_classes, "num_classes")
-    classifier = params.get("classifier.weight")
-    if n_cls is None:
-        if classifier is None:
-            raise CheckpointError(f"cannot tell the class count of {path.name}: pass --num_classes")
-        n_cls = int(classifier.shape[0])
-    elif classifier is not None and int(classifier.shape[0]) != int(n_cls):
-        raise CheckpointError(
-            f"--num_classes {n_cls} does not match the checkpoint, whose classifier has "
-            f"{int(classifier.shape[0])} outputs")
-    n_cls = int(n_cls)
+    # PyNative for the export; the caller's mode is restored by export_checkpoint
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    ev = load_eval_network(path, model=model, num_classes=num_classes)
+    name, n_cls, in_ch, meta, net = ev.model, ev.num_classes, ev.in_channels, ev.metadata, ev.net
     # the network runs at any size >= 32: an explicit size overrides the trained one
     size = int(image_size or meta.get("image_size") or get_model_config(name).input_size[-1])
     if size < 32:
         raise ConfigError(f"image_size must be >= 32, got {size}")
-    in_ch = int(meta.get("in_channels") or 3)
     lab = meta.get("labels") or labels or [str(i) for i in range(n_cls)]
     if len(lab) != n_cls:
         raise ConfigError(f"{len(lab)} labels given for a {n_cls}-class model")
@@ -118,10 +93,6 @@ def load_source(checkpoint, model: str | None = None, num_classes: int | None = 
            "crop_pct": float(meta.get("crop_pct") or cfg.crop_pct),
            "interpolation": str(meta.get("interpolation") or cfg.interpolation)}
 
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    net = create_model(name, num_classes=n_cls, in_channels=in_ch)
-    load_into(net, params, source=f"checkpoint {path}")
-    net.set_train(False)
     transform = EvalTransform(size, pre["crop_pct"], tuple(pre["mean"]), tuple(pre["std"]),
                               pre["interpolation"])
     x = reference_images(transform, 2, in_ch)

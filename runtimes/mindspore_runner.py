@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shufflenet.errors import CheckpointError, RuntimeEngineError
+from shufflenet.errors import RuntimeEngineError
 
 from ._lazy import import_engine
 from .base import InputSpec, Runner
@@ -44,19 +44,9 @@ class MindSporeRunner(Runner):
 
     def _activate_impl(self) -> None:
         ms = import_engine("mindspore", self.engine, self.extra)
-        from shufflenet.checkpoint import load_into, read_checkpoint
-        from shufflenet.models import create_model, get_model_config
+        from shufflenet.checkpoint import load_eval_network
+        from shufflenet.models import get_model_config
 
-        state, meta = read_checkpoint(self.artifact)
-        name = meta.get("model") or self.options.get("model")
-        if not name:
-            raise CheckpointError(f"{self.artifact}: checkpoint metadata names no model; "
-                                  "pass model=... (CLI: --model)")
-        cfg = get_model_config(name)
-        num_classes = int(meta.get("num_classes") or self.options.get("num_classes")
-                          or cfg.num_classes)
-        in_channels = int(meta.get("in_channels") or 3)
-        size = int(meta.get("image_size") or cfg.input_size[-1])
         mode = str(self.options.get("mode", "pynative")).lower()
         if mode not in ("pynative", "graph"):
             raise RuntimeEngineError(f"mindspore runner: mode must be pynative or graph, got {mode!r}")
@@ -64,10 +54,17 @@ class MindSporeRunner(Runner):
         self._previous_mode = ms.get_context("mode")  # restored on deactivate: it is global
         ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
         _set_threads(ms, self.threads)
-        net = create_model(name, num_classes=num_classes, in_channels=in_channels)
-        load_into(net, state, source=f"checkpoint {self.artifact}")
-        net.set_train(False)
-        self._ms, self._net = ms, net
+        # the one checkpoint -> eval network rule (class count never defaults to 1000)
+        try:
+            ev = load_eval_network(self.artifact, model=self.options.get("model"),
+                                   num_classes=self.options.get("num_classes"))
+        except BaseException:
+            ms.set_context(mode=self._previous_mode)  # no deactivate follows a failed activate
+            raise
+        name, num_classes, in_channels, meta = ev.model, ev.num_classes, ev.in_channels, ev.metadata
+        cfg = get_model_config(name)
+        size = int(meta.get("image_size") or cfg.input_size[-1])
+        self._ms, self._net = ms, ev.net
         self.metadata = {
             "model": name, "num_classes": num_classes, "format": "checkpoint", "precision": "fp32",
             "layout": "NCHW", "image_size": size, "input_shape": [-1, in_channels, size, size],

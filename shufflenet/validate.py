@@ -61,9 +61,10 @@ def validate(model: str | None = None, ckpt_path: str | None = None, pretrained:
 
     Preprocessing comes from the checkpoint's metadata (image size, crop_pct,
     mean/std, interpolation), falling back to the model's own config; the
-    class count from the metadata, then ``num_classes``, then the dataset.
+    class count from the metadata, then ``num_classes``, then the classifier's shape
+    (:func:`shufflenet.checkpoint.load_eval_network`, the rule every reader shares).
     """
-    from .checkpoint import read_checkpoint, read_metadata
+    from .checkpoint import load_eval_network, read_metadata
     from .data.pipeline import eval_loader, open_source
     from .data.preprocess import EvalTransform
     from .device import init_context
@@ -88,18 +89,17 @@ def validate(model: str | None = None, ckpt_path: str | None = None, pretrained:
                 "num_samples": num_samples, "dataset_download": False,
                 "num_parallel_workers": num_parallel_workers}
     source = open_source(data_cfg, val_split, classes=meta.get("labels"))
-    n_cls = meta.get("num_classes") or num_classes or len(source.classes)
+    target = init_context(device_target, mode)
+    if ckpt_path:
+        # the one checkpoint -> eval network rule (exporters, runners and parity use it too)
+        ev = load_eval_network(ckpt_path, model=model, num_classes=num_classes)
+        net, n_cls = ev.net, ev.num_classes
+    else:
+        n_cls = num_classes or get_model_config(model).num_classes
+        net = create_model(model, num_classes=n_cls, pretrained=True)
     if source.targets.max() >= n_cls:
         raise ConfigError(f"dataset has label {int(source.targets.max())} but the model has "
                           f"{n_cls} classes; pass the checkpoint trained on this dataset")
-    target = init_context(device_target, mode)
-    net = create_model(model, num_classes=n_cls, in_channels=meta.get("in_channels"),
-                       pretrained=pretrained and not ckpt_path)
-    if ckpt_path:
-        from .checkpoint import load_into
-
-        params, _ = read_checkpoint(ckpt_path)
-        load_into(net, params, source=f"checkpoint {ckpt_path}")
     loader = eval_loader(source, {"batch_size": batch_size,
                                   "num_parallel_workers": num_parallel_workers},
                          batch_size, transform)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from strict import missing
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 
@@ -51,11 +52,11 @@ def start_sshd(work: Path) -> LocalSshd:
     start-up failure fails the test."""
     sshd = next((p for p in SSHD_CANDIDATES if os.path.exists(p)), None)
     if sshd is None:
-        pytest.skip("no OpenSSH server (/usr/sbin/sshd): apt-get install openssh-server "
-                    "(TMPDIR=/var/tmp on these machines); CI's .ci/run installs it")
+        missing("no OpenSSH server (/usr/sbin/sshd): apt-get install openssh-server "
+                "(TMPDIR=/var/tmp on these machines); CI's .ci/run installs it")
     for tool in ("ssh", "scp", "ssh-keygen"):
         if shutil.which(tool) is None:
-            pytest.skip(f"OpenSSH client tool {tool!r} not installed")
+            missing(f"OpenSSH client tool {tool!r} not installed")
     work.mkdir(parents=True, exist_ok=True)
     os.chmod(work, 0o700)
     host_key, client_key = work / "host_ed25519", work / "client_ed25519"
@@ -77,8 +78,8 @@ def start_sshd(work: Path) -> LocalSshd:
     check = subprocess.run([sshd, "-t", "-f", str(config)], capture_output=True, text=True)
     if check.returncode != 0:
         if os.geteuid() != 0 and not os.path.isdir("/run/sshd"):
-            pytest.skip("sshd needs /run/sshd, which only root can create: run as root "
-                        f"or create it ({check.stderr.strip()[:200]})")
+            missing("sshd needs /run/sshd, which only root can create: run as root "
+                    f"or create it ({check.stderr.strip()[:200]})")
         # sshd is installed (CI installs it): failing to start it is a failure, not a skip
         pytest.fail(f"sshd refuses the test config: {check.stderr.strip()[:300]}")
     proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL,

@@ -10,6 +10,7 @@ from shufflenet import create_model
 from shufflenet.checkpoint import (download, load_checkpoint_file, read_checkpoint,
                                    save_checkpoint, sha256_file)
 from shufflenet.errors import CheckpointError, DownloadError
+from strict import require_module
 
 
 def _logits(net, x):
@@ -130,7 +131,7 @@ def test_cached_download_is_checksum_verified(tmp_path, saved):
 
 def test_mindcv_checkpoint_loads_with_same_logits(tmp_path, tiny_batch):
     """A checkpoint saved from MindCV's own ShuffleNetV2 (the installed peer) loads unchanged."""
-    mindcv_models = pytest.importorskip("mindcv.models", reason="mindcv is in the [test] extra")
+    mindcv_models = require_module("mindcv.models", "mindcv is in the [test] extra")
     for name in ("shufflenet_v2_x0_5", "shufflenet_v2_x1_0"):
         theirs = mindcv_models.create_model(name, num_classes=10)
         # give BN non-trivial statistics so the comparison exercises them

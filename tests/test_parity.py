@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from strict import require_module
 from toolchain.cli import main
 from toolchain.parity import load_profile, resolve_inputs, run_parity
 
@@ -69,7 +70,11 @@ def test_int8_passes_its_profile_and_would_fail_fp32(arts):
     acc = pair.metrics["accuracy"]
     assert acc["n"] == 48 and acc["ci_low"] <= acc["delta"] <= acc["ci_high"]
     assert acc["reference_accuracy"] > 0.2            # the test net really classifies digits
-    assert 0 <= acc["mcnemar_p"] <= 1
+    # the p-value and delta follow from this run's own discordant pairs (was 0 <= p <= 1)
+    from toolchain.parity import mcnemar_exact
+
+    assert acc["mcnemar_p"] == pytest.approx(mcnemar_exact(acc["lost"], acc["gained"]))
+    assert acc["delta"] == pytest.approx((acc["gained"] - acc["lost"]) / acc["n"])
     fp32 = {c.gate for c in load_profile("fp32").evaluate(pair.metrics) if not c.passed}
     assert "max_rel_error" in fp32 and "min_cosine" in fp32
 
@@ -234,7 +239,7 @@ def test_random_tensors_only_on_request():
 
 
 def _openvino_with_bf16():
-    ov = pytest.importorskip("openvino", reason="OpenVINO is an optional engine (extra 'openvino')")
+    ov = require_module("openvino", "extra 'openvino'")
     caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     if "BF16" not in caps:
         pytest.skip("this CPU has no bf16: OpenVINO would run f32 whatever the hint")

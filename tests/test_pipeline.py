@@ -84,6 +84,20 @@ def test_diff_of_two_runs(demo_run, tmp_path):
     run_dir, _ = demo_run
     res = CliRunner().invoke(main, ["pipeline", "-o", str(run_dir), "--diff", str(run_dir), "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout) == []
+    # a second run that differs in one option and in its timings: only the option shows
+    other = tmp_path / "other"
+    other.mkdir()
+    rec = json.loads((run_dir / "run.json").read_text())
+    old_seconds = rec["options"]["bench_seconds"]
+    rec["options"]["bench_seconds"] = old_seconds + 7
+    rec["created"] = "another day"
+    for stage in rec["stages"].values():
+        stage["seconds"] = (stage.get("seconds") or 0) + 3
+    (other / "run.json").write_text(json.dumps(rec))
+    res = CliRunner().invoke(main, ["pipeline", "-o", str(run_dir), "--diff", str(other), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == [{"key": "options.bench_seconds", "a": old_seconds,
+                                       "b": old_seconds + 7}]
 
 
 def test_bad_force_stage_is_a_clear_error(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest_runtimes import BATCH, built_artifacts, real_batch
+from strict import missing
 
 import runtimes
 from shufflenet.errors import RuntimeEngineError
@@ -30,14 +31,14 @@ def reference():
 def _artifact(fmt):
     arts = built_artifacts()[1]
     if fmt not in arts:
-        pytest.skip(f"no {fmt} artifact: its engine/converter is not installed here")
+        missing(f"no {fmt} artifact: its engine/converter is not installed here")
     return arts[fmt]
 
 
 @pytest.mark.parametrize("engine,fmt,tol", CASES, ids=[f"{e}-{f}" for e, f, _ in CASES])
 def test_runner_matches_mindspore_reference(engine, fmt, tol, reference):
     if engine not in runtimes.available_engines():
-        pytest.skip(f"engine {engine} not installed")
+        missing(f"engine {engine} not installed")
     x, ref = reference
     assert np.abs(ref[0] - ref[1]).max() > 1e-3 * np.abs(ref).max()  # images really differ
     with runtimes.create_runner(engine, _artifact(fmt), threads=1) as runner:
@@ -82,7 +83,7 @@ def test_onnxruntime_options(reference):
 
 def test_openvino_runs_f32_by_default():
     if "openvino" not in runtimes.available_engines():
-        pytest.skip("openvino not installed")
+        missing("openvino not installed")
     with runtimes.create_runner("openvino", _artifact("openvino")) as r:
         hint = r._compiled.get_property("INFERENCE_PRECISION_HINT")
     assert "float32" in str(hint) or "f32" in str(hint)
@@ -91,7 +92,7 @@ def test_openvino_runs_f32_by_default():
 def test_mnn_keeps_stdout_clean(capfd, reference):
     """MNN prints from C++ on stdout; that must not reach stdout (it would corrupt --json)."""
     if "mnn" not in runtimes.available_engines():
-        pytest.skip("MNN not installed")
+        missing("MNN not installed")
     with runtimes.create_runner("mnn", _artifact("mnn"), threads=1) as r:
         r.infer(reference[0])
     assert capfd.readouterr().out == ""

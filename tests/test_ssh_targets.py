@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import sys
 
 import numpy as np
@@ -33,9 +34,12 @@ def quoted_python(tmp_path_factory):
     """This Python behind a path with a space and a quote: proves remote quoting works."""
     d = tmp_path_factory.mktemp("py") / "it's a dir"
     d.mkdir()
-    link = d / "python 3"
-    os.symlink(sys.executable, link)
-    return str(link)
+    # a wrapper that execs the interpreter, not a symlink: a venv's python linked
+    # outside its folder loses the venv (no pyvenv.cfg beside the link)
+    wrapper = d / "python 3"
+    wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return str(wrapper)
 
 
 def _remote_target(sshd, python, **kw) -> Target:

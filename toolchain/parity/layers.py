@@ -40,20 +40,10 @@ def _rel_rms(cand: np.ndarray, ref: np.ndarray) -> float:
 
 def load_reference_network(checkpoint, model_name: str | None = None,
                            num_classes: int | None = None):
-    """The checkpoint's network in eval mode; metadata first, then the given names."""
-    from shufflenet.checkpoint import load_into, read_checkpoint
-    from shufflenet.errors import CheckpointError
-    from shufflenet.models import create_model
+    """The checkpoint's network in eval mode (the one rule: no 1000-class default)."""
+    from shufflenet.checkpoint import load_eval_network
 
-    state, meta = read_checkpoint(checkpoint)
-    name = meta.get("model") or model_name
-    if not name:
-        raise CheckpointError(f"{checkpoint}: metadata names no model; pass --model")
-    net = create_model(name, num_classes=int(meta.get("num_classes") or num_classes or 1000),
-                       in_channels=int(meta.get("in_channels") or 3))
-    load_into(net, state, source=f"checkpoint {checkpoint}")
-    net.set_train(False)
-    return net
+    return load_eval_network(checkpoint, model=model_name, num_classes=num_classes).net
 
 
 def reference_layers(net, x: np.ndarray):

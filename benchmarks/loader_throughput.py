@@ -8,9 +8,10 @@ shuffled, at 1 and 2 workers. Each round runs every configuration for one
 full epoch, in a new random order per round, so load swings on a shared
 machine hit all of them. Prints the median images/s and the ratios.
 
-``--extras`` adds the ideas measured beyond MindCV: uint8 NHWC batches
-(normalise, HWC->CHW and erasing left to the graph), and what that in-graph
-normalisation costs here per image.
+``--extras`` adds the ideas measured beyond MindCV: ours with MindCV's
+normalise-then-transpose order (we transpose uint8 first), uint8 NHWC
+batches (normalise, HWC->CHW and erasing left to the graph), and what that
+in-graph normalisation costs here per image.
 
     pip install mindcv==0.3.0      # benchmark-only dependency (extra `bench`)
     python benchmarks/loader_throughput.py [--rounds 3] [--per-class 100] [--extras] [--json]
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GLOG_v", "3")
 
 RECIPE = "shufflenet_v2_1.0_ascend"
+MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
 
 def _cfg(root, workers, batch):
@@ -62,6 +64,24 @@ def ours_uint8(root, workers, batch, epoch):
     plan = native.train_plan(batches, t, cfg["seed"], epoch, 0, True)
     plan.make_ops = lambda: native.train_ops(t, True)[:-2]
     return native.NativeLoader(src, plan, 0, workers, SkipCounter())
+
+
+def ours_mindcv_order(root, workers, batch, epoch):
+    """Ours with MindCV's normalise-then-HWC->CHW order (what we changed, measured)."""
+    from mindspore.dataset import vision
+
+    from shufflenet.data import native
+
+    loader = ours(root, workers, batch, epoch)
+    plan, make = loader.plan, loader.plan.make_ops
+
+    def mindcv_order():
+        ops = make()[:-2]
+        return ops + [vision.Normalize(mean=list(MEAN), std=list(STD)), vision.HWC2CHW()]
+
+    plan.make_ops = mindcv_order
+    assert isinstance(loader, native.NativeLoader)
+    return loader
 
 
 def mindcv(root, workers, batch, epoch):
@@ -138,6 +158,7 @@ def main(argv=None) -> int:
     workers = [int(w) for w in args.workers.split(",")]
     sides = {"ours": ours, "mindcv": mindcv}
     if args.extras:
+        sides["ours_mindcv_order"] = ours_mindcv_order
         sides["ours_uint8_nhwc"] = ours_uint8
     configs = [(name, w) for name in sides for w in workers]
     rates: dict = {c: [] for c in configs}

@@ -66,13 +66,15 @@ def is_encoded(source) -> bool:
 def check_encoded(data: bytes, path: str) -> bytes:
     """The bytes of an image the C++ decoder accepts, or :class:`DataError`.
 
-    JPEG and PNG are checked structurally (a truncated file lacks its end
-    marker: MindSpore's decoder would abort the whole pipeline on it); other
-    formats are decoded with Pillow and handed over as BMP.
+    JPEG and PNG are checked structurally without decoding (MindSpore's
+    decoder aborts the whole pipeline on a file it cannot read): JPEG marker
+    segments up to the scan and the end-of-image marker (truncation), PNG's
+    IEND chunk. Other formats are decoded with Pillow and handed over as BMP.
     """
     if data.startswith(_JPEG):
-        if b"\xff\xd9" not in data[-4096:]:
-            raise DataError(f"cannot read image {path}: truncated JPEG (no end-of-image marker)")
+        problem = _jpeg_problem(data)
+        if problem:
+            raise DataError(f"cannot read image {path}: {problem}")
         return data
     if data.startswith(_PNG):
         if b"IEND" not in data[-64:]:
@@ -93,6 +95,40 @@ def check_encoded(data: bytes, path: str) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="BMP")
     return buf.getvalue()
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_problem(data: bytes) -> str | None:
+    """Why libjpeg would refuse ``data`` (headers up to SOS, EOI present), or None."""
+    if b"\xff\xd9" not in data[-4096:]:
+        return "truncated JPEG (no end-of-image marker)"
+    i, n, frame = 2, len(data), False
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return f"corrupt JPEG (no marker at byte {i})"
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        if marker == 0xD9:
+            return "corrupt JPEG (ends before its image data)"
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if length < 2 or i + 2 + length > n:
+            return f"corrupt JPEG (segment at byte {i} overruns the file)"
+        if marker in _SOF:
+            if length < 8 or int.from_bytes(data[i + 5:i + 7], "big") == 0 \
+                    or int.from_bytes(data[i + 7:i + 9], "big") == 0:
+                return "corrupt JPEG (zero-sized frame)"
+            frame = True
+        if marker == 0xDA:
+            return None if frame else "corrupt JPEG (image data before a frame header)"
+        i += 2 + length
+    return "corrupt JPEG (no image data)"
 
 
 class _Rows:
@@ -148,7 +184,8 @@ def _inter(name: str):
 
 
 def train_ops(t, encoded: bool) -> list:
-    """MindCV's ``transforms_imagenet_train`` as C++ ops, minus random erasing.
+    """MindCV's ``transforms_imagenet_train`` as C++ ops, minus random erasing
+    (:class:`BatchEraser`), with the layout change moved before normalising.
 
     ``t`` is a :class:`shufflenet.data.transforms.TrainTransform`.
     """
@@ -163,8 +200,16 @@ def train_ops(t, encoded: bool) -> list:
         ops.append(vision.RandomVerticalFlip(prob=t.vflip))
     if t.color_jitter > 0:
         ops.append(vision.RandomColorAdjust(t.color_jitter, t.color_jitter, t.color_jitter))
-    ops += [vision.Normalize(mean=list(t.mean), std=list(t.std)), vision.HWC2CHW()]
-    return ops
+    return ops + _to_chw_normalised(t)
+
+
+def _to_chw_normalised(t) -> list:
+    """HWC->CHW on uint8, then normalise planes: the same floats as MindCV's
+    normalise-then-transpose, for ~0.45 ms less per 224 px image here
+    (a quarter of the bytes to move, and a per-plane instead of per-pixel loop)."""
+    from mindspore.dataset import vision
+
+    return [vision.HWC2CHW(), vision.Normalize(mean=list(t.mean), std=list(t.std), is_hwc=False)]
 
 
 def eval_ops(t) -> list:
@@ -178,8 +223,7 @@ def eval_ops(t) -> list:
     from mindspore.dataset.vision import Inter
 
     return [vision.Decode(), vision.Resize(t.resize_size, interpolation=Inter.AREA),
-            vision.CenterCrop(t.image_size),
-            vision.Normalize(mean=list(t.mean), std=list(t.std)), vision.HWC2CHW()]
+            vision.CenterCrop(t.image_size)] + _to_chw_normalised(t)
 
 
 def _seed(*parts: int) -> int:
@@ -248,6 +292,25 @@ class NativeLoader:
                                    self.plan.make_ops(), bs, seed))
         return pipes
 
+    def _find_unreadable(self, first: int, end: int) -> int:
+        """Decode segment ``[first, end)``'s files with Pillow; mark and count the bad ones."""
+        from .preprocess import load_image
+
+        found = 0
+        for s in range(first, end):
+            for i in self.plan.batches[s]:
+                i = int(i)
+                base, j = _unwrap(self.source, i)
+                if i in self._bad or not hasattr(base, "files"):
+                    continue
+                try:
+                    load_image(base.files[j])
+                except DataError as exc:
+                    self._bad.add(i)
+                    self.skipped.add(str(exc), key=i)
+                    found += 1
+        return found
+
     def __iter__(self):
         seg = self.plan.segment_steps
         total = len(self.plan.batches)
@@ -258,24 +321,32 @@ class NativeLoader:
         current, upcoming = self._segment(g), None
         try:
             while step < total:
-                first = g * seg
-                if upcoming is None and (g + 1) * seg < total:
+                first, end = g * seg, min((g + 1) * seg, total)
+                if upcoming is None and end < total:
                     upcoming = self._segment(g + 1)  # fills while this segment is consumed
-                for s in range(first, min(first + seg, total)):
-                    images, labels = next(current[(s - first) % len(current)])
-                    if s < step:
-                        continue  # replaying up to the resume point
-                    if self.erase is not None:
-                        images = self.erase(images, s)
-                    yield images, labels
-                step = min(first + seg, total)
+                try:
+                    for s in range(first, end):
+                        images, labels = next(current[(s - first) % len(current)])
+                        if s < step:
+                            continue  # replaying up to the resume point
+                        if self.erase is not None:
+                            images = self.erase(images, s)
+                        yield images, labels
+                        step = s + 1
+                except RuntimeError as exc:
+                    if self._errors:
+                        raise self._errors[0] from None
+                    # a file passed the checks but the C++ decoder refused it: find it,
+                    # replace it like any unreadable file, and replay the segment
+                    if not self._find_unreadable(first, end):
+                        raise DataError(f"data pipeline failed at step {step}: "
+                                        f"{_first_line(exc)}") from None
+                    _stop(current)
+                    current = self._segment(g)
+                    continue
+                step = end
                 _stop(current)
                 current, upcoming, g = upcoming, None, g + 1
-        except RuntimeError as exc:
-            if self._errors:
-                raise self._errors[0] from None
-            raise DataError(f"data pipeline failed at step {step}: "
-                            f"{_first_line(exc)}") from None
         finally:
             _stop(current)
             _stop(upcoming)

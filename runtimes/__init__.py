@@ -13,14 +13,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from shufflenet.artifact import Artifact, resolve_artifact
 from shufflenet.errors import RuntimeEngineError
 
 from ._lazy import engine_installed, install_hint
 from .base import InputSpec, Runner, RunnerInfo
 
-__all__ = ["ENGINES", "EngineSpec", "InputSpec", "Runner", "RunnerInfo", "artifact_files",
-           "artifact_format", "available_engines", "create_runner", "engines_for_artifact",
-           "get_engine"]
+__all__ = ["ENGINES", "Artifact", "EngineSpec", "InputSpec", "Runner", "RunnerInfo",
+           "artifact_files", "artifact_format", "available_engines", "create_runner",
+           "engines_for_artifact", "get_engine", "resolve_artifact"]
 
 
 @dataclass(frozen=True)
@@ -33,25 +34,29 @@ class EngineSpec:
     extra: str | None      # pip extra that brings it (None = core)
     formats: tuple         # artifact formats (exporter format names) it runs
     description: str
-    options: tuple = ()    # engine options its runner accepts
+
+    def runner_class(self) -> type:
+        """The runner class (its module imports only numpy; the engine loads on activate)."""
+        module, cls = self.runner.split(":")
+        return getattr(importlib.import_module(module), cls)
+
+    @property
+    def options(self) -> tuple:
+        """Engine options its runner accepts (the runner's ``option_values`` is the one list)."""
+        return tuple(self.runner_class().option_values)
 
 
 ENGINES: dict[str, EngineSpec] = {e.name: e for e in (
     EngineSpec("mindspore", "runtimes.mindspore_runner:MindSporeRunner", "mindspore", None,
-               ("checkpoint",), "MindSpore on a .ckpt (the reference)",
-               ("mode", "model", "num_classes")),
+               ("checkpoint",), "MindSpore on a .ckpt (the reference)"),
     EngineSpec("mindir", "runtimes.mindspore_runner:MindIRRunner", "mindspore", None,
                ("mindir",), "MindSpore MindIR via nn.GraphCell"),
     EngineSpec("onnxruntime", "runtimes.onnxruntime_runner:OnnxRuntimeRunner", "onnxruntime", None,
-               ("onnx", "onnx-raw", "onnx-fp16", "onnx-int8"), "ONNX Runtime (CPU provider)",
-               ("providers", "inter_op_threads", "graph_optimization")),
+               ("onnx", "onnx-raw", "onnx-fp16", "onnx-int8"), "ONNX Runtime (CPU provider)"),
     EngineSpec("openvino", "runtimes.openvino_runner:OpenVINORunner", "openvino", "openvino",
-               ("openvino", "onnx", "onnx-raw"), "OpenVINO (IR or ONNX), f32 by default",
-               ("device", "inference_precision", "performance_hint")),
-    EngineSpec("mnn", "runtimes.mnn_runner:MNNRunner", "MNN", "mnn", ("mnn",), "Alibaba MNN",
-               ("precision",)),
-    EngineSpec("ncnn", "runtimes.ncnn_runner:NcnnRunner", "ncnn", "ncnn", ("ncnn",), "Tencent ncnn",
-               ("powersave", "light_mode")),
+               ("openvino", "onnx", "onnx-raw"), "OpenVINO (IR or ONNX), f32 by default"),
+    EngineSpec("mnn", "runtimes.mnn_runner:MNNRunner", "MNN", "mnn", ("mnn",), "Alibaba MNN"),
+    EngineSpec("ncnn", "runtimes.ncnn_runner:NcnnRunner", "ncnn", "ncnn", ("ncnn",), "Tencent ncnn"),
     EngineSpec("tflite", "runtimes.tflite_runner:LiteRTRunner", "ai_edge_litert", "tflite",
                ("tflite",), "LiteRT / TensorFlow Lite (NHWC)"),
 )}
@@ -70,69 +75,50 @@ def available_engines() -> list[str]:
     return [e.name for e in ENGINES.values() if engine_installed(e.module)]
 
 
-def artifact_format(path: str | os.PathLike) -> tuple[str, str, dict]:
-    """``(format, precision, metadata)`` of an artifact; a ``.ckpt`` is ``checkpoint``/fp32."""
-    path = Path(path)
-    if path.suffix == ".ckpt":
-        from shufflenet.checkpoint import read_metadata
+def artifact_format(path: "str | os.PathLike | Artifact") -> tuple[str, str, dict]:
+    """``(format, precision, metadata)`` of an artifact; a ``.ckpt`` is ``checkpoint``/fp32.
 
-        return "checkpoint", "fp32", read_metadata(path)
-    from exporters.metadata import read_artifact_metadata
-
-    meta = read_artifact_metadata(path)
-    return str(meta.get("format", "unknown")), str(meta.get("precision", "fp32")), meta
+    Prefer :func:`resolve_artifact` once and passing the :class:`Artifact` on.
+    """
+    art = resolve_artifact(path)
+    return art.format, art.precision, art.metadata
 
 
-def engines_for_artifact(path: str | os.PathLike, installed_only: bool = True) -> list[str]:
+def engines_for_artifact(path: "str | os.PathLike | Artifact", installed_only: bool = True) -> list[str]:
     """Engines that can run the artifact at ``path`` (installed ones only by default)."""
-    fmt = artifact_format(path)[0]
+    fmt = resolve_artifact(path).format
     names = available_engines() if installed_only else list(ENGINES)
     return [n for n in names if fmt in ENGINES[n].formats]
 
 
-def artifact_files(path: str | os.PathLike) -> list[Path]:
+def artifact_files(path: "str | os.PathLike | Artifact") -> list[Path]:
     """Every file the artifact needs on another machine: itself, weights, metadata sidecar."""
-    from exporters.metadata import sidecar_path
-
-    path = Path(path)
-    files = [path]
-    if path.suffix == ".xml":
-        files.append(path.with_suffix(".bin"))
-    elif path.suffix == ".param":
-        from .ncnn_runner import ncnn_bin_path
-
-        files.append(ncnn_bin_path(path))
-    side = sidecar_path(path)
-    if side.exists():
-        files.append(side)
-    missing = [str(f) for f in files if not f.exists()]
-    if missing:
-        raise RuntimeEngineError(f"artifact file(s) missing: {', '.join(missing)}")
-    return files
+    return list(resolve_artifact(path).files)
 
 
-def create_runner(engine: str, artifact: str | os.PathLike, threads: int | None = None,
+def create_runner(engine: str, artifact: "str | os.PathLike | Artifact", threads: int | None = None,
                   **options) -> Runner:
-    """A (not yet active) runner for ``artifact`` on ``engine``.
+    """A (not yet active) runner for ``artifact`` (a path or a resolved :class:`Artifact`).
 
     Raises :class:`RuntimeEngineError` for an unknown or missing engine (naming
-    the pip extra) and for an artifact the engine cannot run.
+    the pip extra), an option the engine does not know or a value it does not
+    take, and an artifact the engine cannot run.
     """
     spec = get_engine(engine)
-    unknown = sorted(set(options) - set(spec.options))
+    cls = spec.runner_class()
+    unknown = sorted(set(options) - set(cls.option_values))
     if unknown:
         raise RuntimeEngineError(f"engine {spec.name!r} has no option(s) {', '.join(unknown)}; it "
-                                 f"takes {', '.join(spec.options) or 'none'}")
-    if not Path(artifact).exists():
+                                 f"takes {', '.join(cls.option_values) or 'none'}")
+    if not isinstance(artifact, Artifact) and not Path(artifact).exists():
         raise RuntimeEngineError(f"artifact not found: {artifact}")
     if not engine_installed(spec.module):
         raise RuntimeEngineError(f"engine {spec.name!r} is not installed (no Python module "
                                  f"{spec.module!r}): {install_hint(spec.extra)}")
-    fmt = artifact_format(artifact)[0]
-    if fmt not in spec.formats:
+    art = resolve_artifact(artifact)
+    if art.format not in spec.formats:
         raise RuntimeEngineError(
-            f"engine {spec.name!r} cannot run a {fmt!r} artifact ({artifact}); it runs "
+            f"engine {spec.name!r} cannot run a {art.format!r} artifact ({art.path}); it runs "
             f"{', '.join(spec.formats)}. Engines for this artifact: "
-            f"{', '.join(engines_for_artifact(artifact, installed_only=False)) or 'none'}")
-    module, cls = spec.runner.split(":")
-    return getattr(importlib.import_module(module), cls)(artifact, threads=threads, **options)
+            f"{', '.join(engines_for_artifact(art, installed_only=False)) or 'none'}")
+    return cls(art, threads=threads, **options)

@@ -46,10 +46,15 @@ class Runner:
     extra = None  # pip extra that brings the engine, for the missing-engine message
 
     def __init__(self, artifact, threads: int | None = None, **options) -> None:
-        self.artifact = str(artifact)
+        from shufflenet.artifact import resolve_artifact
+
+        # resolved once (files, format, metadata); a path is resolved here
+        self.resolved = resolve_artifact(artifact)
+        self.artifact = str(self.resolved.path)
         self.threads = threads
         self.options = options
-        self.metadata: dict = {}
+        self.metadata: dict = dict(self.resolved.metadata)
+        self.check_options(options)
         self.is_active = False
         self.last_inference_time: float | None = None
 
@@ -89,6 +94,19 @@ class Runner:
         self.last_inference_time = time.perf_counter() - start
         return np.asarray(out, dtype=np.float32).reshape(batch.shape[0], -1)
 
+    def infer_outputs(self, batch: np.ndarray, names) -> dict:
+        """Named graph tensors (e.g. intermediate layers) for one NCHW batch.
+
+        Only engines that can expose any graph tensor implement it (ONNX
+        Runtime, OpenVINO); the parity layer probe uses it on a copy of the
+        model whose graph outputs include ``names``.
+        """
+        self._require_active()
+        batch = self._check_input(batch)
+        names = list(names)
+        outs = self._infer_outputs_impl(batch, names)
+        return {n: np.asarray(o, dtype=np.float32) for n, o in zip(names, outs)}
+
     def info(self) -> RunnerInfo:
         return RunnerInfo(self.engine, self._engine_version(), self.artifact,
                           str(self.metadata.get("precision", "fp32")), self.threads, dict(self.options))
@@ -103,12 +121,37 @@ class Runner:
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _infer_outputs_impl(self, batch: np.ndarray, names: list) -> list:
+        raise RuntimeEngineError(f"{self.engine}: this engine cannot return intermediate tensors")
+
     def _input_spec_impl(self) -> InputSpec:
         size = int(self.metadata.get("image_size", 224))
         return InputSpec(str(self.metadata.get("input_name") or "input"), (-1, 3, size, size))
 
     def _engine_version(self) -> str:
         return "unknown"
+
+    # -- options --------------------------------------------------------
+    #: option name -> allowed values (a tuple), a type (bool/int/str/list) or None (anything)
+    option_values: dict = {}
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """Reject an option the engine does not know, or a value it does not take."""
+        known = cls.option_values
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise RuntimeEngineError(f"engine {cls.engine!r} has no option(s) {', '.join(unknown)}; "
+                                     f"it takes {', '.join(known) or 'none'}")
+        for name, value in options.items():
+            allowed = known[name]
+            if isinstance(allowed, tuple) and value not in allowed:
+                raise RuntimeEngineError(f"engine {cls.engine!r} option {name}: {value!r} is not one "
+                                         f"of {', '.join(map(repr, allowed))}")
+            if isinstance(allowed, type) and not (isinstance(value, allowed) and not (
+                    allowed is int and isinstance(value, bool))):
+                raise RuntimeEngineError(f"engine {cls.engine!r} option {name} must be "
+                                         f"{allowed.__name__}, got {value!r}")
 
     # -- helpers --------------------------------------------------------
     def _require_active(self) -> None:

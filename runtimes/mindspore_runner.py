@@ -41,15 +41,14 @@ class MindSporeRunner(Runner):
 
     engine = "mindspore"
     extra = None
+    option_values = {"mode": ("pynative", "graph"), "model": str, "num_classes": int}
 
     def _activate_impl(self) -> None:
         ms = import_engine("mindspore", self.engine, self.extra)
         from shufflenet.checkpoint import load_eval_network
         from shufflenet.models import get_model_config
 
-        mode = str(self.options.get("mode", "pynative")).lower()
-        if mode not in ("pynative", "graph"):
-            raise RuntimeEngineError(f"mindspore runner: mode must be pynative or graph, got {mode!r}")
+        mode = self.options.get("mode", "pynative")  # checked against option_values already
         _use_cpu(ms)
         self._previous_mode = ms.get_context("mode")  # restored on deactivate: it is global
         ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
@@ -98,9 +97,6 @@ class MindIRRunner(Runner):
 
     def _activate_impl(self) -> None:
         ms = import_engine("mindspore", self.engine, self.extra)
-        from exporters.metadata import read_artifact_metadata
-
-        self.metadata = read_artifact_metadata(self.artifact)
         _use_cpu(ms)
         _set_threads(ms, self.threads)
         try:

@@ -14,12 +14,10 @@ class MNNRunner(Runner):
 
     engine = "mnn"
     extra = "mnn"
+    option_values = {"precision": ("high", "normal", "low")}
 
     def _activate_impl(self) -> None:
         mnn = import_engine("MNN", self.engine, self.extra, quiet=True)
-        from exporters.metadata import read_artifact_metadata
-
-        self.metadata = read_artifact_metadata(self.artifact)
         names_in = [self.metadata.get("input_name") or "input"]
         names_out = [self.metadata.get("output_name") or "output"]
         config = {"precision": str(self.options.get("precision", "high")), "backend": 0,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shufflenet.artifact import weights_path
 from shufflenet.errors import RuntimeEngineError
 
 from ._lazy import import_engine
@@ -13,22 +14,22 @@ from .base import InputSpec, Runner
 
 def ncnn_bin_path(param: str | Path) -> Path:
     """``m.ncnn.param`` -> ``m.ncnn.bin`` (the weights next to the graph)."""
-    return Path(str(param)[: -len(".param")] + ".bin") if str(param).endswith(".param") \
-        else Path(str(param) + ".bin")
+    return weights_path(param) or Path(str(param) + ".bin")
 
 
 class NcnnRunner(Runner):
     """An ncnn model. Options: ``powersave`` (0 all cores, 1 little, 2 big; ncnn's
-    CPU affinity), ``light_mode`` (default True)."""
+    CPU affinity), ``light_mode`` (default True), ``fp16`` (default False: fp32
+    storage and arithmetic, what an fp32 artifact promises; True lets ncnn use
+    fp16 storage/arithmetic where the CPU has it, as it does by default on
+    ARMv8.2 phones)."""
 
     engine = "ncnn"
     extra = "ncnn"
+    option_values = {"powersave": (0, 1, 2), "light_mode": bool, "fp16": bool}
 
     def _activate_impl(self) -> None:
         ncnn = import_engine("ncnn", self.engine, self.extra)
-        from exporters.metadata import read_artifact_metadata
-
-        self.metadata = read_artifact_metadata(self.artifact)
         weights = ncnn_bin_path(self.artifact)
         if not weights.exists():
             raise RuntimeEngineError(f"ncnn: weights {weights} not found next to {self.artifact}")
@@ -37,10 +38,19 @@ class NcnnRunner(Runner):
         net = ncnn.Net()
         net.opt.use_vulkan_compute = False
         net.opt.lightmode = bool(self.options.get("light_mode", True))
+        fp16 = bool(self.options.get("fp16", False))
+        net.opt.use_fp16_packed = net.opt.use_fp16_storage = net.opt.use_fp16_arithmetic = fp16
+        net.opt.use_bf16_storage = False
         if self.threads:
             net.opt.num_threads = int(self.threads)
-        if net.load_param(self.artifact) != 0 or net.load_model(str(weights)) != 0:
-            raise RuntimeEngineError(f"ncnn: cannot load {self.artifact} / {weights.name}")
+        code = net.load_param(self.artifact)
+        if code != 0:
+            raise RuntimeEngineError(f"ncnn: cannot load graph {self.artifact} (load_param "
+                                     f"returned {code})")
+        code = net.load_model(str(weights))
+        if code != 0:
+            raise RuntimeEngineError(f"ncnn: cannot load weights {weights} (load_model returned "
+                                     f"{code}: truncated, or not the weights of this graph)")
         self._ncnn, self._net = ncnn, net
         self._in, self._out = net.input_names()[0], net.output_names()[0]
 

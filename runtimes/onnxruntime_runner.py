@@ -23,12 +23,10 @@ class OnnxRuntimeRunner(Runner):
 
     engine = "onnxruntime"
     extra = None  # a core dependency
+    option_values = {"providers": list, "inter_op_threads": int, "graph_optimization": tuple(OPT_LEVELS)}
 
     def _activate_impl(self) -> None:
         ort = import_engine("onnxruntime", self.engine, self.extra)
-        from exporters.metadata import read_artifact_metadata
-
-        self.metadata = read_artifact_metadata(self.artifact)
         so = ort.SessionOptions()
         level = str(self.options.get("graph_optimization", "all")).lower()
         if level not in OPT_LEVELS:
@@ -56,6 +54,9 @@ class OnnxRuntimeRunner(Runner):
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         return self._sess.run(None, {self._input_name: batch})[0]
+
+    def _infer_outputs_impl(self, batch: np.ndarray, names: list) -> list:
+        return self._sess.run(names, {self._input_name: batch})
 
     def _input_spec_impl(self) -> InputSpec:
         return InputSpec(self._input_name, self._shape)

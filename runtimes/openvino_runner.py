@@ -19,12 +19,11 @@ class OpenVINORunner(Runner):
 
     engine = "openvino"
     extra = "openvino"
+    option_values = {"device": str, "inference_precision": ("f32", "bf16", "f16"),
+                     "performance_hint": ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")}
 
     def _activate_impl(self) -> None:
         ov = import_engine("openvino", self.engine, self.extra)
-        from exporters.metadata import read_artifact_metadata
-
-        self.metadata = read_artifact_metadata(self.artifact)
         core = ov.Core()
         config = {"INFERENCE_PRECISION_HINT": str(self.options.get("inference_precision", "f32")),
                   "PERFORMANCE_HINT": str(self.options.get("performance_hint", "LATENCY"))}
@@ -45,6 +44,15 @@ class OpenVINORunner(Runner):
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         result = self._request.infer({0: batch})
         return np.asarray(result[self._compiled.output(0)])
+
+    def _infer_outputs_impl(self, batch: np.ndarray, names: list) -> list:
+        ports = {n: port for port in self._compiled.outputs for n in port.get_names()}
+        missing = [n for n in names if n not in ports]
+        if missing:
+            raise RuntimeEngineError(f"openvino: the compiled model has no output(s) "
+                                     f"{', '.join(missing[:3])} (fused away)")
+        result = self._request.infer({0: batch})
+        return [np.asarray(result[ports[n]]) for n in names]
 
     def _input_spec_impl(self) -> InputSpec:
         return InputSpec(self._input_name, self._shape)

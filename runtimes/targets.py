@@ -7,9 +7,17 @@ shape adds targets or replaces built-ins of the same name::
       my-edge-box:
         engine: onnxruntime
         threads: 4
+        arch: aarch64
+        sized_for: {model: shufflenet_v2_x1_0, input_size: 224}
         budgets: {p50_ms: 8, p99_ms: 15, peak_rss_mb: 400}
         where: ssh://pi@edge-box.local:22
         ssh: {identity_file: ~/.ssh/id_ed25519}
+
+A target with budgets states what they mean: ``arch`` (the CPU architecture
+of the device they are for) and ``sized_for`` (the model and input size they
+were sized for). :func:`toolchain.bench.budgets.check_budgets` judges a measurement
+only when both match and the device is real (see the README's devices
+section); otherwise it is shown as NOT JUDGED.
 
 A bad file is a :class:`~shufflenet.errors.ConfigError` naming the file,
 line and field (the loader keeps YAML marks).
@@ -26,6 +34,18 @@ from shufflenet.errors import ConfigError
 
 BUILTIN_FILE = Path(__file__).with_name("targets.yaml")
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+# what platform.machine() says -> one name per architecture
+_ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64",
+                 "aarch64": "aarch64", "arm64": "aarch64", "armv8": "aarch64", "armv8l": "aarch64",
+                 "armv7l": "armv7l", "armv7": "armv7l"}
+ARCHES = ("x86_64", "aarch64", "armv7l")
+
+
+def normalize_arch(machine: str | None) -> str | None:
+    """``AMD64``/``x86_64`` -> ``x86_64``, ``arm64``/``aarch64`` -> ``aarch64``; unknown kept."""
+    if not machine:
+        return None
+    return _ARCH_ALIASES.get(str(machine).strip().lower(), str(machine).strip().lower())
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,14 @@ class Budgets:
     p90_ms: float | None = None
     p99_ms: float | None = None
     peak_rss_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class SizedFor:
+    """What a target's budgets were sized for: a model at a square input size."""
+
+    model: str | None = None
+    input_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +108,8 @@ class Target:
     iterations: int = 100
     time_budget_s: float | None = None
     budgets: Budgets = Budgets()
+    arch: str | None = None            # CPU architecture the budgets are for (x86_64, aarch64)
+    sized_for: SizedFor = SizedFor()   # model + input size the budgets are for
     where: str = "local"
     description: str = ""
     options: dict = field(default_factory=dict, hash=False, compare=False)
@@ -90,6 +120,10 @@ class Target:
     def is_remote(self) -> bool:
         return self.where != "local"
 
+    @property
+    def has_budgets(self) -> bool:
+        return any(v is not None for v in vars(self.budgets).values())
+
     def policy(self) -> dict:
         """The measurement policy as the agent / :mod:`toolchain.latency` take it."""
         return {**self.warmup.as_agent_policy(), "iterations": self.iterations,
@@ -97,12 +131,19 @@ class Target:
 
 
 def parse_where(where: str) -> dict:
-    """``local`` -> ``{"kind": "local"}``; ``ssh://user@host[:port]`` -> its parts."""
+    """``local`` -> ``{"kind": "local"}``; ``ssh://user@host[:port]`` -> its parts;
+    ``emu:arm64`` -> ``{"kind": "emu", "arch": "aarch64"}`` (an emulated device)."""
     if where == "local":
         return {"kind": "local"}
+    if str(where).startswith("emu:"):
+        arch = normalize_arch(where[len("emu:"):])
+        if arch != "aarch64":
+            raise ValueError(f"the emulated device is 'emu:arm64', got {where!r}")
+        return {"kind": "emu", "arch": arch}
     parts = urlsplit(where)
     if parts.scheme != "ssh" or not parts.hostname or parts.path not in ("", "/"):
-        raise ValueError(f"must be 'local' or 'ssh://user@host[:port]', got {where!r}")
+        raise ValueError(f"must be 'local' or 'ssh://user@host[:port]' (or 'emu:arm64', the "
+                         f"emulated device), got {where!r}")
     try:
         port = parts.port or 22
     except ValueError:
@@ -113,8 +154,8 @@ def parse_where(where: str) -> dict:
 # -- loading with line numbers ----------------------------------------------------
 _SCALARS = {"engine": str, "format": str, "precision": str, "threads": int, "batch": int,
             "input_size": int, "iterations": int, "time_budget_s": float, "where": str,
-            "description": str}
-_NESTED = {"warmup": WarmupPolicy, "budgets": Budgets, "ssh": SshOptions}
+            "description": str, "arch": str}
+_NESTED = {"warmup": WarmupPolicy, "budgets": Budgets, "ssh": SshOptions, "sized_for": SizedFor}
 _TARGET_FIELDS = [f.name for f in fields(Target) if f.name not in ("name", "source")]
 
 
@@ -213,6 +254,11 @@ def _target(loader, name, name_node, node, at) -> Target:
             if key == "format" and value is not None and not any(
                     value in e.formats for e in ENGINES.values()):
                 raise at.error(vnode, f"unknown artifact format {value!r}", name, key)
+            if key == "arch":
+                value = normalize_arch(value)
+                if value not in ARCHES:
+                    raise at.error(vnode, f"must be one of {', '.join(ARCHES)} (or arm64/amd64), "
+                                   f"got {raw!r}", name, key)
             if key == "where":
                 try:
                     parse_where(value)
@@ -229,6 +275,19 @@ def _target(loader, name, name_node, node, at) -> Target:
         if opt not in takes:
             raise at.error(value_nodes["options"], f"engine {kw['engine']!r} has no option {opt!r} "
                            f"(it takes {', '.join(takes) or 'none'})", name, f"options.{opt}")
+    from shufflenet.errors import RuntimeEngineError
+
+    try:  # values too, by the same rules the runner applies
+        ENGINES[kw["engine"]].runner_class().check_options(kw.get("options", {}))
+    except RuntimeEngineError as exc:
+        raise at.error(value_nodes["options"], str(exc), name, "options") from None
+    if any(v is not None for v in vars(kw.get("budgets", Budgets())).values()):
+        sized = kw.get("sized_for", SizedFor())
+        if not kw.get("arch") or not sized.model or not sized.input_size:
+            raise at.error(value_nodes["budgets"], "budgets need 'arch' (the CPU architecture they "
+                           "are for: x86_64 or aarch64) and 'sized_for' ({model: NAME, input_size: "
+                           "PX}, what they were sized for), so a measurement on another device or "
+                           "of another size is never judged against them", name, "budgets")
     fmt = kw.get("format")
     if fmt and fmt not in ENGINES[kw["engine"]].formats:
         raise at.error(value_nodes["format"], f"engine {kw['engine']!r} cannot run format {fmt!r} (it runs "

@@ -18,12 +18,10 @@ class LiteRTRunner(Runner):
 
     engine = "tflite"
     extra = "tflite"
+    option_values: dict = {}
 
     def _activate_impl(self) -> None:
         interp_mod = import_engine("ai_edge_litert.interpreter", self.engine, self.extra)
-        from exporters.metadata import read_artifact_metadata
-
-        self.metadata = read_artifact_metadata(self.artifact)
         try:
             self._interp = interp_mod.Interpreter(model_path=self.artifact,
                                                   num_threads=int(self.threads or 1))

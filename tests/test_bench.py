@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import platform
 import time
 
 import pytest
@@ -12,13 +13,17 @@ from conftest_runtimes import BATCH, built_artifacts
 
 import runtimes
 from runtimes import agent
-from runtimes.targets import Budgets, Target, WarmupPolicy
+from runtimes.targets import Budgets, SizedFor, Target, WarmupPolicy, load_targets, normalize_arch
 from shufflenet.errors import ConfigError, RuntimeEngineError
 from toolchain.bench import (BudgetCheck, bench_target, check_budgets, check_compatible,
                              input_batch, measure_latency)
+from toolchain.bench.budgets import judgement, overall_verdict
 from toolchain.cli import main
 
 FAST = {"warmup_min": 3, "warmup_window": 3, "warmup_max": 30, "iterations": 25}
+HOST_ARCH = normalize_arch(platform.machine())
+# what the test artifacts are: budgets sized for them can be judged here
+SIZED_HERE = f"    arch: {HOST_ARCH}\n    sized_for: {{model: shufflenet_v2_x0_5, input_size: 64}}\n"
 
 
 def _targets_file(tmp_path, body: str):
@@ -102,7 +107,7 @@ def test_compatibility_errors():
         check_compatible(onnx, Target(name="m", engine="mindir"))
     with pytest.raises(ConfigError, match="wants 224 px input, the artifact takes 64 px"):
         check_compatible(onnx, Target(name="s", engine="onnxruntime", input_size=224, batch=BATCH))
-    assert check_compatible(ckpt, Target(name="r", engine="mindspore"))["format"] == "checkpoint"
+    assert check_compatible(ckpt, Target(name="r", engine="mindspore")).format == "checkpoint"
 
 
 def test_engine_not_installed_is_a_clear_error(tmp_path):
@@ -130,6 +135,7 @@ def test_bench_cli_pass_json_and_plot(tmp_path):
     onnx = built_artifacts()[1]["onnx"]
     f = _targets_file(tmp_path, f"  roomy:\n    engine: onnxruntime\n    threads: 1\n    batch: {BATCH}\n"
                                 "    iterations: 20\n    warmup: {min: 3, window: 3}\n"
+                                + SIZED_HERE +
                                 "    budgets: {p50_ms: 5000, p90_ms: 5000, p99_ms: 5000, peak_rss_mb: 8000}\n")
     plot = tmp_path / "lat.png"
     res = CliRunner().invoke(main, ["bench", str(onnx), "--targets", f, "-t", "roomy", "--plot", str(plot)])
@@ -147,7 +153,8 @@ def test_bench_cli_pass_json_and_plot(tmp_path):
 def test_bench_cli_tight_budget_fails_nonzero(tmp_path):
     onnx = built_artifacts()[1]["onnx"]
     f = _targets_file(tmp_path, f"  tight:\n    engine: onnxruntime\n    batch: {BATCH}\n"
-                                "    iterations: 10\n    budgets: {p50_ms: 0.0001, peak_rss_mb: 100000}\n")
+                                "    iterations: 10\n" + SIZED_HERE +
+                                "    budgets: {p50_ms: 0.0001, peak_rss_mb: 100000}\n")
     res = CliRunner().invoke(main, ["bench", str(onnx), "--targets", f, "-t", "tight"])
     assert res.exit_code == 1
     assert "FAIL" in res.stdout and "PASS" in res.stdout
@@ -216,3 +223,76 @@ def test_bench_cli_artifact_without_metadata(tmp_path):
     res = CliRunner().invoke(main, ["bench", str(bare), "-t", "x86-edge-ort-1t"])
     assert res.exit_code == 1 and "carries no shufflenet metadata" in res.output
     assert "Traceback" not in res.output
+
+
+# -- honest latency: judged only on the device and model size a budget is for ------
+def test_result_records_where_it_was_measured():
+    onnx = built_artifacts()[1]["onnx"]
+    res = bench_target(onnx, Target(name="t", engine="onnxruntime", batch=BATCH, iterations=5,
+                                    threads=1, warmup=WarmupPolicy(min=2, window=2, tolerance=0.5)))
+    on = res.measured_on
+    assert on["host_arch"] == on["device_arch"] == HOST_ARCH and on["emulated"] is False
+    assert on["cpu"] == res.fingerprint["cpu"] and on["where"] == "local"
+    assert res.artifact_info["model"] == "shufflenet_v2_x0_5" and res.artifact_info["image_size"] == 64
+    assert {"measured_on", "artifact_info"} <= set(res.to_dict())
+
+
+def test_arm_phone_target_on_x86_is_not_judged():
+    if HOST_ARCH == "aarch64":
+        pytest.skip("this host is arm64: the phone targets' arch matches here")
+    arts = built_artifacts()[1]
+    if "mnn" not in arts:
+        pytest.skip("MNN not installed")
+    phone = load_targets()["arm-phone-bigcore-mnn-1t"]
+    # sized for this artifact and an impossible budget: only the arch stops the verdict
+    t = dataclasses.replace(phone, batch=BATCH, iterations=5, budgets=Budgets(p50_ms=1e-6),
+                            sized_for=SizedFor("shufflenet_v2_x0_5", 64),
+                            warmup=WarmupPolicy(min=2, window=2, tolerance=0.5))
+    res = bench_target(arts["mnn"], t)
+    checks = check_budgets(res, t)
+    assert [c.status for c in checks] == ["NOT JUDGED"] and checks[0].passed is None
+    assert checks[0].measured == res.p50_ms > 0          # the number is still shown
+    assert f"budgets are for aarch64, measured on {HOST_ARCH}" in checks[0].reason
+    assert "ssh" in checks[0].reason and overall_verdict(checks) == "NOT JUDGED"
+    # the same budget on a target declared for this arch is judged (and fails)
+    here = dataclasses.replace(t, arch=HOST_ARCH)
+    assert [c.status for c in check_budgets(res, here)] == ["FAIL"]
+
+
+def test_emulated_timings_are_never_judged():
+    from types import SimpleNamespace
+
+    t = Target(name="e", engine="onnxruntime", arch="aarch64", budgets=Budgets(p50_ms=10),
+               sized_for=SizedFor("shufflenet_v2_x0_5", 64), where="emu:arm64")
+    res = SimpleNamespace(p50_ms=1.0, measured_on={"device_arch": "aarch64", "emulated": True,
+                                                   "cpu": "cortex-a72"},
+                          artifact_info={"model": "shufflenet_v2_x0_5", "image_size": 64})
+    verdict = judgement(res, t)
+    assert not verdict.judged and "emulated" in verdict.why
+    assert [c.status for c in check_budgets(res, t)] == ["NOT JUDGED"]
+    real = SimpleNamespace(**{**vars(res), "measured_on": {"device_arch": "aarch64", "emulated": False}})
+    assert [c.status for c in check_budgets(real, t)] == ["PASS"]
+
+
+def test_budget_sized_for_another_model_is_not_judged_cli(tmp_path):
+    onnx = built_artifacts()[1]["onnx"]
+    body = (f"  edge-224:\n    engine: onnxruntime\n    threads: 1\n    batch: {BATCH}\n"
+            f"    iterations: 5\n    warmup: {{min: 2, window: 2, tolerance: 0.5}}\n"
+            f"    arch: {HOST_ARCH}\n    sized_for: {{model: shufflenet_v2_x1_0, input_size: 224}}\n"
+            "    budgets: {p50_ms: 0.000001}\n")
+    f = _targets_file(tmp_path, body)
+    res = CliRunner().invoke(main, ["bench", str(onnx), "--targets", f, "-t", "edge-224"])
+    assert res.exit_code == 0, res.output        # NOT JUDGED is not a failure ...
+    assert "NOT JUDGED" in res.stdout and "PASS" not in res.stdout   # ... nor a pass
+    assert ("budgets are sized for shufflenet_v2_x1_0 at 224 px, the artifact is "
+            "shufflenet_v2_x0_5 at 64 px") in res.stdout
+    res = CliRunner().invoke(main, ["bench", str(onnx), "--targets", f, "-t", "edge-224", "--json"])
+    report = json.loads(res.stdout)
+    assert report["passed"] is None and report["not_judged"] == 1
+    assert report["results"][0]["verdict"] == "NOT JUDGED"
+    assert report["budgets"][0]["status"] == "NOT JUDGED" and report["budgets"][0]["passed"] is None
+    # sized for this artifact, the same budget is judged and fails
+    f = _targets_file(tmp_path, body.replace("shufflenet_v2_x1_0, input_size: 224",
+                                             "shufflenet_v2_x0_5, input_size: 64"))
+    res = CliRunner().invoke(main, ["bench", str(onnx), "--targets", f, "-t", "edge-224"])
+    assert res.exit_code == 1 and "FAIL" in res.stdout

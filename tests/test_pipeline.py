@@ -1,6 +1,7 @@
 """The pipeline end to end on the demo data: run, cached re-run, gate failure, kill + resume."""
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from runtimes.targets import normalize_arch
 from toolchain.cli import main
 
 pytestmark = pytest.mark.slow
@@ -49,6 +51,14 @@ def test_demo_pipeline_end_to_end(demo_run):
     assert all(p["verdict"] == "PASS" for p in pairs)
     bench = rec["stages"]["bench"]["metrics"]["results"]
     assert any(b["target"] == "x86-edge-ort-1t" and b["p50"] > 0 for b in bench)
+    # the built-in budgets are sized for x1_0 at 224 px: a 32 px x0_5 artifact is measured,
+    # shown, and NOT JUDGED (no PASS that means nothing), which does not fail the run
+    assert bench and all(b["verdict"] == "NOT JUDGED" for b in bench)
+    assert all("sized for shufflenet_v2_x1_0 at 224 px" in b["not_judged_reason"] for b in bench)
+    assert all(b["measured_on"]["device_arch"] and "emulated" in b["measured_on"] for b in bench)
+    gates = rec["stages"]["bench"]["gates"]
+    assert gates and all(g["passed"] is None and g["status"] == "NOT JUDGED" for g in gates)
+    assert "NOT JUDGED" in (run_dir / "report.md").read_text()
     html = (run_dir / "report.html").read_text()
     assert "Parity" in html and "data:image/png;base64," in html
     assert (run_dir / "report.md").exists() and (run_dir / "training.png").exists()
@@ -69,7 +79,9 @@ def test_failing_latency_gate_exits_nonzero(demo_run, tmp_path):
     run_dir, _ = demo_run
     tight = tmp_path / "targets.yaml"
     tight.write_text("targets:\n  impossible-box:\n    engine: onnxruntime\n    format: onnx\n"
-                     "    threads: 1\n    budgets: {p50_ms: 0.000001}\n")
+                     f"    threads: 1\n    arch: {normalize_arch(platform.machine())}\n"
+                     "    sized_for: {model: shufflenet_v2_x0_5, input_size: 32}\n"
+                     "    budgets: {p50_ms: 0.000001}\n")
     res = CliRunner().invoke(main, ["pipeline", "-o", str(run_dir), "--targets-file", str(tight)] + FAST)
     assert res.exit_code == 1
     assert "pipeline gates failed: latency impossible-box" in res.output

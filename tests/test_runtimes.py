@@ -157,5 +157,5 @@ def test_mindspore_graph_mode_matches_pynative_and_restores_context(reference):
         out = r.infer(x)
     assert ms.get_context("mode") == before
     assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-5
-    with pytest.raises(RuntimeEngineError, match="mode must be pynative or graph"):
-        runtimes.create_runner("mindspore", built_artifacts()[0], mode="eager").activate()
+    with pytest.raises(RuntimeEngineError, match="option mode: 'eager' is not one of 'pynative', 'graph'"):
+        runtimes.create_runner("mindspore", built_artifacts()[0], mode="eager")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 import shlex
 import sys
 
@@ -16,7 +17,7 @@ from conftest_ssh import start_sshd, stop_sshd
 
 import runtimes
 from runtimes.remote import SshHost
-from runtimes.targets import SshOptions, Target, load_targets
+from runtimes.targets import SshOptions, Target, load_targets, normalize_arch
 from shufflenet.errors import ConfigError, RuntimeEngineError
 from toolchain.bench import bench_target, check_budgets, input_batch
 from toolchain.cli import main
@@ -76,6 +77,8 @@ def test_ssh_target_from_yaml_through_cli(sshd, quoted_python, tmp_path):
     f.write_text(
         "targets:\n  loopback:\n    engine: onnxruntime\n    threads: 1\n"
         f"    batch: {BATCH}\n    iterations: 15\n    where: {sshd.where}\n"
+        f"    arch: {normalize_arch(platform.machine())}\n"
+        "    sized_for: {model: shufflenet_v2_x0_5, input_size: 64}\n"
         f"    budgets: {{p50_ms: 5000, peak_rss_mb: 4000}}\n"
         f"    ssh:\n      identity_file: {json.dumps(str(sshd.client_key))}\n"
         f"      known_hosts: {json.dumps(str(sshd.known_hosts))}\n"

@@ -23,6 +23,9 @@ def test_builtin_targets_are_valid_and_honest():
         assert t.where == "local"  # built-ins never pretend to reach a device
         assert t.format is None or t.format in ENGINES[t.engine].formats
         assert t.source.startswith(str(load_targets.__globals__["BUILTIN_FILE"]))
+        if t.has_budgets:  # every budget says what device and what model size it is for
+            assert t.arch == ("aarch64" if t.name.startswith("arm-") else "x86_64"), t.name
+            assert (t.sized_for.model, t.sized_for.input_size) == ("shufflenet_v2_x1_0", 224)
     ort4 = targets["x86-edge-ort-4t"]
     assert ort4.threads == 4 and ort4.budgets.p99_ms == 20 and ort4.policy()["iterations"] == 100
     with pytest.raises(Exception):  # frozen
@@ -60,6 +63,16 @@ def test_user_file_adds_and_replaces(tmp_path):
     ("  a:\n    engine: mnn\n  a:\n    engine: ncnn\n", 4, r"target 'a': defined twice"),
     ("  a:\n    engine: openvino\n    options: {inference_precison: f32}\n", 4,
      r"field 'options.inference_precison': engine 'openvino' has no option"),
+    ("  a:\n    engine: mnn\n    options: {precision: fp16}\n", 4,
+     r"field 'options': engine 'mnn' option precision: 'fp16' is not one of 'high', 'normal', 'low'"),
+    ("  a:\n    engine: ncnn\n    options: {light_mode: 1}\n", 4,
+     r"field 'options': engine 'ncnn' option light_mode must be bool"),
+    ("  a:\n    engine: mnn\n    budgets: {p50_ms: 5}\n", 4,
+     r"field 'budgets': budgets need 'arch' .* and 'sized_for'"),
+    ("  a:\n    engine: mnn\n    arch: sparc\n", 4, r"field 'arch': must be one of x86_64, aarch64"),
+    ("  a:\n    engine: mnn\n    sized_for: {model: m, input_size: 0}\n", 4,
+     r"field 'sized_for.input_size': must be positive"),
+    ("  a:\n    engine: mnn\n    where: emu:x86\n", 4, r"field 'where': the emulated device is 'emu:arm64'"),
     ("  a:\n    engine: [mnn\n", 4, r"not valid YAML"),
 ])
 def test_bad_targets_file_names_line_and_field(tmp_path, body, line, match):
@@ -88,6 +101,7 @@ def test_parse_where():
     assert parse_where("ssh://pi@10.0.0.2:2200") == {"kind": "ssh", "user": "pi", "host": "10.0.0.2",
                                                      "port": 2200}
     assert parse_where("ssh://box")["port"] == 22
+    assert parse_where("emu:arm64") == parse_where("emu:aarch64") == {"kind": "emu", "arch": "aarch64"}
     for bad in ("ssh://", "ssh://a@b:99999", "ssh://a@b/path", "adb://x"):
         with pytest.raises(ValueError):
             parse_where(bad)

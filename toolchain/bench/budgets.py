@@ -1,7 +1,26 @@
-"""Compare a :class:`LatencyResult` with a target's budgets."""
+"""Judge a :class:`LatencyResult` against a target's budgets, or say why it is NOT JUDGED.
+
+A budget means something only for the device and the model it was sized
+for, so a measurement is judged only when
+
+* it ran on a real device (``measured_on["emulated"]`` is false: emulated
+  timings are 200-850x off and vary with the emulated CPU model),
+* that device's CPU architecture is the target's ``arch`` (a phone budget is
+  never judged with x86 timings), and
+* the artifact is the model at the input size the budgets were sized for
+  (``sized_for``): a 32 px x0_5 artifact passing a 224 px x1_0 budget is a
+  gate that cannot fail. Budgets are not scaled: at small sizes fixed
+  per-layer costs dominate and latency is far from proportional to MACs.
+
+Otherwise every budget gets the status ``NOT JUDGED`` with the reasons and
+what to pass instead; the numbers are still shown. NOT JUDGED is neither a
+pass nor a failure.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
+PASS, FAIL, NOT_JUDGED = "PASS", "FAIL", "NOT JUDGED"
 
 # budget field -> (result field, human name)
 _METRICS = {"p50_ms": ("p50_ms", "p50 latency (ms)"), "p90_ms": ("p90_ms", "p90 latency (ms)"),
@@ -10,30 +29,92 @@ _METRICS = {"p50_ms": ("p50_ms", "p50 latency (ms)"), "p90_ms": ("p90_ms", "p90 
 
 @dataclass(frozen=True)
 class BudgetCheck:
-    """One budget: ``measured <= limit`` passes."""
+    """One budget: ``measured <= limit`` passes; ``passed`` is None when NOT JUDGED."""
 
     target: str
     metric: str
     limit: float
     measured: float
-    passed: bool
+    passed: bool | None
+    reason: str = ""
 
     @property
     def status(self) -> str:
-        return "PASS" if self.passed else "FAIL"
+        return NOT_JUDGED if self.passed is None else PASS if self.passed else FAIL
 
     def to_dict(self) -> dict:
         return {**asdict(self), "status": self.status}
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """Whether a result may be judged against a target's budgets, and why not."""
+
+    judged: bool
+    reasons: tuple = ()
+    hint: str = ""
+
+    @property
+    def why(self) -> str:
+        return "; ".join(self.reasons) + (f" ({self.hint})" if self.hint else "")
+
+
+def judgement(result, target) -> Judgement:
+    """Can ``result`` (a :class:`LatencyResult` measured on ``target``) be judged?
+
+    Uses the result's ``measured_on`` (device arch, CPU, emulated) and
+    ``artifact_info`` (model, input size); a result that lacks either is not
+    judged.
+    """
+    where = getattr(result, "measured_on", None) or {}
+    reasons, hints = [], []
+    device = where.get("device_arch")
+    if where.get("emulated"):
+        reasons.append(f"measured on an emulated {device or 'device'}: emulated timings are "
+                       "never judged")
+        hints.append(f"run the target on a real {target.arch or device} device "
+                     "(where: ssh://user@host)")
+    elif target.arch and device != target.arch:
+        reasons.append(f"budgets are for {target.arch}, measured on {device or 'an unknown arch'}"
+                       f" ({where.get('cpu') or 'unknown CPU'})")
+        hints.append(f"to judge them, give the target an ssh device of that arch "
+                     f"(where: ssh://user@host of arch {target.arch})")
+    sized = target.sized_for
+    info = getattr(result, "artifact_info", None) or {}
+    model, size = info.get("model"), info.get("image_size")
+    if sized.model and (model != sized.model or int(size or 0) != int(sized.input_size or 0)):
+        reasons.append(f"budgets are sized for {sized.model} at {sized.input_size} px, the artifact "
+                       f"is {model or 'an unknown model'} at {size or '?'} px")
+        hints.append(f"export {sized.model} at {sized.input_size} px, or use a target whose "
+                     "sized_for matches this artifact")
+    return Judgement(not reasons, tuple(reasons), "; ".join(hints))
+
+
 def check_budgets(result, target) -> list[BudgetCheck]:
-    """One :class:`BudgetCheck` per budget the target sets (none set: empty list)."""
+    """One :class:`BudgetCheck` per budget the target sets (none set: empty list).
+
+    A result :func:`judgement` does not allow to judge gets NOT JUDGED checks
+    (``passed`` None, ``reason`` set) that still carry the measured numbers.
+    """
+    verdict = judgement(result, target)
     checks = []
     for key, (attr, _) in _METRICS.items():
         limit = getattr(target.budgets, key)
         if limit is None:
             continue
         measured = float(getattr(result, attr))
-        checks.append(BudgetCheck(target.name, key, float(limit), measured,
-                                  bool(measured <= float(limit))))
+        passed = bool(measured <= float(limit)) if verdict.judged else None
+        checks.append(BudgetCheck(target.name, key, float(limit), measured, passed,
+                                  "" if verdict.judged else verdict.why))
     return checks
+
+
+def overall_verdict(checks) -> str:
+    """FAIL if any budget failed, PASS if all were judged and passed, else NOT JUDGED.
+
+    A target with no budgets has nothing to judge: NOT JUDGED.
+    """
+    statuses = {c.status for c in checks}
+    if FAIL in statuses:
+        return FAIL
+    return PASS if statuses == {PASS} else NOT_JUDGED

@@ -5,6 +5,7 @@ come from the same code.
 """
 from __future__ import annotations
 
+import platform
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -39,6 +40,8 @@ class LatencyResult:
     fingerprint: dict
     where: str = "local"
     target: str | None = None
+    measured_on: dict = field(default_factory=dict)    # see :func:`measured_on`
+    artifact_info: dict = field(default_factory=dict)  # model, image_size, format, precision
     times_ms: list = field(default_factory=list, repr=False)
     output: np.ndarray | None = field(default=None, repr=False)   # logits of the first run
 
@@ -61,6 +64,25 @@ class LatencyResult:
                    fingerprint=res["fingerprint"], where=where, target=target,
                    times_ms=list(res.get("times_ms", [])),
                    output=np.asarray(res["output"], dtype=np.float32) if "output" in res else None)
+
+
+def measured_on(fingerprint: dict, where: str = "local") -> dict:
+    """Where a measurement was taken, as budgets are judged on it.
+
+    ``host_arch`` is this (toolchain) machine's, ``device_arch`` and ``cpu``
+    the measuring device's (from the agent's fingerprint); ``emulated`` is
+    true for an ``emu:`` target or when the device says it is emulated.
+    """
+    from runtimes.targets import normalize_arch, parse_where
+
+    try:
+        kind = parse_where(where)["kind"]
+    except ValueError:
+        kind = "unknown"
+    return {"where": where, "kind": kind, "host_arch": normalize_arch(platform.machine()),
+            "device_arch": normalize_arch(fingerprint.get("machine")),
+            "cpu": fingerprint.get("cpu") or "unknown",
+            "emulated": bool(kind == "emu" or fingerprint.get("emulated"))}
 
 
 def measure_latency(runner, batch: np.ndarray, policy: dict | None = None,
@@ -97,9 +119,14 @@ def measure_latency(runner, batch: np.ndarray, policy: dict | None = None,
     times, run_peak = agent.timed_runs(lambda: runner.infer(batch), policy, ticker("measure"))
     stats = agent.summarize(times, batch.shape[0])
     info = runner.info()
+    fingerprint = agent.machine_fingerprint()
+    art = runner.resolved
     return LatencyResult(engine=info.engine, engine_version=info.engine_version,
                          artifact=info.artifact, precision=info.precision, threads=info.threads,
                          batch=int(batch.shape[0]), load_s=load_s, first_inference_ms=first_ms,
                          warmup=warm, **stats, peak_rss_mb=max(peak, run_peak),
-                         fingerprint=agent.machine_fingerprint(),
+                         fingerprint=fingerprint, measured_on=measured_on(fingerprint, "local"),
+                         artifact_info={"name": art.name, "model": art.model,
+                                        "image_size": art.image_size, "format": art.format,
+                                        "precision": art.precision},
                          times_ms=[t * 1e3 for t in times], output=first)

@@ -7,21 +7,23 @@ import numpy as np
 
 from shufflenet.errors import ConfigError, RuntimeEngineError
 
-from .latency import LatencyResult, measure_latency
+from .latency import LatencyResult, measure_latency, measured_on
 
 
-def check_compatible(artifact, target) -> dict:
-    """Raise a clear error unless ``target`` can run ``artifact``; return its metadata.
+def check_compatible(artifact, target):
+    """Raise a clear error unless ``target`` can run ``artifact``; return the resolved
+    :class:`~shufflenet.artifact.Artifact`.
 
     Checks: the target's engine runs the artifact's format, the target's
     format (if set) and precision match the artifact's, the input size and a
-    fixed batch agree.
+    fixed batch agree. ``artifact`` is a path or an already resolved Artifact.
     """
-    from runtimes import artifact_format, get_engine
+    from runtimes import Artifact, get_engine, resolve_artifact
 
-    if not Path(artifact).exists():
+    if not isinstance(artifact, Artifact) and not Path(artifact).exists():
         raise ConfigError(f"artifact not found: {artifact}")
-    fmt, precision, meta = artifact_format(artifact)
+    art = resolve_artifact(artifact)
+    fmt, precision, meta = art.format, art.precision, art.metadata
     engine = get_engine(target.engine)
     if fmt not in engine.formats:
         raise ConfigError(f"target {target.name!r} runs {engine.name}, which cannot run this "
@@ -45,7 +47,7 @@ def check_compatible(artifact, target) -> dict:
     if target.is_remote and engine.name == "mindspore":
         raise ConfigError(f"target {target.name!r}: the mindspore checkpoint engine runs only "
                           "locally; export the checkpoint for a remote target")
-    return {**meta, "format": fmt, "precision": precision, "image_size": size}
+    return art
 
 
 def input_batch(meta: dict, batch: int) -> np.ndarray:
@@ -70,10 +72,20 @@ def bench_target(artifact, target, progress=None, isolate: bool = True) -> Laten
     checkpoint engine, which always runs in this process. ``progress`` is an
     optional ``(phase, runs_done)`` callable.
     """
-    meta = check_compatible(artifact, target)
+    art = check_compatible(artifact, target)
+    result = _bench(art, target, progress, isolate)
+    result.measured_on = measured_on(result.fingerprint, target.where)
+    result.artifact_info = {"name": art.name, "model": art.model, "image_size": art.image_size,
+                            "format": art.format, "precision": art.precision}
+    result.target = target.name
+    return result
+
+
+def _bench(art, target, progress, isolate: bool) -> LatencyResult:
+    meta = {**art.metadata, "image_size": art.image_size}
     batch = input_batch(meta, target.batch)
     if target.is_remote:
-        return _bench_remote(artifact, target, meta, batch, progress)
+        return _bench_remote(art, target, meta, batch, progress)
     from runtimes import ENGINES, agent, create_runner
     from runtimes._lazy import engine_installed, install_hint
 
@@ -85,10 +97,10 @@ def bench_target(artifact, target, progress=None, isolate: bool = True) -> Laten
     if isolate and target.engine != "mindspore":
         from runtimes.remote import run_local_agent
 
-        res = run_local_agent(Path(artifact), batch, _job(target, meta), progress)
-        return LatencyResult.from_agent(res, str(artifact), meta["precision"], "local", target.name)
+        res = run_local_agent(art.path, batch, _job(target, meta), progress)
+        return LatencyResult.from_agent(res, str(art.path), art.precision, "local", target.name)
 
-    runner = create_runner(target.engine, artifact, threads=target.threads, **dict(target.options))
+    runner = create_runner(target.engine, art, threads=target.threads, **dict(target.options))
     try:
         previous = agent.set_affinity(target.affinity)
     except OSError as exc:
@@ -113,10 +125,9 @@ def _job(target, meta: dict) -> dict:
             "policy": target.policy()}
 
 
-def _bench_remote(artifact, target, meta: dict, batch: np.ndarray, progress=None) -> LatencyResult:
-    from runtimes import artifact_files
+def _bench_remote(art, target, meta: dict, batch: np.ndarray, progress=None) -> LatencyResult:
     from runtimes.remote import SshHost, run_remote
 
     host = SshHost(target.where, target.ssh)
-    res = run_remote(host, artifact_files(artifact), batch, _job(target, meta), progress)
-    return LatencyResult.from_agent(res, str(artifact), meta["precision"], target.where, target.name)
+    res = run_remote(host, list(art.files), batch, _job(target, meta), progress)
+    return LatencyResult.from_agent(res, str(art.path), art.precision, target.where, target.name)

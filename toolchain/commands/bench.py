@@ -69,18 +69,21 @@ def bench(artifact, names, all_targets, targets_file, with_builtin, plot_path, a
 
     Load time, first inference, warm-up until the latency is stable, then
     the measured runs: p50/p90/p99/mean/std/min/max, throughput, peak RSS.
-    Exits non-zero when any budget fails.
+    A budget is judged only on a real device of the target's arch and for
+    the model and input size it was sized for; otherwise the numbers are
+    shown as NOT JUDGED (with the reason). Exits non-zero when any budget fails.
     """
     from tqdm import tqdm
 
     from shufflenet.errors import GateFailed
 
     from ..bench import bench_target, check_budgets
+    from ..bench.budgets import overall_verdict
 
     chosen, skipped = _select(artifact, names, all_targets, targets_file, with_builtin)
     for name, why in skipped:
         click.echo(f"skipping target {name}: {why}", err=True)
-    results, checks = [], []
+    results, checks, verdicts = [], [], []
     for t in chosen:
         bar = tqdm(desc=f"{t.name}", unit="run", leave=False, file=click.get_text_stream("stderr"),
                    disable=None)
@@ -94,14 +97,22 @@ def bench(artifact, names, all_targets, targets_file, with_builtin, plot_path, a
         finally:
             bar.close()
         results.append(res)
-        checks.extend(check_budgets(res, t))
-    failed = [c for c in checks if not c.passed]
+        mine = check_budgets(res, t)
+        checks.extend(mine)
+        verdicts.append((overall_verdict(mine), next((c.reason for c in mine if c.reason), "")))
+    failed = [c for c in checks if c.passed is False]
+    judged = [c for c in checks if c.passed is not None]
     if as_json:
-        echo_json({"artifact": str(artifact), "results": [r.to_dict() for r in results],
-                   "budgets": [c.to_dict() for c in checks], "passed": not failed,
+        echo_json({"artifact": str(artifact),
+                   "results": [{**r.to_dict(), "verdict": v, "not_judged_reason": why}
+                               for r, (v, why) in zip(results, verdicts)],
+                   "budgets": [c.to_dict() for c in checks],
+                   # True: every judged budget passed; None: nothing could be judged
+                   "passed": False if failed else (True if judged else None),
+                   "not_judged": sum(c.passed is None for c in checks),
                    "skipped": [{"target": n, "reason": why} for n, why in skipped]})
     else:
-        _print_tables(results, checks)
+        _print_tables(results, checks, verdicts)
     if plot_path:
         from ..bench.plot import plot_histograms
 
@@ -111,25 +122,40 @@ def bench(artifact, names, all_targets, targets_file, with_builtin, plot_path, a
             f"{c.target} {c.metric} {c.measured:.3g} > {c.limit:g}" for c in failed))
 
 
-def _print_tables(results, checks) -> None:
-    rows = [{"target": r.target, "engine": f"{r.engine} {r.engine_version}", "where": r.where,
+def _print_tables(results, checks, verdicts) -> None:
+    rows = [{"target": r.target, "engine": f"{r.engine} {r.engine_version}",
+             "where": _where(r.measured_on, r.where), "verdict": v,
              "threads": r.threads, "batch": r.batch, "load_s": r.load_s,
              "first_ms": r.first_inference_ms, "warmup": r.warmup.get("iterations"),
              "p50_ms": r.p50_ms, "p90_ms": r.p90_ms, "p99_ms": r.p99_ms, "mean_ms": r.mean_ms,
              "std_ms": r.std_ms, "min_ms": r.min_ms, "max_ms": r.max_ms,
-             "throughput_ips": r.throughput_ips, "peak_rss_mb": r.peak_rss_mb} for r in results]
-    echo_table(rows, [("target", "target"), ("engine", "engine"), ("where", "where"),
+             "throughput_ips": r.throughput_ips, "peak_rss_mb": r.peak_rss_mb}
+            for r, (v, _) in zip(results, verdicts)]
+    echo_table(rows, [("target", "target"), ("engine", "engine"), ("where", "measured on"),
                       ("threads", "thr"), ("batch", "batch"), ("load_s", "load s"),
                       ("first_ms", "first ms"), ("warmup", "warm-up"), ("p50_ms", "p50 ms"),
                       ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("mean_ms", "mean"),
                       ("std_ms", "std"), ("min_ms", "min"), ("max_ms", "max"),
-                      ("throughput_ips", "img/s"), ("peak_rss_mb", "RSS MiB")])
+                      ("throughput_ips", "img/s"), ("peak_rss_mb", "RSS MiB"), ("verdict", "verdict")])
     if checks:
         click.echo()
         echo_table([c.to_dict() for c in checks],
                    [("target", "target"), ("metric", "budget"), ("limit", "limit"),
                     ("measured", "measured"), ("status", "result")])
+        reasons = {}
+        for c in checks:
+            if c.reason:
+                reasons.setdefault(c.target, c.reason)
+        for target, why in reasons.items():
+            click.echo(f"NOT JUDGED {target}: {why}")
     if results:
         fp = results[0].fingerprint
         click.echo(f"\nmachine: {fp.get('cpu')}, {fp.get('logical_cores')} logical cores "
                    f"({fp.get('usable_cores')} usable), {fp.get('system')}")
+
+
+def _where(on: dict, where: str) -> str:
+    """``local x86_64`` / ``emu:arm64 aarch64 (emulated)`` / ``ssh://pi@h aarch64``."""
+    if not on:
+        return where
+    return f"{where} {on.get('device_arch') or '?'}" + (" (emulated)" if on.get("emulated") else "")

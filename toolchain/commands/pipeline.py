@@ -99,9 +99,12 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
         rows = []
         for name, st in record.stages.items():
             gates = st.gates or []
-            bad = [g["name"] for g in gates if not g.get("passed")]
+            bad = [g["name"] for g in gates if g.get("passed") is False]
+            unjudged = sum(g.get("passed") is None for g in gates)
+            ok = sum(g.get("passed") is True for g in gates)
             rows.append({"stage": name, "status": st.status, "seconds": st.seconds,
-                         "gates": f"{len(gates) - len(bad)}/{len(gates)} pass" if gates else "-",
+                         "gates": (f"{ok}/{len(gates)} pass" + (f", {unjudged} not judged" if unjudged
+                                                                  else "")) if gates else "-",
                          "failed": "; ".join(bad) or "-"})
         echo_table(rows, [("stage", "stage"), ("status", "status"), ("seconds", "seconds"),
                           ("gates", "gates"), ("failed", "failed gates")])

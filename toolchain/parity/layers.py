@@ -140,17 +140,20 @@ PROBE_ENGINES = ("onnxruntime", "openvino")
 
 
 class OnnxProbe:
-    """A temp copy of an ONNX model with extra outputs, run on ONNX Runtime or OpenVINO.
-
-    OpenVINO is compiled as its runner compiles it (CPU, f32 inference
-    precision unless ``options`` say otherwise), so a fault of that engine
-    shows up layer by layer too.
+    """A temp copy of an ONNX model with extra outputs, run by the ONNX Runtime or
+    OpenVINO runner (:mod:`runtimes`), so the probe loads the engine exactly as
+    bench and parity do: same options (OpenVINO f32 unless ``options`` say
+    otherwise), same load checks. A fault of that engine shows up layer by layer.
     """
 
     def __init__(self, model, tensors: list[str], engine: str = "onnxruntime",
-                 threads: int | None = None, options: dict | None = None) -> None:
+                 threads: int | None = None, options: dict | None = None,
+                 metadata: dict | None = None) -> None:
         import onnx
         from onnx import helper, shape_inference
+
+        from runtimes import create_runner
+        from shufflenet.artifact import Artifact
 
         if engine not in PROBE_ENGINES:
             raise ValueError(f"no layer probe for engine {engine!r}")
@@ -167,52 +170,18 @@ class OnnxProbe:
                 probe.graph.output.append(helper.make_tensor_value_info(
                     name, types.get(name) or onnx.TensorProto.FLOAT, None))
         self.engine, self.tensors = engine, tensors
+        meta = dict(metadata or {})
         with tempfile.TemporaryDirectory(prefix="parity-probe-") as tmp:
             path = os.path.join(tmp, "probe.onnx")
             onnx.save(probe, path)
-            if engine == "onnxruntime":
-                self._open_onnxruntime(path, threads)
-            else:
-                self._open_openvino(path, threads, options or {})
+            from pathlib import Path
 
-    def _open_onnxruntime(self, path: str, threads) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        if threads:
-            so.intra_op_num_threads = int(threads)
-        session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        inp = session.get_inputs()[0]
-        dim = inp.shape[0]
+            art = Artifact(Path(path), "onnx", str(meta.get("precision", "fp32")), meta, (Path(path),))
+            # the engine reads the file while activating; the temp folder may go after that
+            self._runner = create_runner(engine, art, threads=threads, **(options or {})).activate()
+        dim = self._runner.input_spec().shape[0]
         self.fixed_batch = dim if isinstance(dim, int) and dim > 0 else None
-        name = inp.name
-        self._run = lambda x: session.run(self.tensors, {name: x})
-
-    def _open_openvino(self, path: str, threads, options: dict) -> None:
-        import openvino as ov
-
-        core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": str(options.get("inference_precision", "f32"))}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        compiled = core.compile_model(core.read_model(path), "CPU", config)
-        dim = compiled.input(0).get_partial_shape()[0]
-        self.fixed_batch = dim.get_length() if dim.is_static else None
-        ports = {}
-        for port in compiled.outputs:
-            for name in port.get_names():
-                ports[name] = port
-        missing = [t for t in self.tensors if t not in ports]
-        if missing:
-            raise ValueError(f"OpenVINO dropped probe outputs {', '.join(missing[:3])}")
-        request = compiled.create_infer_request()
-
-        def run(x):
-            result = request.infer({0: x})
-            return [np.asarray(result[ports[t]]) for t in self.tensors]
-
-        self._run = run
+        self._run = lambda x: [self._runner.infer_outputs(x, self.tensors)[t] for t in self.tensors]
 
     def run(self, x: np.ndarray) -> dict:
         """Every probed tensor for ``x`` (float32), batching for fixed-batch graphs."""
@@ -266,6 +235,8 @@ def localize_divergence(checkpoint, artifact, artifact_format: str, x: np.ndarra
     note = "" if probe_engine == engine else (
         f"the pair ran on {engine}; intermediate tensors were taken from ONNX Runtime on the "
         "same file, so an engine-specific fault may not show up layer by layer")
+    # the pair's engine options belong to that engine; a stand-in probe runs its defaults
+    options = options if probe_engine == engine else None
     model = onnx.load(str(artifact))
     prev_mode = ms.get_context("mode")
     ms.set_context(mode=ms.PYNATIVE_MODE)

@@ -78,7 +78,7 @@ def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
                 "bench_seconds": opts.bench_seconds}
 
     def run(ctx):
-        from toolchain.bench.budgets import check_budgets
+        from toolchain.bench.budgets import check_budgets, overall_verdict
         from toolchain.bench.session import bench_target
 
         arts = artifacts_of(ctx)
@@ -94,20 +94,32 @@ def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
             log(f"[bench] {t.name}: {name_of.get(art, art)} on {t.engine}")
             res = bench_target(art, t)
             checks = check_budgets(res, target)
-            failed = [f"{c.metric} {c.measured:.3g} > {c.limit:g}" for c in checks if not c.passed]
+            verdict = overall_verdict(checks)
+            failed = [f"{c.metric} {c.measured:.3g} > {c.limit:g}" for c in checks if c.passed is False]
+            why = next((c.reason for c in checks if c.reason), "") if verdict == "NOT JUDGED" else ""
+            if not checks:
+                why = "the target sets no budgets"
+            on = res.measured_on
             d = res.to_dict(with_times=True)
             rows.append({"target": target.name, "artifact_name": name_of.get(art, Path(art).name),
                          "engine": res.engine, "engine_version": res.engine_version,
-                         "threads": res.threads, "where": res.where,
+                         "threads": res.threads,
+                         "where": f"{res.where} {on.get('device_arch')}"
+                                  + (" (emulated)" if on.get("emulated") else ""),
+                         "measured_on": on, "artifact_info": res.artifact_info,
                          "p50": res.p50_ms, "p90": res.p90_ms, "p99": res.p99_ms,
                          "mean": res.mean_ms, "throughput": res.throughput_ips,
                          "peak_rss_mb": res.peak_rss_mb, "load_s": res.load_s,
                          "first_inference_ms": res.first_inference_ms, "iterations": res.iterations,
-                         "verdict": "FAIL" if failed else "PASS", "failed": "; ".join(failed),
+                         "verdict": verdict, "failed": "; ".join(failed), "not_judged_reason": why,
                          "budgets": [c.to_dict() for c in checks],
                          "samples_ms": d.get("times_ms", [])[:2000], "fingerprint": res.fingerprint})
-            gates.append({"name": f"latency {target.name}", "passed": not failed,
-                          "detail": "; ".join(failed)})
+            if verdict == "NOT JUDGED":
+                log(f"[bench] {t.name}: NOT JUDGED: {why}")
+            # NOT JUDGED: passed None, neither a failure nor a pass (see stages.run_pipeline)
+            gates.append({"name": f"latency {target.name}", "status": verdict,
+                          "passed": {"PASS": True, "FAIL": False}.get(verdict),
+                          "detail": "; ".join(failed) or why})
         if not rows:
             log("[bench] no target can run the exported artifacts here (engines not installed?)")
         return StageResult(metrics={"results": rows}, gates=gates)

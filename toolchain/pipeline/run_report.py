@@ -136,8 +136,9 @@ PARITY_COLS = [("artifact", "artifact"), ("engine", "engine"), ("precision", "pr
                ("verdict", "verdict")]
 LATENCY_COLS = [("target", "target"), ("artifact_name", "artifact"), ("engine", "engine"),
                 ("threads", "threads"), ("p50", "p50 ms"), ("p90", "p90 ms"), ("p99", "p99 ms"),
-                ("throughput", "img/s"), ("peak_rss_mb", "peak RSS MB"), ("verdict", "verdict"),
-                ("failed", "failed budgets")]
+                ("throughput", "img/s"), ("peak_rss_mb", "peak RSS MB"), ("where", "measured on"),
+                ("verdict", "verdict"), ("failed", "failed budgets"),
+                ("not_judged_reason", "why not judged")]
 EXPORT_COLS = [("format", "format"), ("path", "file"), ("precision", "precision"),
                ("seconds", "export s"), ("smoke_error", "smoke rel. error"), ("size_kb", "size KB")]
 
@@ -193,9 +194,13 @@ def write_reports(run_dir: str | Path, record: dict, history: list[dict]) -> tup
 
     verdict = "PASS" if record.get("passed") else "FAIL"
     failed = record.get("failed_gates") or []
+    unjudged = [g["name"] for st in (record.get("stages") or {}).values()
+                for g in (st.get("gates") or []) if g.get("passed") is None]
     opts = record.get("options", {})
     summary = [
         ("verdict", verdict + (f" ({'; '.join(failed)})" if failed else "")),
+        ("not judged", f"{len(unjudged)} latency gate(s): {'; '.join(unjudged)} (see the latency "
+                       "table for why)" if unjudged else "-"),
         ("model", record.get("recipe", {}).get("model")),
         ("dataset", record.get("recipe", {}).get("dataset")),
         ("val top-1 %", _pct(s["val"].get("top1"))), ("val top-5 %", _pct(s["val"].get("top5"))),

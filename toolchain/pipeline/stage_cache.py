@@ -102,6 +102,7 @@ def run_stage(stage: Stage, ctx: dict, record: RunRecord, run_dir: Path, force: 
     new.status = "done"
     ctx[stage.name] = new
     record.save(run_dir)
-    failed = [g["name"] for g in new.gates if not g.get("passed")]
+    # passed None (a NOT JUDGED latency gate) is neither a pass nor a failure
+    failed = [g["name"] for g in new.gates if g.get("passed") is False]
     log(f"[{stage.name}] done in {new.seconds:.1f}s" + (f"; FAILED gates: {', '.join(failed)}" if failed else ""))
     return new

@@ -303,7 +303,8 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord | None:
 
     train_rec = record.stages.get("train")
     record.distributed = (train_rec.metrics.get("distributed") or {}) if train_rec else {}
-    failed = [g["name"] for s in record.stages.values() for g in s.gates if not g.get("passed")]
+    # a gate with passed None (NOT JUDGED) neither fails the run nor counts as a pass
+    failed = [g["name"] for s in record.stages.values() for g in s.gates if g.get("passed") is False]
     record.failed_gates = failed
     record.passed = not failed
     record.save(run_dir)

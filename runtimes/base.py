@@ -107,6 +107,12 @@ class Runner:
         outs = self._infer_outputs_impl(batch, names)
         return {n: np.asarray(o, dtype=np.float32) for n, o in zip(names, outs)}
 
+    def settings(self) -> dict:
+        """The engine's effective settings, read back from the engine itself where it can
+        tell (so a test or a report can see that an option really reached it)."""
+        self._require_active()
+        return self._settings_impl()
+
     def info(self) -> RunnerInfo:
         return RunnerInfo(self.engine, self._engine_version(), self.artifact,
                           str(self.metadata.get("precision", "fp32")), self.threads, dict(self.options))
@@ -120,6 +126,9 @@ class Runner:
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def _settings_impl(self) -> dict:
+        return {}
 
     def _infer_outputs_impl(self, batch: np.ndarray, names: list) -> list:
         raise RuntimeEngineError(f"{self.engine}: this engine cannot return intermediate tensors")

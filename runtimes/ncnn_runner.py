@@ -65,6 +65,13 @@ class NcnnRunner(Runner):
                 outs.append(np.array(out, copy=True).reshape(-1))
         return np.stack(outs)
 
+    def _settings_impl(self) -> dict:
+        opt = self._net.opt
+        return {"light_mode": bool(opt.lightmode), "threads": int(opt.num_threads),
+                "fp16_storage": bool(opt.use_fp16_storage),
+                "fp16_arithmetic": bool(opt.use_fp16_arithmetic),
+                "powersave": int(self._ncnn.get_cpu_powersave())}
+
     def _input_spec_impl(self) -> InputSpec:
         shape = list(self.metadata.get("input_shape") or (-1, 3, 224, 224))
         return InputSpec(self._in, tuple([-1] + shape[1:]))  # the batch is looped over

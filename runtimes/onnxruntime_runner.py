@@ -58,6 +58,13 @@ class OnnxRuntimeRunner(Runner):
     def _infer_outputs_impl(self, batch: np.ndarray, names: list) -> list:
         return self._sess.run(names, {self._input_name: batch})
 
+    def _settings_impl(self) -> dict:
+        so = self._sess.get_session_options()
+        return {"providers": self._sess.get_providers(),
+                "graph_optimization_level": str(so.graph_optimization_level).split(".")[-1],
+                "intra_op_threads": so.intra_op_num_threads,
+                "inter_op_threads": so.inter_op_num_threads}
+
     def _input_spec_impl(self) -> InputSpec:
         return InputSpec(self._input_name, self._shape)
 

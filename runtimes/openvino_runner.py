@@ -54,6 +54,16 @@ class OpenVINORunner(Runner):
         result = self._request.infer({0: batch})
         return [np.asarray(result[ports[n]]) for n in names]
 
+    def _settings_impl(self) -> dict:
+        def prop(name):
+            try:
+                return str(self._compiled.get_property(name)).split(".")[-1]
+            except Exception:  # a property this plugin does not report
+                return None
+        return {"device": prop("EXECUTION_DEVICES"), "performance_hint": prop("PERFORMANCE_HINT"),
+                "inference_precision": prop("INFERENCE_PRECISION_HINT"),
+                "threads": prop("INFERENCE_NUM_THREADS")}
+
     def _input_spec_impl(self) -> InputSpec:
         return InputSpec(self._input_name, self._shape)
 

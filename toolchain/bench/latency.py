@@ -82,7 +82,9 @@ def measured_on(fingerprint: dict, where: str = "local") -> dict:
     return {"where": where, "kind": kind, "host_arch": normalize_arch(platform.machine()),
             "device_arch": normalize_arch(fingerprint.get("machine")),
             "cpu": fingerprint.get("cpu") or "unknown",
-            "emulated": bool(kind == "emu" or fingerprint.get("emulated"))}
+            "emulated": bool(kind == "emu" or fingerprint.get("emulated")),
+            "emulator": fingerprint.get("emulated") if isinstance(fingerprint.get("emulated"), str)
+            else None}
 
 
 def measure_latency(runner, batch: np.ndarray, policy: dict | None = None,

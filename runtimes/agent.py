@@ -1,19 +1,36 @@
-"""Self-contained benchmark agent: measures one artifact on one engine, prints JSON.
+"""The device-side entry point: the runtimes runners, driven by JSON requests.
 
-This single file is copied to remote targets (ssh, and by design adb), so it
-imports nothing from this package: only the standard library, numpy and the
-engine. The toolchain imports its measurement functions too, so local and
-remote numbers come from the same code.
+This module runs wherever an artifact runs: here in a fresh process, on an
+ssh host, or on the emulated ARM64 device. It is shipped there inside a
+zipapp (:mod:`runtimes.bundle`) together with the runners and the artifact
+metadata contract, and imports only the standard library, numpy and the
+engine: the engines load through :func:`runtimes.create_runner`, exactly as
+on the host, so target options reach the engine (or are rejected) everywhere.
 
-Protocol: ``python agent.py JOB.json`` where the job holds ``engine``,
-``artifact``, ``input`` (a ``.npy`` NCHW float32 batch), ``threads``,
-``affinity``, ``options``, ``layout``, ``input_name``, ``output_name`` and
-``policy`` (see :data:`DEFAULT_POLICY`). The agent prints one line
-``SHUFFLENET-AGENT-RESULT {json}`` on stdout (engines may print other lines)
-and exits 0, or prints ``SHUFFLENET-AGENT-ERROR message`` and exits 2.
+Two ways to call it:
+
+``python agent.pyz JOB.json``
+    one bench job: ``engine``, ``artifact``, ``input`` (a ``.npy`` NCHW
+    float32 batch), ``threads``, ``affinity``, ``options``, ``policy`` (see
+    :data:`DEFAULT_POLICY`). Prints one line ``SHUFFLENET-AGENT-RESULT {json}``
+    and exits 0, or ``SHUFFLENET-AGENT-ERROR message`` and exits 2.
+    Engines may print other lines; progress goes to stderr.
+
+``python agent.pyz --serve``
+    a session on stdin/stdout, one JSON request per line and one
+    ``SHUFFLENET-AGENT-REPLY {json}`` line per request: ``{"op": "info"}``
+    (the device), ``{"op": "load", "engine", "artifact", "threads",
+    "options", "metadata"}``, ``{"op": "infer", "x": ARRAY}`` (preprocessed NCHW batch in,
+    logits out), ``{"op": "quit"}``. An ``ARRAY`` is ``{"shape", "dtype",
+    "b64"}`` (raw little-endian bytes): logits come back bit for bit.
+
+The measurement loop (:func:`warm_up`, :func:`timed_runs`, :func:`summarize`)
+is also what :mod:`toolchain.bench.latency` uses in-process, so every number
+comes from the same code.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import platform
@@ -24,8 +41,9 @@ import numpy as np
 
 RESULT_MARK = "SHUFFLENET-AGENT-RESULT "
 ERROR_MARK = "SHUFFLENET-AGENT-ERROR "
+REPLY_MARK = "SHUFFLENET-AGENT-REPLY "
 PROGRESS_MARK = "SHUFFLENET-AGENT-PROGRESS "   # on stderr: "<phase> <runs done>"
-AGENT_VERSION = 1
+AGENT_VERSION = 2
 
 DEFAULT_POLICY = {
     "warmup_min": 5,            # at least this many warm-up runs
@@ -39,7 +57,7 @@ DEFAULT_POLICY = {
 }
 
 
-# -- measurement (shared with toolchain.latency) --------------------------------
+# -- measurement (shared with toolchain.bench.latency) ---------------------------
 def _rss_mb() -> float:
     try:
         with open("/proc/self/statm") as fh:
@@ -131,24 +149,62 @@ def summarize(times, batch: int) -> dict:
             "max_ms": float(ms.max()), "throughput_ips": batch * 1e3 / mean if mean > 0 else 0.0}
 
 
-def _cpu_model() -> str:
+# -- where this runs ---------------------------------------------------------------
+# Arm's MIDR part numbers (implementer 0x41) of the cores a deployment meets.
+ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55",
+             "0xd07": "Cortex-A57", "0xd08": "Cortex-A72", "0xd09": "Cortex-A73",
+             "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76", "0xd0c": "Neoverse-N1",
+             "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1",
+             "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd48": "Cortex-X2",
+             "0xd49": "Neoverse-N2", "0xd40": "Neoverse-V1", "0xd4f": "Neoverse-V2",
+             "0xd4d": "Cortex-A715", "0xd4e": "Cortex-X3", "0xd80": "Cortex-A520",
+             "0xd81": "Cortex-A720", "0xd82": "Cortex-X4"}
+# cpuinfo flags that change inference numerics or kernels, by a readable name
+NUMERIC_FEATURES = {"fphp": "fp16", "asimdhp": "fp16", "asimddp": "dotprod", "i8mm": "i8mm",
+                    "bf16": "bf16", "sve": "sve", "sve2": "sve2", "avx2": "avx2",
+                    "avx512f": "avx512", "avx512_vnni": "vnni", "avx_vnni": "vnni",
+                    "avx512_bf16": "bf16", "amx_tile": "amx", "f16c": "f16c"}
+
+
+def _cpuinfo() -> tuple[str, list]:
+    """``(CPU model, numerics-relevant features)`` from /proc/cpuinfo (first core)."""
+    fields: dict = {}
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.lower().startswith(("model name", "hardware", "processor\t: arm")):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    if fields:
+                        break
+                    continue
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip().lower(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    flags = (fields.get("features") or fields.get("flags") or "").split()
+    features = sorted({NUMERIC_FEATURES[f] for f in flags if f in NUMERIC_FEATURES})
+    part = fields.get("cpu part")
+    if part and fields.get("cpu implementer") == "0x41":
+        model = ARM_PARTS.get(part, f"Arm part {part}")
+    else:
+        model = fields.get("model name") or fields.get("hardware") or platform.processor() \
+            or platform.machine()
+    return model, features
 
 
 def machine_fingerprint() -> dict:
-    """Where the numbers were taken: CPU model, cores, OS, Python, host."""
+    """Where the numbers were taken: arch, CPU model and features, emulated or not, cores, OS.
+
+    ``emulated`` is the emulator and CPU model the host started this process
+    under (``qemu:cortex-a76``), or None on real hardware.
+    """
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    return {"cpu": _cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": usable,
+    model, features = _cpuinfo()
+    return {"cpu": model, "cpu_features": features, "arch": platform.machine(),
+            "emulated": os.environ.get("SHUFFLENET_EMULATED") or None,
+            "logical_cores": os.cpu_count(), "usable_cores": usable,
             "machine": platform.machine(), "system": platform.platform(),
             "python": platform.python_version(), "hostname": platform.node()}
 
@@ -162,90 +218,65 @@ def set_affinity(cpus) -> list | None:
     return previous
 
 
-# -- engines (deliberately tiny; the toolchain's runners are the full versions) --
-def _load(job: dict):
-    """Return ``(infer(batch) -> logits, engine_version)`` for the job's engine."""
-    engine, path, threads = job["engine"], job["artifact"], job.get("threads") or 1
-    opts = job.get("options") or {}
-    if engine == "onnxruntime":
-        import onnxruntime as ort
+# -- arrays on the wire ---------------------------------------------------------------
+def encode_array(a) -> dict:
+    a = np.ascontiguousarray(a)
+    return {"shape": list(a.shape), "dtype": a.dtype.newbyteorder("<").str,
+            "b64": base64.b64encode(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
+            .decode("ascii")}
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = int(threads)
-        so.inter_op_num_threads = int(opts.get("inter_op_threads", 1))
-        level = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
-                 "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}[
-            str(opts.get("graph_optimization", "all"))]
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        return (lambda x: sess.run(None, {name: x})[0]), ort.__version__
-    if engine == "openvino":
-        import openvino as ov
 
-        cfg = {"INFERENCE_PRECISION_HINT": opts.get("inference_precision", "f32"),
-               "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads)}
-        compiled = ov.Core().compile_model(path, "CPU", cfg)
-        req = compiled.create_infer_request()
-        return (lambda x: req.infer({0: x})[compiled.output(0)]), ov.__version__.split("-")[0]
-    if engine == "mnn":
-        import MNN
+def decode_array(d: dict) -> np.ndarray:
+    raw = base64.b64decode(d["b64"])
+    return np.frombuffer(raw, dtype=np.dtype(d["dtype"])).reshape(d["shape"]).astype(
+        np.dtype(d["dtype"]).newbyteorder("="))
 
-        rt = MNN.nn.create_runtime_manager(({"precision": opts.get("precision", "high"),
-                                             "backend": 0, "numThread": int(threads)},))
-        mod = MNN.nn.load_module_from_file(path, [job.get("input_name") or "input"],
-                                           [job.get("output_name") or "output"], runtime_manager=rt)
-        F = MNN.expr
 
-        def infer(x):
-            out = mod.forward(F.const(x, list(x.shape), F.NCHW))
-            out = out[0] if isinstance(out, (list, tuple)) else out
-            return np.array(F.convert(out, F.NCHW).read() if out.data_format != F.NCHW else out.read())
-        return infer, str(getattr(MNN, "__version__", "unknown"))
-    if engine == "ncnn":
-        import ncnn
+# -- requests --------------------------------------------------------------------------
+def open_runner(engine: str, artifact: str, threads=None, options=None, metadata=None):
+    """An active runner through the same registry the host uses.
 
-        if "powersave" in opts:
-            ncnn.set_cpu_powersave(int(opts["powersave"]))
-        net = ncnn.Net()
-        net.opt.use_vulkan_compute, net.opt.num_threads = False, int(threads)
-        net.load_param(path)
-        net.load_model(path[:-len(".param")] + ".bin")
-        i, o = net.input_names()[0], net.output_names()[0]
+    ``metadata``: the artifact's metadata as the host resolved it, so a device
+    without the ``onnx`` package never has to parse an ONNX file for it.
+    """
+    from runtimes import create_runner
 
-        def infer(x):
-            outs = []
-            for img in x:
-                with net.create_extractor() as ex:
-                    ex.input(i, ncnn.Mat(np.ascontiguousarray(img)))
-                    outs.append(np.array(ex.extract(o)[1]).reshape(-1))
-            return np.stack(outs)
-        return infer, str(getattr(ncnn, "__version__", "unknown"))
-    if engine == "tflite":
-        from ai_edge_litert.interpreter import Interpreter
+    if metadata:
+        from pathlib import Path
 
-        it = Interpreter(model_path=path, num_threads=int(threads))
-        inp, out = it.get_input_details()[0], it.get_output_details()[0]
-        nhwc = str(job.get("layout", "NHWC")).upper() == "NHWC"
+        from shufflenet.artifact import Artifact, sidecar_path, weights_path
 
-        def infer(x):
-            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if nhwc else x
-            it.resize_tensor_input(inp["index"], list(x.shape))
-            it.allocate_tensors()
-            it.set_tensor(inp["index"], x)
-            it.invoke()
-            return it.get_tensor(out["index"]).copy()
-        return infer, "litert"
-    if engine == "mindir":
-        import mindspore as ms
+        path = Path(artifact)
+        extra = [p for p in (weights_path(path), sidecar_path(path)) if p and p.exists()]
+        artifact = Artifact(path, str(metadata.get("format", "unknown")),
+                            str(metadata.get("precision", "fp32")), dict(metadata),
+                            (path, *extra))
+    return create_runner(engine, artifact, threads=threads, **dict(options or {})).activate()
 
-        try:
-            ms.device_context.cpu.op_tuning.threads_num(int(threads))
-        except (AttributeError, RuntimeError):  # older MindSpore / pool already fixed
-            pass
-        cell = ms.nn.GraphCell(ms.load(path))
-        return (lambda x: cell(ms.Tensor(x)).asnumpy()), ms.__version__
-    raise ValueError(f"the agent cannot run engine {engine!r}")
+
+def engines_here() -> dict:
+    """``{engine: version or None}`` for every engine whose module is importable here."""
+    from runtimes import ENGINES
+    from runtimes._lazy import engine_installed
+
+    out = {}
+    for name, spec in ENGINES.items():
+        out[name] = _dist_version(spec.module) if engine_installed(spec.module) else None
+    return out
+
+
+# engine module -> its PyPI distribution (importlib.metadata reads the version
+# without importing the engine, which costs seconds under emulation)
+_DISTRIBUTIONS = {"ai_edge_litert": "ai-edge-litert"}
+
+
+def _dist_version(module: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(_DISTRIBUTIONS.get(module, module))
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _progress(phase: str, every: int = 5):
@@ -265,35 +296,109 @@ def run_job(job: dict) -> dict:
     set_affinity(job.get("affinity"))
     rss_before = _rss_mb()
     t0 = time.perf_counter()
-    infer, version = _load(job)
+    runner = open_runner(job["engine"], job["artifact"], job.get("threads"), job.get("options"),
+                         job.get("metadata"))
     load_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    first = np.asarray(infer(x), dtype=np.float32).reshape(x.shape[0], -1)
-    first_s = time.perf_counter() - t0
-    policy = job.get("policy") or {}
-    warm = warm_up(lambda: infer(x), policy, _progress("warm-up") if job.get("progress") else None)
-    times, peak = timed_runs(lambda: infer(x), policy,
-                             _progress("measure") if job.get("progress") else None)
-    return {"agent_version": AGENT_VERSION, "engine": job["engine"], "engine_version": version,
-            "threads": job.get("threads"), "batch": int(x.shape[0]), "load_s": load_s,
-            "first_inference_ms": first_s * 1e3, "warmup": warm, "stats": summarize(times, x.shape[0]),
+    try:
+        t0 = time.perf_counter()
+        first = runner.infer(x)
+        first_s = time.perf_counter() - t0
+        policy = job.get("policy") or {}
+        show = job.get("progress")
+        warm = warm_up(lambda: runner.infer(x), policy, _progress("warm-up") if show else None)
+        times, peak = timed_runs(lambda: runner.infer(x), policy,
+                                 _progress("measure") if show else None)
+        info = runner.info()
+    finally:
+        runner.deactivate()
+    return {"agent_version": AGENT_VERSION, "engine": info.engine,
+            "engine_version": info.engine_version, "threads": job.get("threads"),
+            "batch": int(x.shape[0]), "load_s": load_s, "first_inference_ms": first_s * 1e3,
+            "warmup": warm, "stats": summarize(times, x.shape[0]),
             "times_ms": [t * 1e3 for t in times], "rss_before_load_mb": rss_before,
             "peak_rss_mb": max(peak, process_peak_rss_mb()), "fingerprint": machine_fingerprint(),
             "output": first.tolist()}
 
 
+class Session:
+    """The ``--serve`` state: at most one loaded runner."""
+
+    def __init__(self):
+        self.runner = None
+
+    def handle(self, req: dict) -> dict:
+        op = req.get("op")
+        if op == "info":
+            out = {"agent_version": AGENT_VERSION, "device": machine_fingerprint(),
+                   "engines": engines_here()}
+            if req.get("modules"):  # lets a test prove what the agent imports
+                out["modules"] = sorted({m.split(".")[0] for m in sys.modules})
+            return out
+        if op == "load":
+            self.close()
+            t0 = time.perf_counter()
+            self.runner = open_runner(req["engine"], req["artifact"], req.get("threads"),
+                                      req.get("options"), req.get("metadata"))
+            info = self.runner.info()
+            spec = self.runner.input_spec()
+            return {"engine": info.engine, "engine_version": info.engine_version,
+                    "precision": info.precision, "input_name": spec.name,
+                    "input_shape": list(spec.shape), "load_s": time.perf_counter() - t0,
+                    "device": machine_fingerprint()}
+        if op == "infer":
+            if self.runner is None:
+                raise ValueError("no artifact loaded: send a 'load' request first")
+            out = self.runner.infer(decode_array(req["x"]))
+            return {"y": encode_array(out), "seconds": self.runner.last_inference_time}
+        raise ValueError(f"unknown request {op!r}")
+
+    def close(self):
+        if self.runner is not None:
+            self.runner.deactivate()
+            self.runner = None
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+
+
+def serve(stdin=None, stdout=None) -> int:
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    session = Session()
+    try:
+        for line in stdin:
+            if not line.strip():
+                continue
+            try:
+                req = json.loads(line)
+                if req.get("op") == "quit":
+                    stdout.write(REPLY_MARK + json.dumps({"ok": True}) + "\n")
+                    stdout.flush()
+                    break
+                reply = {"ok": True, **session.handle(req)}
+            except Exception as exc:  # every failure is one line the host can show
+                reply = {"ok": False, "error": _error_text(exc)}
+            stdout.write("\n" + REPLY_MARK + json.dumps(reply) + "\n")  # engines may print too
+            stdout.flush()
+    finally:
+        session.close()
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--serve"]:
+        return serve()
     if len(argv) != 1:
-        print(ERROR_MARK + "usage: agent.py JOB.json", flush=True)
+        print(ERROR_MARK + "usage: agent.pyz JOB.json | agent.pyz --serve", flush=True)
         return 2
     try:
         with open(argv[0]) as fh:
             job = json.load(fh)
         result = run_job(job)
     except Exception as exc:  # report every failure as one line the toolchain can show
-        print(ERROR_MARK + f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
-              if str(exc).strip() else ERROR_MARK + type(exc).__name__, flush=True)
+        print(ERROR_MARK + _error_text(exc), flush=True)
         return 2
     print(RESULT_MARK + json.dumps(result), flush=True)
     return 0

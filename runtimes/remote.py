@@ -1,7 +1,7 @@
-"""Run the benchmark agent on a remote host over ssh.
+"""Run the agent on a remote host over ssh (and the one-shot bench job anywhere).
 
 The artifact (and its weights + metadata sidecar), one input batch and the
-self-contained :mod:`runtimes.agent` are copied with ``scp`` into a fresh
+agent zipapp (:mod:`runtimes.bundle`: the runners themselves) are copied with ``scp`` into a fresh
 ``mktemp -d`` folder, the agent runs there with the target's Python, its JSON
 comes back on stdout, and the folder is removed. Every string that reaches
 the remote shell goes through :func:`shlex.quote`; host-key checking stays on
@@ -104,7 +104,8 @@ class SshHost:
         return out
 
 
-def stream_process(argv: list[str], timeout: float, progress=None) -> tuple[int, str, str]:
+def stream_process(argv: list[str], timeout: float, progress=None,
+                   env: dict | None = None) -> tuple[int, str, str]:
     """Run ``argv``; feed agent progress lines on stderr to ``progress(phase, n)``.
 
     Returns ``(returncode, stdout, stderr without progress lines)``.
@@ -113,7 +114,7 @@ def stream_process(argv: list[str], timeout: float, progress=None) -> tuple[int,
     import time
 
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
     out_chunks: list[str] = []
     reader = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True)
     reader.start()
@@ -146,36 +147,66 @@ def _last_line(text: str) -> str:
 
 def parse_agent_output(stdout: str, where: str) -> dict:
     """The agent's JSON result, or a :class:`RuntimeEngineError` with its message."""
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(agent_module.RESULT_MARK):
-            return json.loads(line[len(agent_module.RESULT_MARK):])
-        if line.startswith(agent_module.ERROR_MARK):
+    for line in reversed(stdout.splitlines()):  # an engine may print before the mark
+        at = line.find(agent_module.RESULT_MARK)
+        if at >= 0:
+            return json.loads(line[at + len(agent_module.RESULT_MARK):])
+        at = line.find(agent_module.ERROR_MARK)
+        if at >= 0:
             raise RuntimeEngineError(f"benchmark agent on {where} failed: "
-                                     f"{line[len(agent_module.ERROR_MARK):]}")
+                                     f"{line[at + len(agent_module.ERROR_MARK):]}")
     raise RuntimeEngineError(f"benchmark agent on {where} printed no result: "
                              f"{_last_line(stdout) or '(no output)'}")
 
 
 def run_local_agent(artifact: Path, batch: np.ndarray, job: dict, progress=None,
-                    timeout: float = 3600) -> dict:
-    """Run the agent here in a fresh Python process (honest peak RSS, no state leaks)."""
-    import sys
+                    timeout: float = 3600, device=None) -> dict:
+    """Run the agent zipapp here in a fresh Python process (honest peak RSS, no state leaks).
 
+    ``device``: a :class:`runtimes.devices.Device` whose Python shares this
+    machine's files (the emulated ARM64 device); default this machine's Python.
+    """
+    from .bundle import agent_zipapp
+    from .devices import LocalDevice
+
+    device = device or LocalDevice()
     with tempfile.TemporaryDirectory(prefix="shufflenet-agent-") as tmp:
         tmp = Path(tmp)
         np.save(tmp / "input.npy", np.ascontiguousarray(batch, dtype=np.float32))
-        (tmp / "job.json").write_text(json.dumps({**job, "artifact": str(artifact),
+        (tmp / "job.json").write_text(json.dumps({**_with_metadata(job, artifact),
+                                                  "artifact": str(artifact),
                                                   "input": str(tmp / "input.npy"),
                                                   "progress": progress is not None}))
         try:
-            rc, out, err = stream_process([sys.executable, agent_module.__file__,
-                                           str(tmp / "job.json")], timeout, progress)
+            rc, out, err = stream_process([*device.python_argv(), str(agent_zipapp()),
+                                           str(tmp / "job.json")], timeout, progress,
+                                          env=device.env())
         except subprocess.TimeoutExpired:
             raise RuntimeEngineError(f"benchmark agent timed out after {timeout:.0f} s") from None
+    where = "this machine" if not device.emulated else device.label()
     if rc not in (0, 2):
-        raise RuntimeEngineError(f"benchmark agent crashed (exit code {rc}): "
+        raise RuntimeEngineError(f"benchmark agent on {where} crashed (exit code {rc}): "
                                  f"{_last_line(err) or _last_line(out) or 'no output'}")
-    return parse_agent_output(out, "this machine")
+    return parse_agent_output(out, where)
+
+
+def _with_metadata(job: dict, artifact) -> dict:
+    """The job plus the artifact's metadata as read here (a device may lack ``onnx``)."""
+    if "metadata" in job or Path(artifact).suffix == ".ckpt":
+        return job
+    from shufflenet.artifact import resolve_artifact
+
+    return {**job, "metadata": resolve_artifact(artifact).metadata}
+
+
+def make_remote_dir(host: SshHost) -> str:
+    """A fresh ``/tmp/shufflenet-bench.XXXXXX`` folder on ``host``."""
+    made = host.run(["mktemp", "-d", "/tmp/shufflenet-bench.XXXXXX"], "create a working folder",
+                    timeout=host.opts.connect_timeout_s + 30)
+    remote_dir = _last_line(made)  # a login banner may come first
+    if not (remote_dir.startswith("/tmp/shufflenet-bench.") and _SAFE_DIR.match(remote_dir)):
+        raise RuntimeEngineError(f"{host.where}: mktemp gave an unexpected folder {remote_dir!r}")
+    return remote_dir
 
 
 def run_remote(host: SshHost, files: list[Path], batch: np.ndarray, job: dict,
@@ -185,23 +216,20 @@ def run_remote(host: SshHost, files: list[Path], batch: np.ndarray, job: dict,
     ``job`` is the agent job without paths; ``job["artifact"]`` is set to the
     remote copy of ``files[0]``.
     """
-    made = host.run(["mktemp", "-d", "/tmp/shufflenet-bench.XXXXXX"], "create a working folder",
-                    timeout=host.opts.connect_timeout_s + 30)
-    remote_dir = _last_line(made)  # a login banner may come first
-    if not (remote_dir.startswith("/tmp/shufflenet-bench.") and _SAFE_DIR.match(remote_dir)):
-        raise RuntimeEngineError(f"{host.where}: mktemp gave an unexpected folder {remote_dir!r}")
+    from .bundle import agent_zipapp
+
+    remote_dir = make_remote_dir(host)
     try:
         with tempfile.TemporaryDirectory(prefix="shufflenet-remote-") as tmp:
             tmp = Path(tmp)
             np.save(tmp / "input.npy", np.ascontiguousarray(batch, dtype=np.float32))
-            agent_path = tmp / "shufflenet_agent.py"
-            agent_path.write_text(Path(agent_module.__file__).read_text())
-            remote_job = {**job, "artifact": f"{remote_dir}/{files[0].name}",
+            agent_path = agent_zipapp()
+            remote_job = {**_with_metadata(job, files[0]), "artifact": f"{remote_dir}/{files[0].name}",
                           "input": f"{remote_dir}/input.npy", "progress": progress is not None}
             (tmp / "job.json").write_text(json.dumps(remote_job))
             host.copy_to([*files, agent_path, tmp / "input.npy", tmp / "job.json"], remote_dir)
         # exit 2 = the agent caught an error and printed it as a marked line
-        out = host.run([host.opts.python, f"{remote_dir}/shufflenet_agent.py",
+        out = host.run([host.opts.python, f"{remote_dir}/{agent_path.name}",
                         f"{remote_dir}/job.json"], "run the benchmark agent", ok_codes=(0, 2),
                        progress=progress)
         return parse_agent_output(out, host.where)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from shufflenet.errors import ExportError
 
-from .builders import Built, artifact_metadata
+from .staged import Built, artifact_metadata
 from .formats import FORMATS
 from .metadata import write_sidecar
 from .smoke import quiet_stdout

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .onnx_optimize import _attr, _Graph
+from .onnx_graph import OnnxGraph as _Graph, node_attr as _attr
 
 
 def pad_depthwise_channels(gr: _Graph, block: int = 16) -> int:

@@ -22,65 +22,17 @@ shape inference, or :class:`ExportError` says why not.
 """
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 
 from shufflenet.errors import ExportError
+
+from .onnx_graph import OnnxGraph as _Graph, node_attr as _attr
+from .onnx_layout import pad_depthwise_channels, pad_pooled_channels
 
 OPSET = 13
 IR_VERSION = 8            # onnx 1.10+, read by every engine we convert to
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 _INT64_MAX = np.iinfo(np.int64).max
-
-
-class _Graph:
-    """Small mutable view of an ``onnx.GraphProto``: initializers as numpy arrays."""
-
-    def __init__(self, graph):
-        from onnx import numpy_helper
-
-        self.g = graph
-        self.init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-        self.nodes = list(graph.node)
-
-    def producers(self) -> dict:
-        return {o: n for n in self.nodes for o in n.output}
-
-    def consumers(self) -> dict:
-        cons = defaultdict(list)
-        for n in self.nodes:
-            for i in n.input:
-                cons[i].append(n)
-        for o in self.g.output:
-            cons[o.name].append(None)
-        return cons
-
-    def const(self, name):
-        return self.init.get(name)
-
-    def add_const(self, name: str, value) -> str:
-        self.init[name] = np.asarray(value)
-        return name
-
-    def commit(self) -> None:
-        from onnx import numpy_helper
-
-        del self.g.node[:]
-        self.g.node.extend(self.nodes)
-        used = {i for n in self.nodes for i in n.input}
-        del self.g.initializer[:]
-        self.g.initializer.extend(numpy_helper.from_array(v, k) for k, v in self.init.items()
-                                  if k in used)
-
-
-def _attr(node, name, default=None):
-    import onnx
-
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
 
 
 def constants_to_initializers(gr: _Graph) -> None:
@@ -363,8 +315,6 @@ def optimize(raw, batch="dynamic", producer_version: str = "", shuffle: str | No
     fold_constants(gr)
     remove_dead(gr)
     if shuffle:
-        from .onnx_layout import pad_depthwise_channels, pad_pooled_channels
-
         pad_depthwise_channels(gr)
         pad_pooled_channels(gr)
     gr.commit()

@@ -209,3 +209,52 @@ def test_a_class_count_that_contradicts_the_checkpoint_is_refused(seven_class_ck
 
     with pytest.raises(CheckpointError, match="--num_classes 5 does not match .* classifier has 7"):
         load_eval_network(seven_class_ckpt_without_count, num_classes=5)
+
+
+# -- structure: no import cycles inside exporters/ (lazy imports count too) ---------
+def _package_imports(package: str) -> dict:
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / package
+    graph = {}
+    for f in root.glob("*.py"):
+        mod = f.stem
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    deps.add(node.module.split(".")[0])
+                else:
+                    deps.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package + "."):
+                deps.add(node.module.split(".")[1])
+        graph[mod] = deps - {mod, "__init__"}
+    return graph
+
+
+def _cycles(graph: dict) -> list:
+    """Every module that can reach itself, with one path back to it."""
+    found = []
+    for start in sorted(graph):
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in sorted(graph.get(node, ())):
+                if nxt == start:
+                    found.append(path + [start])
+                    stack = []
+                    break
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, path + [nxt]))
+    return found
+
+
+def test_exporters_has_no_import_cycles():
+    # was builders -> edge -> builders and onnx_layout -> onnx_optimize -> onnx_layout
+    assert _cycles(_package_imports("exporters")) == []
+
+
+def test_cycle_finder_finds_cycles():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()})

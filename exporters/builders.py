@@ -68,22 +68,36 @@ def build_onnx_fp16(ctx, stage: Path) -> Built:
 
 
 def build_onnx_int8(ctx, stage: Path) -> Built:
-    from .calibration import calibration_images
+    from .calibration import calibration_data
+    from .int8_search import interleaved_latency_ms, search_int8
     from .onnx_optimize import OPSET
-    from .precision import quantize_int8
 
-    images, described = calibration_images(ctx.source, ctx.calib_dir, ctx.dataset,
-                                           ctx.calib_samples)
+    data = calibration_data(ctx.source, ctx.calib_dir, ctx.dataset, ctx.calib_samples,
+                            train_data=ctx.train_data)
     # the Gather form of the channel split: ONNX Runtime runs int8 convs in NHWC,
     # where a step-2 channel Slice is an element-wise gather (~1/4 of int8 time)
-    model = quantize_int8(ctx.optimized_onnx("gather"), images, stage)
+    fp32 = ctx.optimized_onnx("gather")
+    found = search_int8(fp32, data.images, data.heldout, data.heldout_labels, stage,
+                        max_drop=ctx.max_accuracy_drop, search_seconds=ctx.search_seconds,
+                        progress=ctx.progress)
+    models = {"fp32": fp32, "int8_all": found.all_int8}
+    if found.fp32_layers:
+        models["mixed"] = found.model
+    latency = interleaved_latency_ms(models, data.images, seconds=ctx.latency_seconds)
+    int8 = dict(found.summary(), latency_ms=latency,
+                latency_note="ONNX Runtime CPU, 1 thread, batch 1, interleaved at export time")
+    described = dict(data.description)
     meta = artifact_metadata(ctx, "onnx-int8", ctx.batch, {
         "opset": OPSET, "quant_format": "QDQ", "activations": "uint8", "weights": "int8",
-        "per_channel": True, "calibration": described, "calibration_method": "minmax",
-        "channel_split": "Gather"})
-    path = save_onnx(model, stage / f"{ctx.stem}.int8.onnx", meta)
+        "per_channel": found.per_channel, "calibration": described,
+        "calibration_method": found.method, "fp32_layers": list(found.fp32_layers),
+        "channel_split": "Gather", "int8": int8})
+    if data.stand_in:
+        meta["accuracy_note"] = described["note"]
+    path = save_onnx(found.model, stage / f"{ctx.stem}.int8.onnx", meta)
     # check on images of the calibration domain: ranges fitted to digits say
     # nothing about photos, and vice versa
+    images = data.images
     picks = np.linspace(0, len(images) - 1, num=min(4, len(images))).astype(int)
     return Built([path], meta, ctx.batch, smoke_input=images[picks])
 

@@ -38,6 +38,9 @@ class ExportResult:
     tolerance: float
     sha256: str               # of ``path``, or of all its files in order when it has companions
     files: list = field(default_factory=list)   # every file written, metadata sidecar included
+    # written, but short of a promise (onnx-int8: accuracy budget missed); None when fine
+    problem: str | None = None
+    notes: list = field(default_factory=list)   # e.g. "calibrated on stand-in photos: ..."
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,6 +56,11 @@ class ExportContext:
     calib_dir: str | None
     dataset: str | None
     calib_samples: int
+    max_accuracy_drop: float = 0.01          # onnx-int8 budget (fraction) on held-out train images
+    search_seconds: float = 300.0            # onnx-int8 search time budget
+    latency_seconds: float = 1.5             # onnx-int8 fp32 / int8 / mixed latency at export
+    progress: bool = True
+    train_data: dict | None = None           # onnx-int8: training split to calibrate on
     _raw: object = None
     _optimized: dict = field(default_factory=dict)
 
@@ -186,24 +194,50 @@ def run_export(ctx: ExportContext, name: str) -> ExportResult:
                               f"checkpoint's MindSpore output exceeds {spec.tolerance:g}")
         files = _install(built.files, ctx.out_dir)
         seconds = time.perf_counter() - start
+        problem, notes = _int8_findings(built.meta) if name == "onnx-int8" else (None, [])
         return ExportResult(name, str(files[0]), spec.precision, round(seconds, 3), err,
-                            spec.tolerance, _digest(files), [str(f) for f in files])
+                            spec.tolerance, _digest(files), [str(f) for f in files],
+                            problem, notes)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def _int8_findings(meta: dict) -> tuple[str | None, list]:
+    """``(problem, notes)`` of an int8 artifact: a missed budget, unverified accuracy."""
+    opts = meta.get("export_options", {})
+    found, calib = opts.get("int8", {}), opts.get("calibration", {})
+    notes = [n for n in (calib.get("note"),) if n]
+    problem = None
+    if found.get("budget_met") is False:
+        problem = (f"onnx-int8 missed its accuracy budget: {found['metric']} "
+                   f"{found['drop_pp']:.2f} pp > {found['max_drop_pp']:g} pp on "
+                   f"{found['heldout_samples']} held-out training images ({found['stopped']}); "
+                   f"the best artifact found was written ({found['method']}, "
+                   f"{len(found['fp32_layers'])} layers in fp32)")
+    return problem, notes
+
+
 def export_checkpoint(checkpoint, formats, out_dir, model: str | None = None,
                       num_classes: int | None = None, batch="dynamic", calib_dir=None,
-                      dataset: str | None = None, calib_samples: int = 64,
-                      image_size: int | None = None, labels: list | None = None) -> list[ExportResult]:
+                      dataset: str | None = None, calib_samples: int = 256,
+                      image_size: int | None = None, labels: list | None = None,
+                      max_accuracy_drop_pp: float = 1.0, search_seconds: float = 300.0,
+                      progress: bool = True, train_data: dict | None = None) -> list[ExportResult]:
     """Export a checkpoint to one or more formats; returns one result per format.
 
     ``model``/``num_classes``/``image_size``/``labels`` default to the
     checkpoint's metadata (an explicit ``model``/``num_classes`` that
     contradicts it is an error). ``batch`` is ``"dynamic"`` or a fixed
-    size; ``onnx-int8`` calibrates on ``calib_dir`` images or ``dataset``
-    (``demo``, ``demo:val``, ``photos``; default ``photos``), ``calib_samples``
-    images.
+    size. ``onnx-int8`` calibrates on ``calib_samples`` images of
+    ``calib_dir``, or ``dataset`` (``demo``, a dataset folder, ``photos``),
+    or by default the checkpoint's own training split (stand-in photos only
+    when none is reachable: :mod:`exporters.calibration`), then keeps layers
+    in fp32 until the top-1 drop on held-out training images is at most
+    ``max_accuracy_drop_pp`` percentage points or ``search_seconds`` are spent
+    (``train_data``: the training split to calibrate on instead of the one
+    the checkpoint names, ``{"dataset", "data_dir", "train_split"}``)
+    (:mod:`exporters.int8_search`). A missed budget still writes the best
+    artifact; its result's ``problem`` says so.
 
     >>> export_checkpoint("best.ckpt", "onnx,onnx-int8", "out/")  # doctest: +SKIP
     [ExportResult(format='onnx', path='out/shufflenet_v2_x0_5.onnx', ...), ...]
@@ -213,6 +247,11 @@ def export_checkpoint(checkpoint, formats, out_dir, model: str | None = None,
         raise ConfigError("give either --calib DIR or --dataset, not both")
     if calib_samples is None or int(calib_samples) < 1:
         raise ConfigError(f"calib_samples must be >= 1, got {calib_samples}")
+    if not 0 <= float(max_accuracy_drop_pp) < 100:
+        raise ConfigError(f"max accuracy drop is in percentage points, 0 to 100, "
+                          f"got {max_accuracy_drop_pp}")
+    if float(search_seconds) <= 0:
+        raise ConfigError(f"search_seconds must be positive, got {search_seconds}")
     for problem in unused_options(names, {"calib_dir": calib_dir, "dataset": dataset}):
         log.warning("%s; ignoring it", problem)
     batch = _normalize_batch(batch)
@@ -226,6 +265,10 @@ def export_checkpoint(checkpoint, formats, out_dir, model: str | None = None,
         from shufflenet.data.preprocess import list_images
 
         list_images(calib_dir)  # DataError now, not after the first exports
+    if dataset is not None and "onnx-int8" in names:
+        from .calibration import check_dataset
+
+        check_dataset(dataset)
     out_dir = Path(out_dir)
     from shufflenet.fileio import output_dir_problem
 
@@ -242,7 +285,8 @@ def export_checkpoint(checkpoint, formats, out_dir, model: str | None = None,
                              image_size=image_size, labels=labels)
         out_dir.mkdir(parents=True, exist_ok=True)
         ctx = ExportContext(source, out_dir, batch, str(calib_dir) if calib_dir else None,
-                            dataset, int(calib_samples))
+                            dataset, int(calib_samples), float(max_accuracy_drop_pp) / 100,
+                            float(search_seconds), progress=progress, train_data=train_data)
         from tqdm import tqdm
 
         results = []

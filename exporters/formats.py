@@ -53,10 +53,12 @@ FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
     FormatSpec("onnx-fp16", ".fp16.onnx", "fp16", "NCHW", _COMMON, ("onnx", "onnxruntime"), None,
                "the optimised graph with fp16 weights and activations, fp32 input/output", 2e-2),
     FormatSpec("onnx-int8", ".int8.onnx", "int8", "NCHW",
-               _COMMON + ("calib_dir", "dataset", "calib_samples"), ("onnx", "onnxruntime"), None,
-               "static QDQ int8 (uint8 activations, per-channel int8 weights, "
-               "onnxruntime.quantization), channel split as Gather, calibrated on real images "
-               "(--calib DIR or --dataset)", 0.8),
+               _COMMON + ("calib_dir", "dataset", "calib_samples", "max_accuracy_drop_pp",
+                          "search_seconds"), ("onnx", "onnxruntime"), None,
+               "static QDQ int8 (uint8 activations, int8 weights, onnxruntime.quantization), "
+               "channel split as Gather: calibrated on the checkpoint's training split "
+               "(or --calib DIR / --dataset), accuracy-aware: calibration method and "
+               "fp32 layers searched until the held-out drop is within --max-accuracy-drop", 0.8),
     FormatSpec("openvino", ".openvino.xml", "fp32", "NCHW", _COMMON, ("openvino",), "openvino",
                "OpenVINO IR (.xml + .bin) converted from the optimised ONNX", 1e-3),
     FormatSpec("mnn", ".mnn", "fp32", "NCHW", _COMMON, ("MNN",), "mnn",

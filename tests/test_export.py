@@ -176,9 +176,10 @@ def test_metadata_in_every_artifact(exported, ckpt, photo_dir):
         assert meta["export_options"]["batch"] == "dynamic"
     assert read_artifact_metadata(results["onnx"].path)["input_shape"] == [-1, 3, SIZE, SIZE]
     int8 = read_artifact_metadata(results["onnx-int8"].path)["export_options"]
-    assert int8["calibration"]["source"] == "folder"
+    assert int8["calibration"]["kind"] == "folder"
     assert int8["calibration"]["samples"] == len(list(photo_dir.iterdir()))
-    assert int8["per_channel"] is True
+    assert int8["per_channel"] is True and int8["calibration_method"] == "minmax"
+    assert int8["int8"]["measured"] is False    # 11 unlabelled photos: none held out
     # MindIR cannot hold it: a sidecar next to it
     assert Path(results["mindir"].path + ".meta.json").exists()
 
@@ -219,9 +220,11 @@ def test_calibration_sets(ckpt):
     src = load_source(ckpt)
     x, described = calibration_images(src, dataset="demo:val", samples=5)
     assert x.shape == (5, 3, SIZE, SIZE) and x.dtype == np.float32
-    assert described == {"source": "dataset", "dataset": "demo:val", "samples": 5}
-    x, _ = calibration_images(src, samples=3)  # default: the shipped photos
+    assert (described["dataset"], described["samples"], described["stratified"]) == ("demo:val", 5, True)
+    # no training data named in this checkpoint: the shipped photos, labelled as stand-ins
+    x, described = calibration_images(src, samples=3)
     assert x.shape == (3, 3, SIZE, SIZE) and np.isfinite(x).all()
+    assert described["stand_in"] is True and "accuracy unverified" in described["note"]
     with pytest.raises(ConfigError, match="unknown calibration dataset"):
         calibration_images(src, dataset="imagenet")
 

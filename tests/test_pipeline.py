@@ -16,8 +16,9 @@ from toolchain.cli import main
 
 pytestmark = pytest.mark.slow
 
+# 32 val images cannot prove int8's 2 pp margin either way: INCONCLUSIVE is allowed here
 FAST = ["--epoch_size", "2", "--formats", "onnx,onnx-int8,mindir", "--samples", "32",
-        "--bench-seconds", "0.5"]
+        "--bench-seconds", "0.5", "--allow-inconclusive"]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,13 @@ def test_demo_pipeline_end_to_end(demo_run):
     assert formats == {"onnx", "onnx-int8", "mindir"}
     pairs = rec["stages"]["parity"]["metrics"]["pairs"]
     assert {p["artifact"] for p in pairs} >= {"onnx", "onnx-int8", "mindir"}
-    assert all(p["verdict"] == "PASS" for p in pairs)
+    assert all(p["verdict"] == "PASS" for p in pairs if p["artifact"] != "onnx-int8")
+    assert all(p["verdict"] in ("PASS", "INCONCLUSIVE") for p in pairs)
+    # parity ran on the labelled demo val split, int8 calibrated on the train split: disjoint
+    fps = rec["stages"]["parity"]["metrics"]["fingerprints"]
+    assert fps["parity_labelled"] is True and fps["parity_samples"] == 32
+    assert len(fps["calibration"]) == 64 and len(fps["parity"]) == 64
+    assert "split train" in fps["calibration_source"] and fps["shared_images"] == 0
     bench = rec["stages"]["bench"]["metrics"]["results"]
     assert any(b["target"] == "x86-edge-ort-1t" and b["p50"] > 0 for b in bench)
     # the built-in budgets are sized for x1_0 at 224 px: a 32 px x0_5 artifact is measured,

@@ -63,29 +63,75 @@ Formats:
 @click.option("--image-size", "--image_size", "image_size", type=click.IntRange(32, 4096),
               default=None, help="Input side in pixels (default: the checkpoint's).")
 @click.option("--calib", "calib_dir", type=click.Path(file_okay=False), default=None,
-              help="onnx-int8: folder of calibration images.")
+              help="onnx-int8: folder of calibration images (class subfolders: labelled, "
+                   "a held-out part measures the accuracy drop).")
 @click.option("--dataset", default=None,
-              help="onnx-int8: calibration set instead of --calib: demo, demo:val or photos "
-                   "(default photos).")
+              help="onnx-int8: calibration set instead of --calib: a dataset folder (its train "
+                   "split), demo, or photos (stand-in photos: accuracy unverified). Default: the "
+                   "training split named in the checkpoint's metadata, when reachable.")
 @click.option("--calib-samples", "--calib_samples", "calib_samples", type=click.IntRange(1),
-              default=64, show_default=True, help="onnx-int8: number of calibration images.")
+              default=256, show_default=True,
+              help="onnx-int8: calibration images (a stratified, seeded sample; all if fewer).")
+@click.option("--max-accuracy-drop", "--max_accuracy_drop", "max_accuracy_drop_pp",
+              type=click.FloatRange(0, 100, max_open=True), default=1.0, show_default=True,
+              metavar="PP",
+              help="onnx-int8: top-1 accuracy it may lose, in percentage points, measured on "
+                   "held-out training images (never val). Over it, other calibration methods "
+                   "and then fp32 layers are tried; a missed budget still writes the best "
+                   "artifact and exits 1.")
+@click.option("--search-seconds", "--search_seconds", "search_seconds",
+              type=click.FloatRange(0, min_open=True), default=300.0, show_default=True,
+              help="onnx-int8: time budget of that search.")
 @json_option
 def export(checkpoint, model, num_classes, formats, out_dir, batch, image_size, calib_dir,
-           dataset, calib_samples, as_json):
+           dataset, calib_samples, max_accuracy_drop_pp, search_seconds, as_json):
     from exporters import export_checkpoint
     from exporters.formats import check_options
+    from shufflenet.errors import ExportError
 
-    check_options(formats, {"calib_dir": calib_dir, "dataset": dataset,
-                            "calib_samples": None if calib_samples == 64 else calib_samples})
+    ctx = click.get_current_context()
+    given = {"calib_dir": calib_dir, "dataset": dataset}
+    for key in ("calib_samples", "max_accuracy_drop_pp", "search_seconds"):
+        if ctx.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE:
+            given[key] = ctx.params[key]
+    check_options(formats, given)
     results = export_checkpoint(checkpoint, formats, out_dir, model=model, num_classes=num_classes,
                                 batch=batch, calib_dir=calib_dir, dataset=dataset,
-                                calib_samples=calib_samples, image_size=image_size)
+                                calib_samples=calib_samples, image_size=image_size,
+                                max_accuracy_drop_pp=max_accuracy_drop_pp,
+                                search_seconds=search_seconds, progress=not as_json)
     rows = [r.to_dict() for r in results]
     if as_json:
         echo_json(rows)
-        return
-    for r in rows:
-        r["sha"] = r["sha256"][:12]
-    echo_table(rows, [("format", "format"), ("precision", "precision"), ("path", "artifact"),
-                      ("seconds", "seconds"), ("smoke_error", "smoke rel. error"),
-                      ("tolerance", "tolerance"), ("sha", "sha256")])
+    else:
+        for r in rows:
+            r["sha"] = r["sha256"][:12]
+        echo_table(rows, [("format", "format"), ("precision", "precision"), ("path", "artifact"),
+                          ("seconds", "seconds"), ("smoke_error", "smoke rel. error"),
+                          ("tolerance", "tolerance"), ("sha", "sha256")])
+        for r in results:
+            if r.format == "onnx-int8":
+                click.echo(_int8_line(r.path))
+    for r in results:
+        for note in r.notes:
+            click.echo(f"warning: {r.format}: {note}", err=True)
+    problems = [r.problem for r in results if r.problem]
+    if problems:
+        raise ExportError("; ".join(problems))
+
+
+def _int8_line(path) -> str:
+    """One line on what the int8 search chose, for humans."""
+    from exporters.metadata import read_artifact_metadata
+
+    opts = read_artifact_metadata(path).get("export_options", {})
+    found, calib = opts.get("int8", {}), opts.get("calibration", {})
+    drop = ("unmeasured" if found.get("drop_pp") is None else
+            f"{found['metric']} {found['drop_pp']:.2f} pp on {found['heldout_samples']} held-out "
+            f"(budget {found['max_drop_pp']:g} pp: {'met' if found['budget_met'] else 'MISSED'})")
+    lat = found.get("latency_ms", {})
+    speed = ", ".join(f"{k} {v:.3g} ms" for k, v in lat.items())
+    return (f"int8: {found.get('method')}{'' if found.get('per_channel') else ' per-tensor'}, "
+            f"{len(found.get('fp32_layers', []))} layer(s) in fp32, {drop}; calibrated on "
+            f"{calib.get('samples')} images of {calib.get('source')} (fingerprint "
+            f"{str(calib.get('fingerprint'))[:12]}); latency {speed}")

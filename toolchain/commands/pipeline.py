@@ -50,10 +50,21 @@ def _override(ctx, param, values):
               type=click.Path(file_okay=False), help="Run directory (re-runs reuse cached stages).")
 @click.option("--force", multiple=True, metavar="STAGE",
               help="Redo a stage even if cached (train, validate, export, parity, bench, all).")
-@click.option("--samples", type=click.IntRange(1), default=256,
-              help="Images for the parity check (the demo val split has 359).")
-@click.option("--min-top1", "--min_top1", "min_top1", type=float, default=None,
-              help="Gate: fail when val top-1 (%) is below this.")
+@click.option("--samples", type=click.IntRange(1), default=None,
+              help="Cap on the labelled val images the parity check uses (default: all of them; "
+                   "a 1 pp margin needs ~300+, see the README).")
+@click.option("--allow-inconclusive", "allow_inconclusive", is_flag=True,
+              help="Parity pairs whose sample cannot show the margin either way pass their gate "
+                   "(by default INCONCLUSIVE fails it).")
+@click.option("--max-accuracy-drop", "--max_accuracy_drop", "max_accuracy_drop_pp",
+              type=click.FloatRange(0, 100, max_open=True), default=1.0, metavar="PP",
+              help="onnx-int8: top-1 percentage points it may lose on held-out training images; "
+                   "layers are kept in fp32 until it holds.")
+@click.option("--search-seconds", "--search_seconds", "search_seconds",
+              type=click.FloatRange(0, min_open=True), default=300.0,
+              help="onnx-int8: time budget of the accuracy-aware search.")
+@click.option("--calib-samples", "--calib_samples", "calib_samples", type=click.IntRange(1),
+              default=256, help="onnx-int8: calibration images from the training split.")
 @click.option("--bench-seconds", type=click.FloatRange(0.1), default=2.0,
               help="Time budget per target for latency measurement.")
 @click.option("--diff", "diff_with", default=None, type=click.Path(file_okay=False, exists=True),
@@ -61,7 +72,8 @@ def _override(ctx, param, values):
 @launch_options
 @json_option
 def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, target_names,
-             target_list, targets_file, run_dir, force, samples, min_top1, bench_seconds, diff_with,
+             target_list, targets_file, run_dir, force, samples, allow_inconclusive,
+             max_accuracy_drop_pp, search_seconds, calib_samples, min_top1, bench_seconds, diff_with,
              as_json, devices, nodes, node_rank, master):
     """Train, validate, export, check parity and validate latency, in one command.
 
@@ -86,6 +98,9 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
     opts = PipelineOptions(recipe=recipe, overrides=overrides, ckpt_path=ckpt_path, formats=formats,
                            target_names=names or None, targets_file=targets_file, run_dir=run_dir,
                            force=tuple(force), parity_samples=samples, min_top1_pct=min_top1,
+                           allow_inconclusive=allow_inconclusive,
+                           max_accuracy_drop_pp=max_accuracy_drop_pp,
+                           int8_search_seconds=search_seconds, calib_samples=calib_samples,
                            bench_seconds=bench_seconds, command=_command_line(click.get_current_context()),
                            devices=devices, nodes=nodes, node_rank=node_rank, master=master)
     record = run_pipeline(opts)

@@ -27,7 +27,7 @@ import numpy as np
 from shufflenet.data.preprocess import IMAGE_SUFFIXES, list_images
 from shufflenet.errors import ConfigError, DataError
 
-__all__ = ["Batch", "InputSet", "resolve_inputs"]
+__all__ = ["Batch", "InputSet", "resolve_inputs", "source_inputs"]
 
 
 @dataclass
@@ -161,6 +161,36 @@ def _folder_dataset(root: Path, split: str, samples, model_labels, num_classes) 
                     [str(files[i].relative_to(root)) for i in order],
                     labels=[labels[i] for i in order],
                     class_names=sorted(index, key=index.get))
+
+
+def source_inputs(source, description: str, samples: int | None = None) -> InputSet:
+    """A labelled :class:`InputSet` over a ``shufflenet.data`` source (folder, arrays, CIFAR).
+
+    Classes are interleaved (a stratified, seeded order), so ``samples`` keeps
+    the class mix. Files are hashed by their bytes, in-memory images by their
+    pixels -- the digests calibration records, so overlaps can be found.
+    """
+    from exporters.calibration import stratified_order
+
+    order = stratified_order(source.targets, seed=0)
+    order = _cap(order.tolist(), samples)
+    files = getattr(source, "files", None)
+    arrays = getattr(source, "images", None)
+    loaders, names = [], []
+    for i in order:
+        if files is not None:
+            loaders.append(_file_loader(Path(files[i])))
+            root = getattr(source, "root", None)
+            names.append(str(Path(files[i]).relative_to(root)) if root else str(files[i]))
+        elif arrays is not None:
+            loaders.append(_array_loader(arrays[i]))
+            names.append(f"{description}/{i}")
+        else:
+            loaders.append(_array_loader(np.asarray(source.load(int(i)))))
+            names.append(f"{description}/{i}")
+    return InputSet("dataset", f"{description} (labelled)", loaders, names,
+                    labels=[int(source.targets[i]) for i in order],
+                    class_names=list(source.classes))
 
 
 def resolve_inputs(images: str | os.PathLike | None = None, dataset: str | None = None,

@@ -72,8 +72,45 @@ def _check_thresholds(opts, cfg, state) -> list[str]:
         out.append(f"--min-top1 is a percentage in [0, 100], got {opts.min_top1_pct}")
     if opts.bench_seconds is None or float(opts.bench_seconds) <= 0:
         out.append(f"--bench-seconds must be positive, got {opts.bench_seconds}")
-    if int(opts.parity_samples) < 1:
+    if opts.parity_samples is not None and int(opts.parity_samples) < 1:
         out.append(f"--samples must be at least 1, got {opts.parity_samples}")
+    return out
+
+
+@check
+def _check_int8_evidence(opts, cfg, state) -> list[str]:
+    """onnx-int8 budget options; where calibration and parity data will come from."""
+    out = []
+    drop = getattr(opts, "max_accuracy_drop_pp", 1.0)
+    if drop is None or not 0 <= float(drop) < 100:
+        out.append(f"--max-accuracy-drop is in percentage points, 0 to 100, got {drop}")
+    secs = getattr(opts, "int8_search_seconds", 300.0)
+    if secs is None or float(secs) <= 0:
+        out.append(f"--search-seconds must be positive, got {secs}")
+    calib = getattr(opts, "calib_samples", 256)
+    if calib is None or int(calib) < 1:
+        out.append(f"--calib-samples must be at least 1, got {calib}")
+    if out or not opts.ckpt_path:
+        return out     # training data is opened (and its problems named) by _check_data_classes
+    try:
+        formats = chosen_formats(opts)
+    except ShuffleNetError:
+        return out
+    from .parity_stage import train_data_spec
+
+    spec = train_data_spec(opts, cfg)
+    if "onnx-int8" in formats and spec is None:
+        from shufflenet.checkpoint import read_metadata
+
+        recipe = read_metadata(opts.ckpt_path).get("recipe") or {}
+        if not recipe.get("dataset"):
+            state["notes"].append("the checkpoint names no training data and no --dataset was "
+                                  "given: onnx-int8 will be calibrated on stand-in photos "
+                                  "(accuracy unverified)")
+    elif spec is not None:
+        from shufflenet.data.pipeline import open_source
+
+        open_source(cfg, cfg.train_split)   # a clear DataError (listed) when unreachable
     return out
 
 

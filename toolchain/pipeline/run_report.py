@@ -124,16 +124,51 @@ def _html_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
         cells = []
         for k, _ in cols:
             text = html.escape(_cell(r.get(k)))
-            cls = ' class="pass"' if text == "PASS" else ' class="fail"' if text == "FAIL" else ""
+            cls = (' class="pass"' if text == "PASS" else
+                   ' class="fail"' if text in ("FAIL", "INCONCLUSIVE") else "")
             cells.append(f"<td{cls}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 PARITY_COLS = [("artifact", "artifact"), ("engine", "engine"), ("precision", "precision"),
-               ("max_abs", "max |err|"), ("cosine", "cosine"), ("top1_agreement", "top-1 agree"),
-               ("acc_delta", "acc. delta"), ("first_divergence", "first divergent layer"),
-               ("verdict", "verdict")]
+               ("n", "n"), ("max_abs", "max |err|"), ("cosine", "cosine"),
+               ("top1_agreement", "top-1 agree"), ("acc_delta", "acc. delta [95% CI]"),
+               ("first_divergence", "first divergent layer"), ("verdict", "verdict"),
+               ("samples_needed", "n to settle")]
+INT8_COLS = [("method", "calibration"), ("per_channel", "per-channel"), ("fp32_layers", "fp32 layers"),
+             ("drop", "held-out drop"), ("budget", "budget"), ("fp32_ms", "fp32 ms"),
+             ("int8_all_ms", "int8-all ms"), ("mixed_ms", "mixed ms")]
+
+
+def evidence_rows(parity_metrics: dict) -> tuple[list[tuple[str, str]], list[dict]]:
+    """What the parity verdicts rest on (data, fingerprints, notes) and the int8 search row."""
+    fp = parity_metrics.get("fingerprints") or {}
+    rows = []
+    if fp:
+        claim = "" if parity_metrics.get("accuracy_claim", True) else " -- no accuracy claim"
+        rows.append(("parity images", f"{fp.get('parity_source')}: {fp.get('parity_samples')} "
+                                      f"images, fingerprint {str(fp.get('parity'))[:16]}{claim}"))
+    if fp.get("calibration"):
+        rows.append(("int8 calibration images", f"{fp.get('calibration_source')}: "
+                                                f"{fp.get('calibration_samples')} images, fingerprint "
+                                                f"{str(fp.get('calibration'))[:16]}"))
+        rows.append(("shared calibration/parity images", str(fp.get("shared_images"))))
+    rows += [("note", n) for n in parity_metrics.get("notes") or []]
+    int8 = parity_metrics.get("int8") or {}
+    table = []
+    if int8:
+        lat = int8.get("latency_ms") or {}
+        table.append({"method": int8.get("method"), "per_channel": int8.get("per_channel"),
+                      "fp32_layers": ", ".join(int8.get("fp32_layers") or []) or "none",
+                      "drop": ("unmeasured" if int8.get("drop_pp") is None else
+                               f"{int8['drop_pp']:.2f} pp ({int8.get('metric')}, "
+                               f"n={int8.get('heldout_samples')})"),
+                      "budget": f"{int8.get('max_drop_pp')} pp: "
+                                f"{ {True: 'met', False: 'MISSED', None: 'unverified'}[int8.get('budget_met')]}",
+                      "fp32_ms": lat.get("fp32"), "int8_all_ms": lat.get("int8_all"),
+                      "mixed_ms": lat.get("mixed", lat.get("int8_all"))})
+    return rows, table
 LATENCY_COLS = [("target", "target"), ("artifact_name", "artifact"), ("engine", "engine"),
                 ("threads", "threads"), ("p50", "p50 ms"), ("p90", "p90 ms"), ("p99", "p99 ms"),
                 ("throughput", "img/s"), ("peak_rss_mb", "peak RSS MB"), ("where", "measured on"),
@@ -175,8 +210,9 @@ def build_sections(record: dict, history: list[dict]) -> dict:
     acc_by_artifact = {p.get("artifact"): p.get("candidate_top1") for p in parity}
     points = [{"artifact": b.get("artifact_name"), "target": b.get("target"), "p50": b.get("p50"),
                "top1": acc_by_artifact.get(b.get("artifact_name"), val.get("top1"))} for b in bench]
+    evidence, int8 = evidence_rows(stages.get("parity", {}).get("metrics", {}))
     return {"train": train, "val": val, "exports": exports, "parity": parity, "bench": bench,
-            "points": points, "history": history}
+            "points": points, "history": history, "evidence": evidence, "int8": int8}
 
 
 def write_reports(run_dir: str | Path, record: dict, history: list[dict]) -> tuple[Path, Path]:
@@ -217,6 +253,11 @@ def write_reports(run_dir: str | Path, record: dict, history: list[dict]) -> tup
         md.append("![training curves](training.png)\n")
     md += ["## Exported artifacts", "", _md_table(s["exports"], EXPORT_COLS)]
     md += ["## Parity (checkpoint vs artifact, real images)", "", _md_table(s["parity"], PARITY_COLS)]
+    md += ["| evidence | |", "|---|---|"] + [f"| {k} | {str(v).replace('|', chr(92) + '|')} |"
+                                             for k, v in s["evidence"]] + [""]
+    if s["int8"]:
+        md += ["### int8: accuracy-aware mixed precision (latency: ONNX Runtime, 1 thread, "
+               "batch 1, interleaved at export)", "", _md_table(s["int8"], INT8_COLS)]
     md += ["## Latency per target", "", _md_table(s["bench"], LATENCY_COLS)]
     if pictures["latency_hist.png"]:
         md.append("![latency histograms](latency_hist.png)\n")
@@ -249,6 +290,10 @@ def write_reports(run_dir: str | Path, record: dict, history: list[dict]) -> tup
          "<h2>Training</h2>", img("training.png", "training curves"),
          "<h2>Exported artifacts</h2>", _html_table(s["exports"], EXPORT_COLS),
          "<h2>Parity (checkpoint vs artifact, real images)</h2>", _html_table(s["parity"], PARITY_COLS),
+         "<table>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>"
+                             for k, v in s["evidence"]) + "</table>",
+         ("<h3>int8: accuracy-aware mixed precision</h3>" + _html_table(s["int8"], INT8_COLS))
+         if s["int8"] else "",
          "<h2>Latency per target</h2>", _html_table(s["bench"], LATENCY_COLS),
          img("latency_hist.png", "latency histograms"),
          img("accuracy_latency.png", "accuracy vs latency"),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from shufflenet.errors import ConfigError
 
+from .parity_stage import parity_stage, train_data_spec
 from .preflight import preflight
 from .stage_cache import Stage, StageResult, log, run_stage
 from .record import RunRecord, device_fingerprint, library_versions
@@ -32,7 +33,11 @@ class PipelineOptions:
     targets_file: str | None = None
     run_dir: str = "runs/pipeline"
     force: tuple = ()
-    parity_samples: int = 256
+    parity_samples: int | None = None                 # None: the whole labelled val split
+    allow_inconclusive: bool = False                  # INCONCLUSIVE parity passes its gate
+    max_accuracy_drop_pp: float = 1.0                 # onnx-int8 budget, held-out train images
+    int8_search_seconds: float = 300.0                # onnx-int8 search time budget
+    calib_samples: int = 256                          # onnx-int8 calibration images
     min_top1_pct: float | None = None                 # accuracy gate in percent, optional
     bench_seconds: float = 2.0                        # time budget per target
     progress: bool = True
@@ -152,13 +157,29 @@ def installed_formats() -> list[str]:
     return out
 
 
-def _stage_export(opts: PipelineOptions, run_dir: Path) -> Stage:
+def _int8_gate(result) -> dict:
+    """The int8 accuracy budget as a gate: not judged (None) without held-out images."""
+    from exporters.metadata import read_artifact_metadata
+
+    found = read_artifact_metadata(result.path).get("export_options", {}).get("int8", {})
+    met = found.get("budget_met")
+    detail = (result.problem or "; ".join(result.notes) or
+              f"{found.get('metric')} {found.get('drop_pp')} pp on {found.get('heldout_samples')} "
+              f"held-out training images, {len(found.get('fp32_layers', []))} layer(s) in fp32")
+    return {"name": f"onnx-int8 accuracy budget {found.get('max_drop_pp')} pp (held-out train)",
+            "passed": met, "detail": detail}
+
+
+def _stage_export(opts: PipelineOptions, cfg, run_dir: Path) -> Stage:
     def formats():
         return list(opts.formats) if opts.formats else installed_formats()
 
     def inputs(ctx):
         return {"checkpoint_sha256": ctx["checkpoint_sha256"], "formats": formats(),
-                "calibration": "demo:train" if ctx["dataset"] == "demo" else "photos"}
+                "calibration": {"train_data": train_data_spec(opts, cfg),
+                                "samples": opts.calib_samples,
+                                "max_accuracy_drop_pp": opts.max_accuracy_drop_pp,
+                                "search_seconds": opts.int8_search_seconds}}
 
     def run(ctx):
         from exporters import export_checkpoint
@@ -167,17 +188,24 @@ def _stage_export(opts: PipelineOptions, run_dir: Path) -> Stage:
         if out_dir.exists():
             shutil.rmtree(out_dir)
         names = formats()
-        calib = "demo:train" if ctx["dataset"] == "demo" and "onnx-int8" in names else None
-        results = export_checkpoint(str(_checkpoint(ctx)), names, out_dir, dataset=calib)
-        rows, outputs = [], {}
+        # int8 calibrates on the training split (never val: parity judges on val)
+        results = export_checkpoint(str(_checkpoint(ctx)), names, out_dir,
+                                    train_data=train_data_spec(opts, cfg),
+                                    calib_samples=opts.calib_samples,
+                                    max_accuracy_drop_pp=opts.max_accuracy_drop_pp,
+                                    search_seconds=opts.int8_search_seconds,
+                                    progress=opts.progress)
+        rows, outputs, gates = [], {}, []
         for r in results:
+            if r.format == "onnx-int8":
+                gates.append(_int8_gate(r))
             d = r.to_dict()
             size = sum(Path(f).stat().st_size for f in r.files if Path(f).is_file())
             d["size_kb"] = round(size / 1024, 1)
             d["path"] = str(Path(r.path).relative_to(run_dir)) if Path(r.path).is_relative_to(run_dir) else r.path
             rows.append(d)
             outputs[r.format] = Path(r.path)
-        return StageResult(outputs=outputs, metrics={"artifacts": rows})
+        return StageResult(outputs=outputs, metrics={"artifacts": rows}, gates=gates)
 
     return Stage("export", inputs, run, "exporting")
 
@@ -187,45 +215,8 @@ def _artifacts(ctx) -> dict:
     return {k: v["path"] for k, v in rec.outputs.items() if isinstance(v, dict) and "path" in v}
 
 
-def _stage_parity(opts: PipelineOptions, run_dir: Path) -> Stage:
-    def inputs(ctx):
-        return {"checkpoint_sha256": ctx["checkpoint_sha256"],
-                "artifacts": {k: v.get("sha256") for k, v in ctx["export"].outputs.items()},
-                "dataset": ctx["dataset"], "samples": opts.parity_samples}
-
-    def run(ctx):
-        from toolchain.parity import run_parity
-        from toolchain.parity.writers import write_markdown
-
-        arts = _artifacts(ctx)
-        kwargs = {"dataset": "demo", "split": "val"} if ctx["dataset"] == "demo" else {}
-        report = run_parity(str(_checkpoint(ctx)), list(arts.values()), samples=opts.parity_samples,
-                            progress=opts.progress, **kwargs)
-        write_markdown(report, run_dir / "parity.md")
-        name_of = {str(Path(v)): k for k, v in arts.items()}
-        rows = []
-        for p in report.pairs:
-            m = p.metrics or {}
-            acc = m.get("accuracy") or {}
-            div = getattr(p, "divergence", None)
-            rows.append({
-                "artifact": name_of.get(str(Path(p.artifact)), Path(p.artifact).name),
-                "engine": p.engine, "precision": (p.profile or {}).get("name"),
-                "max_abs": m.get("max_abs_error"), "max_rel": m.get("max_rel_error"),
-                "cosine": m.get("min_cosine"), "psnr": m.get("psnr_db"),
-                "top1_agreement": m.get("top1_agreement"), "top5_overlap": m.get("top5_overlap"),
-                "reference_top1": acc.get("reference_accuracy"),     # fractions, as validate()
-                "candidate_top1": acc.get("candidate_accuracy"),
-                "acc_delta": (f"{acc['delta'] * 100:+.2f}pp [{acc['ci_low'] * 100:+.2f}, "
-                              f"{acc['ci_high'] * 100:+.2f}]") if "delta" in acc else None,
-                "first_divergence": getattr(div, "first_divergent", None) if div else None,
-                "verdict": "PASS" if p.passed else "FAIL"})
-        gates = [{"name": f"parity {r['artifact']} on {r['engine']}", "passed": r["verdict"] == "PASS",
-                  "detail": r["first_divergence"] or ""} for r in rows]
-        return StageResult(outputs={"parity_report": run_dir / "parity.md"},
-                           metrics={"pairs": rows, "inputs": report.inputs}, gates=gates)
-
-    return Stage("parity", inputs, run, "checking parity of every artifact")
+def _stage_parity(opts: PipelineOptions, cfg, run_dir: Path) -> Stage:
+    return parity_stage(opts, cfg, run_dir, _artifacts, _checkpoint)
 
 
 def _stage_bench(opts: PipelineOptions, run_dir: Path) -> Stage:
@@ -291,8 +282,8 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord | None:
         ctx["data_fingerprint"] = record.data_fingerprint = (
             source.fingerprint() if source is not None else _data_fingerprint(cfg))
         stages.append(_stage_train(cfg, spec, run_dir))
-    stages += [_stage_validate(opts, cfg), _stage_export(opts, run_dir),
-               _stage_parity(opts, run_dir), _stage_bench(opts, run_dir)]
+    stages += [_stage_validate(opts, cfg), _stage_export(opts, cfg, run_dir),
+               _stage_parity(opts, cfg, run_dir), _stage_bench(opts, run_dir)]
 
     for stage in stages:
         if stage.name != "train" and "checkpoint_sha256" not in ctx:

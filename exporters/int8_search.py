@@ -1,0 +1,364 @@
+"""Accuracy-aware int8: quantise, measure, and keep the sensitive layers in fp32.
+
+The drop is measured on a held-out part of the *training* data (see
+:mod:`exporters.calibration`), never on val, so the parity check on val
+stays an independent test of the artifact. The search:
+
+1. quantises every layer with MinMax calibration, per-channel weights;
+2. over budget: tries ONNX Runtime's other calibration methods
+   (Percentile, Entropy) and per-tensor weights, keeps the best;
+3. still over budget: ranks the layers by quantisation sensitivity -- the
+   SQNR of each layer's quantised input activation and weight against
+   their fp32 values on held-out images (the ``qdq_err`` of ONNX Runtime's
+   ``qdq_loss_debug``) -- and greedily keeps the worst layers in fp32, one
+   more per step, until the budget holds;
+4. stops when the budget holds or ``search_seconds`` is spent, and returns
+   the best model found either way (a missed budget is reported, not hidden:
+   the caller writes the artifact and exits non-zero).
+
+The drop is top-1 accuracy lost on labelled held-out images, or -- for
+unlabelled images -- the share of top-1 decisions changed (an upper bound
+of the accuracy lost).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shufflenet.errors import ExportError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("minmax", "percentile", "entropy")
+DEFAULT_MAX_DROP = 0.01          # 1 pp
+DEFAULT_SEARCH_SECONDS = 300.0
+_SENSITIVITY_SAMPLES = 16
+_QUANTISED_OPS = ("Conv", "Gemm", "MatMul")
+
+
+@dataclass
+class Trial:
+    method: str
+    per_channel: bool
+    fp32_layers: list
+    drop: float                 # fraction
+    agreement: float            # top-1 agreement with fp32 on the held-out images
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "drop_pp": round(100 * self.drop, 3)}
+
+
+@dataclass
+class Int8Search:
+    """What the search chose and why."""
+
+    model: object = field(repr=False)          # onnx.ModelProto of the best trial
+    all_int8: object = field(repr=False)       # the best every-layer-int8 model
+    method: str
+    per_channel: bool
+    fp32_layers: list
+    measured: bool                             # False: no held-out images (unverified)
+    metric: str                                # "accuracy drop" | "top-1 disagreement"
+    fp32_accuracy: float | None
+    drop: float | None
+    max_drop: float
+    met: bool | None                           # None when unmeasured
+    stopped: str                               # why the search ended
+    heldout_samples: int
+    seconds: float
+    trials: list = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """The metadata block written into the artifact."""
+        return {"method": self.method, "per_channel": self.per_channel,
+                "fp32_layers": list(self.fp32_layers), "measured": self.measured,
+                "metric": self.metric, "heldout_samples": self.heldout_samples,
+                "fp32_accuracy": self.fp32_accuracy,
+                "drop_pp": None if self.drop is None else round(100 * self.drop, 3),
+                "max_drop_pp": round(100 * self.max_drop, 3), "budget_met": self.met,
+                "stopped": self.stopped, "search_seconds": round(self.seconds, 2),
+                "trials": [t.to_dict() for t in self.trials]}
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over preprocessed images."""
+
+    def __init__(self, images: np.ndarray, input_name: str):
+        self.images, self.name, self.pos = images, input_name, 0
+
+    def get_next(self):
+        if self.pos >= len(self.images):
+            return None
+        x = self.images[self.pos:self.pos + 1]
+        self.pos += 1
+        return {self.name: np.ascontiguousarray(x, dtype=np.float32)}
+
+    def rewind(self):
+        self.pos = 0
+
+    def __len__(self):
+        return len(self.images)
+
+
+def _session(model, threads: int = 1):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def run_model(model, x: np.ndarray, batch: int = 32) -> np.ndarray:
+    """Logits of an ONNX model on ``x`` (ORT CPU)."""
+    sess = _session(model, threads=2)
+    name = sess.get_inputs()[0].name
+    fixed = sess.get_inputs()[0].shape[0]
+    step = fixed if isinstance(fixed, int) and fixed > 0 else batch
+    outs = []
+    for i in range(0, len(x), step):
+        part = x[i:i + step]
+        n = len(part)
+        if n < step and isinstance(fixed, int) and fixed > 0:
+            part = np.concatenate([part, np.repeat(part[-1:], step - n, 0)])
+        outs.append(sess.run(None, {name: np.ascontiguousarray(part, np.float32)})[0][:n])
+    return np.concatenate(outs)
+
+
+class Quantizer:
+    """Pre-processes once, calibrates once per method (cached), quantises per request."""
+
+    def __init__(self, model, images: np.ndarray, work_dir: Path):
+        import onnx
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        if opset < 13:
+            raise ExportError(f"int8 quantisation needs opset >= 13, the model has {opset}")
+        self.tmp = Path(tempfile.mkdtemp(prefix=".int8.", dir=work_dir))
+        self.images, self.input_name = images, model.graph.input[0].name
+        self.source_model = model
+        src, self.pre = self.tmp / "fp32.onnx", self.tmp / "pre.onnx"
+        onnx.save_model(model, str(src))
+        try:
+            # skip_symbolic_shape: the symbolic pass needs sympy and adds nothing here
+            quant_pre_process(str(src), str(self.pre), skip_symbolic_shape=True)
+        except Exception as exc:
+            raise ExportError(f"int8 pre-processing failed: {str(exc).splitlines()[0][:200]}") from None
+        self.pre_model = onnx.load(str(self.pre))
+        self.layers = [n.name for n in self.pre_model.graph.node if n.op_type in _QUANTISED_OPS]
+
+    def quantize(self, method: str = "minmax", per_channel: bool = True, exclude=()):
+        import onnx
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        from .precision import share_concat_qparams
+
+        calib = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                 "entropy": CalibrationMethod.Entropy}[method]
+        dst = self.tmp / f"q.{method}.{int(per_channel)}.{len(exclude)}.onnx"
+        extra = {"CalibMovingAverage": False}
+        if method == "percentile":
+            extra["CalibPercentile"] = 99.999
+        chatter = io.StringIO()     # ORT's histogram calibrators print to stdout: tables live there
+        try:
+            with contextlib.redirect_stdout(chatter):
+                quantize_static(str(self.pre), str(dst), _Reader(self.images, self.input_name),
+                                quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QInt8, per_channel=per_channel,
+                                nodes_to_exclude=list(exclude) or None, calibrate_method=calib,
+                                extra_options=extra,
+                                calibration_cache_path=str(self.tmp / f"ranges.{method}.json"))
+        except Exception as exc:
+            raise ExportError(f"int8 quantisation ({method}) failed: "
+                              f"{str(exc).splitlines()[0][:200]}") from None
+        log.debug("onnxruntime calibration output: %s", chatter.getvalue())
+        q = onnx.load(str(dst))
+        dst.unlink()
+        share_concat_qparams(q)
+        q.graph.name = self.source_model.graph.name
+        q.producer_name = self.source_model.producer_name
+        q.producer_version = self.source_model.producer_version
+        return q
+
+    def close(self):
+        import shutil
+
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _sqnr_db(x: np.ndarray, err: np.ndarray) -> float:
+    noise = float((err.astype(np.float64) ** 2).sum())
+    signal = float((x.astype(np.float64) ** 2).sum())
+    if noise == 0:
+        return math.inf
+    return 10 * math.log10(max(signal, 1e-30) / noise)
+
+
+def layer_sensitivity(fp32_model, qdq_model, layers: list, x: np.ndarray) -> list[tuple[str, float]]:
+    """``[(layer, SQNR dB)]``, most sensitive (lowest SQNR) first.
+
+    For each layer, the quantisation noise of its input activation (the
+    QDQ model's scale / zero point applied to the fp32 activation) and of
+    its weight (per output channel, symmetric int8) are added as powers:
+    ``1 / SQNR = 1 / SQNR_act + 1 / SQNR_weight``.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    g = fp32_model.graph
+    inits = {t.name: t for t in g.initializer}
+    qinits = {t.name: numpy_helper.to_array(t) for t in qdq_model.graph.initializer}
+    qparams = {}
+    for n in qdq_model.graph.node:
+        if n.op_type == "QuantizeLinear" and len(n.input) >= 3 and n.input[1] in qinits:
+            qparams.setdefault(n.input[0], (qinits[n.input[1]], qinits[n.input[2]]))
+    nodes = {n.name: n for n in g.node}
+    wanted = sorted({nodes[name].input[0] for name in layers if name in nodes
+                     and nodes[name].input[0] not in inits})
+    m = onnx.ModelProto()
+    m.CopyFrom(fp32_model)
+    known = {o.name for o in m.graph.output}
+    for t in wanted:
+        if t not in known:
+            m.graph.output.add().name = t
+    sess = _session(m, threads=2)
+    outs = dict(zip([o.name for o in sess.get_outputs()],
+                    sess.run(None, {sess.get_inputs()[0].name: x[:_SENSITIVITY_SAMPLES]})))
+    ranked = []
+    for name in layers:
+        node = nodes.get(name)
+        if node is None:
+            continue
+        inv = 0.0
+        act = outs.get(node.input[0])
+        if act is not None and node.input[0] in qparams:
+            scale, zero = qparams[node.input[0]]
+            s, z = float(np.ravel(scale)[0]), float(np.ravel(zero)[0])
+            q = np.clip(np.round(act / s) + z, 0, 255)
+            inv += 10 ** (-_sqnr_db(act, act - (q - z) * s) / 10)
+        if len(node.input) > 1 and node.input[1] in inits:
+            w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+            axis_max = np.abs(w.reshape(w.shape[0], -1)).max(1)
+            s = np.where(axis_max > 0, axis_max / 127.0, 1.0).reshape((-1,) + (1,) * (w.ndim - 1))
+            inv += 10 ** (-_sqnr_db(w, w - np.clip(np.round(w / s), -127, 127) * s) / 10)
+        ranked.append((name, math.inf if inv == 0 else -10 * math.log10(inv)))
+    ranked.sort(key=lambda item: item[1])
+    return ranked
+
+
+def search_int8(fp32_model, images: np.ndarray, heldout: np.ndarray | None,
+                labels: np.ndarray | None, work_dir: Path, max_drop: float = DEFAULT_MAX_DROP,
+                search_seconds: float = DEFAULT_SEARCH_SECONDS, progress: bool = True) -> Int8Search:
+    """Find the int8 model that keeps the held-out drop within ``max_drop`` (see module doc).
+
+    ``heldout=None`` (no held-out images): MinMax per-channel, unmeasured.
+    """
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    quant = Quantizer(fp32_model, images, work_dir)
+    bar = tqdm(desc="int8 search", unit="trial", file=sys.stderr, disable=not progress or None,
+               leave=False)
+    try:
+        first = quant.quantize("minmax", True)
+        if heldout is None or len(heldout) == 0:
+            bar.update(1)
+            return Int8Search(first, first, "minmax", True, [], False, "unmeasured", None, None,
+                              float(max_drop), None, "no held-out images", 0,
+                              time.perf_counter() - start)
+        ref = run_model(fp32_model, heldout)
+        ref_top1 = ref.argmax(1)
+        labelled = labels is not None
+        fp32_acc = float((ref_top1 == labels).mean()) if labelled else None
+
+        def measure(model, method, per_channel, layers) -> Trial:
+            t0 = time.perf_counter()
+            top1 = run_model(model, heldout).argmax(1)
+            agreement = float((top1 == ref_top1).mean())
+            drop = fp32_acc - float((top1 == labels).mean()) if labelled else 1.0 - agreement
+            trial = Trial(method, per_channel, list(layers), drop, agreement,
+                          round(time.perf_counter() - t0, 3))
+            bar.update(1)
+            bar.set_postfix_str(f"{method}{'' if per_channel else '/tensor'} fp32 layers "
+                                f"{len(layers)}: drop {100 * drop:.2f} pp")
+            return trial
+
+        trials = [measure(first, "minmax", True, [])]
+        best_model, best = first, trials[0]
+
+        def out_of_time() -> bool:
+            return time.perf_counter() - start > search_seconds
+
+        stopped = "budget met"
+        for method, per_channel in (("percentile", True), ("entropy", True), ("minmax", False)):
+            if best.drop <= max_drop:
+                break
+            if out_of_time():
+                stopped = "search time spent"
+                break
+            model = quant.quantize(method, per_channel)
+            trial = measure(model, method, per_channel, [])
+            trials.append(trial)
+            if trial.drop < best.drop:
+                best_model, best = model, trial
+        all_int8 = best_model
+        if best.drop > max_drop and stopped == "budget met":
+            ranked = layer_sensitivity(quant.pre_model, best_model, quant.layers, heldout)
+            log.info("int8 sensitivity order: %s", [n for n, _ in ranked[:8]])
+            kept: list[str] = []
+            for name, _ in ranked:
+                if best.drop <= max_drop:
+                    break
+                if out_of_time():
+                    stopped = "search time spent"
+                    break
+                kept.append(name)
+                model = quant.quantize(best.method, best.per_channel, kept)
+                trial = measure(model, best.method, best.per_channel, kept)
+                trials.append(trial)
+                if trial.drop < best.drop or (trial.drop <= max_drop):
+                    best_model, best = model, trial
+            else:
+                if best.drop > max_drop:
+                    stopped = "every layer tried"
+        met = best.drop <= max_drop
+        if met:
+            stopped = "budget met"
+        return Int8Search(best_model, all_int8, best.method, best.per_channel, best.fp32_layers,
+                          True, "accuracy drop" if labelled else "top-1 disagreement", fp32_acc,
+                          best.drop, float(max_drop), met, stopped, int(len(heldout)),
+                          time.perf_counter() - start, trials)
+    finally:
+        bar.close()
+        quant.close()
+
+
+def interleaved_latency_ms(models: dict, x: np.ndarray, seconds: float = 2.0,
+                           threads: int = 1) -> dict:
+    """Median batch-1 latency (ms) of each model, all timed round-robin in one run."""
+    sessions = {k: _session(m, threads) for k, m in models.items()}
+    feed = {k: {s.get_inputs()[0].name: np.ascontiguousarray(x[:1], np.float32)}
+            for k, s in sessions.items()}
+    for k, s in sessions.items():               # warm-up
+        for _ in range(3):
+            s.run(None, feed[k])
+    times = {k: [] for k in sessions}
+    stop = time.perf_counter() + seconds
+    while time.perf_counter() < stop or min(len(v) for v in times.values()) < 5:
+        for k, s in sessions.items():
+            t0 = time.perf_counter()
+            s.run(None, feed[k])
+            times[k].append(time.perf_counter() - t0)
+    return {k: round(1000 * float(np.median(v)), 4) for k, v in times.items()}

@@ -1,0 +1,152 @@
+"""The pipeline's evidence: int8 calibrated on the user's train split, parity on their val split.
+
+* Calibration (export stage): the training split the pipeline trained on --
+  or, with ``--ckpt_path`` and no ``--dataset``, the one the checkpoint's
+  metadata names -- through :func:`exporters.export_checkpoint`.
+* Parity: every labelled image of the val split (capped by ``--samples``),
+  so each pair has an accuracy delta with its interval and a three-valued
+  verdict. Without labelled data: the stand-in photos, said so in the report
+  and in run.json, and no accuracy claim.
+* Calibration and parity never share an image: both record per-image
+  digests, the stage checks they are disjoint and stores both fingerprints.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .stage_cache import Stage, StageResult, log
+
+NO_LABELS_NOTE = ("no labelled data reachable: parity ran on stand-in photos; agreement only, "
+                  "no accuracy claim")
+
+
+def train_data_spec(opts, cfg) -> dict | None:
+    """The training split int8 calibrates on, or None to let the checkpoint's metadata decide."""
+    if opts.ckpt_path and not ({"dataset", "data_dir"} & set(opts.overrides)):
+        return None                    # the pipeline's recipe says nothing about this checkpoint
+    return {"dataset": str(cfg.dataset), "data_dir": str(cfg.data_dir) if cfg.data_dir else None,
+            "train_split": cfg.train_split}
+
+
+def val_inputs(opts, cfg, checkpoint: str, samples: int | None):
+    """``(InputSet or None, note)``: the labelled val split, or None (stand-in photos)."""
+    from shufflenet.checkpoint import read_metadata
+    from shufflenet.data.pipeline import open_source
+    from shufflenet.errors import ShuffleNetError
+    from toolchain.parity.inputs import source_inputs
+
+    meta = read_metadata(checkpoint)
+    spec = train_data_spec(opts, cfg)
+    if spec is None:
+        recipe = meta.get("recipe") or {}
+        spec = {"dataset": recipe.get("dataset"), "data_dir": recipe.get("data_dir")}
+        split = recipe.get("val_split") or "val"
+    else:
+        split = cfg.val_split
+    if not spec.get("dataset"):
+        return None, "the checkpoint names no dataset"
+    view = {"dataset": spec["dataset"], "data_dir": spec.get("data_dir"),
+            "image_resize": int(meta.get("image_size") or 224), "dataset_download": False}
+    labels = meta.get("labels")
+    try:
+        source = open_source(view, split, classes=labels if str(spec["dataset"]).lower()
+                             not in ("demo", "cifar10", "cifar-10") else None)
+    except (ShuffleNetError, OSError, TypeError, KeyError) as exc:
+        return None, f"val split {split!r} of {spec.get('data_dir') or spec['dataset']} not reachable: {exc}"
+    where = "demo digits" if str(spec["dataset"]).lower() == "demo" else spec.get("data_dir")
+    return source_inputs(source, f"{where} (split {split})", samples), ""
+
+
+def _calibration_of(artifacts: dict) -> dict | None:
+    from exporters.metadata import read_artifact_metadata
+
+    path = artifacts.get("onnx-int8")
+    if not path:
+        return None
+    opts = read_artifact_metadata(path).get("export_options", {})
+    return {"calibration": opts.get("calibration", {}), "int8": opts.get("int8", {})}
+
+
+def _row(p, name_of) -> dict:
+    m = p.metrics or {}
+    acc = m.get("accuracy") or {}
+    div = getattr(p, "divergence", None)
+    return {
+        "artifact": name_of.get(str(Path(p.artifact)), Path(p.artifact).name),
+        "engine": p.engine, "precision": (p.profile or {}).get("name"),
+        "n": m.get("samples"),
+        "max_abs": m.get("max_abs_error"), "max_rel": m.get("max_rel_error"),
+        "cosine": m.get("min_cosine"), "psnr": m.get("psnr_db"),
+        "top1_agreement": m.get("top1_agreement"), "top5_overlap": m.get("top5_overlap"),
+        "reference_top1": acc.get("reference_accuracy"),     # fractions, as validate()
+        "candidate_top1": acc.get("candidate_accuracy"),
+        "acc_delta": (f"{acc['delta'] * 100:+.2f}pp [{acc['ci_low'] * 100:+.2f}, "
+                      f"{acc['ci_high'] * 100:+.2f}]") if "delta" in acc else None,
+        "first_divergence": getattr(div, "first_divergent", None) if div else None,
+        "verdict": p.status, "samples_needed": p.samples_needed,
+        "summary": p.summary() if p.status != "PASS" else "",
+    }
+
+
+def parity_stage(opts, cfg, run_dir: Path, artifacts_of, checkpoint_of) -> Stage:
+    def inputs(ctx):
+        return {"checkpoint_sha256": ctx["checkpoint_sha256"],
+                "artifacts": {k: v.get("sha256") for k, v in ctx["export"].outputs.items()},
+                "dataset": ctx["dataset"], "data": train_data_spec(opts, cfg),
+                "samples": opts.parity_samples, "allow_inconclusive": opts.allow_inconclusive}
+
+    def run(ctx):
+        from toolchain.parity import run_parity
+        from toolchain.parity.writers import write_markdown
+
+        arts = artifacts_of(ctx)
+        ckpt = str(checkpoint_of(ctx))
+        inputs_set, why = val_inputs(opts, cfg, ckpt, opts.parity_samples)
+        notes = []
+        if inputs_set is None:
+            notes.append(f"{NO_LABELS_NOTE} ({why})")
+            log(f"[parity] {notes[-1]}")
+        report = run_parity(ckpt, list(arts.values()), samples=opts.parity_samples,
+                            progress=opts.progress, allow_inconclusive=opts.allow_inconclusive,
+                            inputs=inputs_set)
+        report.notes += notes
+        calib = _calibration_of(arts)
+        fingerprints = {"parity": report.inputs.get("sha256"), "parity_source": report.inputs.get("source"),
+                        "parity_samples": report.inputs.get("samples"),
+                        "parity_labelled": report.inputs.get("labelled")}
+        gates = []
+        if calib:
+            c = calib["calibration"]
+            fingerprints.update(calibration=c.get("fingerprint"), calibration_source=c.get("source"),
+                                calibration_samples=c.get("samples"),
+                                heldout=c.get("heldout_fingerprint"))
+            calib_digests = set(c.get("images_sha256") or [])
+            parity_digests = {i["sha256"][:16] for i in report.inputs.get("images", [])}
+            shared = len(calib_digests & parity_digests)
+            fingerprints["shared_images"] = shared
+            gates.append({"name": "calibration and parity images are disjoint",
+                          "passed": shared == 0,
+                          "detail": f"{shared} parity image(s) were used for calibration"
+                                    if shared else f"{len(calib_digests)} calibration vs "
+                                                   f"{len(parity_digests)} parity images"})
+            if c.get("stand_in"):
+                report.notes.append(f"onnx-int8: {c.get('note')}")
+        write_markdown(report, run_dir / "parity.md")
+        name_of = {str(Path(v)): k for k, v in arts.items()}
+        rows = [_row(p, name_of) for p in report.pairs]
+        for p, r in zip(report.pairs, rows):
+            detail = r["summary"] or (r["first_divergence"] or "")
+            gates.append({"name": f"parity {r['artifact']} on {r['engine']}", "passed": p.passed,
+                          "verdict": p.status, "detail": detail})
+        metrics = {"pairs": rows, "inputs": {k: v for k, v in report.inputs.items() if k != "images"},
+                   "fingerprints": fingerprints, "notes": report.notes,
+                   "accuracy_claim": bool(report.inputs.get("labelled")),
+                   "verdict": report.verdict}
+        if calib:
+            metrics["int8"] = calib["int8"]
+            metrics["calibration"] = {k: v for k, v in calib["calibration"].items()
+                                      if k != "images_sha256"}
+        return StageResult(outputs={"parity_report": run_dir / "parity.md"}, metrics=metrics,
+                           gates=gates)
+
+    return Stage("parity", inputs, run, "checking parity of every artifact")

@@ -65,6 +65,8 @@ def _override(ctx, param, values):
               help="onnx-int8: time budget of the accuracy-aware search.")
 @click.option("--calib-samples", "--calib_samples", "calib_samples", type=click.IntRange(1),
               default=256, help="onnx-int8: calibration images from the training split.")
+@click.option("--min-top1", "--min_top1", "min_top1", type=float, default=None,
+              help="Gate: fail when val top-1 (%) is below this.")
 @click.option("--bench-seconds", type=click.FloatRange(0.1), default=2.0,
               help="Time budget per target for latency measurement.")
 @click.option("--diff", "diff_with", default=None, type=click.Path(file_okay=False, exists=True),

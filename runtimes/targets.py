@@ -111,6 +111,7 @@ class Target:
     arch: str | None = None            # CPU architecture the budgets are for (x86_64, aarch64)
     sized_for: SizedFor = SizedFor()   # model + input size the budgets are for
     where: str = "local"
+    cpu: str | None = None             # CPU model of the emulated device (where: emu:arm64)
     description: str = ""
     options: dict = field(default_factory=dict, hash=False, compare=False)
     ssh: SshOptions = SshOptions()
@@ -154,7 +155,7 @@ def parse_where(where: str) -> dict:
 # -- loading with line numbers ----------------------------------------------------
 _SCALARS = {"engine": str, "format": str, "precision": str, "threads": int, "batch": int,
             "input_size": int, "iterations": int, "time_budget_s": float, "where": str,
-            "description": str, "arch": str}
+            "description": str, "arch": str, "cpu": str}
 _NESTED = {"warmup": WarmupPolicy, "budgets": Budgets, "ssh": SshOptions, "sized_for": SizedFor}
 _TARGET_FIELDS = [f.name for f in fields(Target) if f.name not in ("name", "source")]
 
@@ -264,12 +265,22 @@ def _target(loader, name, name_node, node, at) -> Target:
                     parse_where(value)
                 except ValueError as exc:
                     raise at.error(vnode, str(exc), name, key) from None
+            if key == "cpu":
+                from .emulated import CPU_MODELS
+
+                if value not in CPU_MODELS:
+                    raise at.error(vnode, f"unknown CPU model {value!r}; the emulated device has "
+                                   f"{', '.join(CPU_MODELS)}", name, key)
             if key in ("threads", "batch", "input_size", "iterations", "time_budget_s") \
                     and value is not None and value <= 0:
                 raise at.error(vnode, f"must be positive, got {value}", name, key)
             kw[key] = value
     if "engine" not in kw:
         raise at.error(name_node, "missing required field 'engine'", name)
+    if kw.get("cpu") and not str(kw.get("where", "local")).startswith("emu:"):
+        raise at.error(value_nodes["cpu"], "'cpu' picks the emulated device's CPU model; it "
+                       "applies only with 'where: emu:arm64' (a real device has its own CPU)",
+                       name, "cpu")
     takes = ENGINES[kw["engine"]].options
     for opt in kw.get("options", {}):
         if opt not in takes:

@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "parity": "toolchain.commands.parity:parity",
     "bench": "toolchain.commands.bench:bench",
     "targets": "toolchain.commands.targets:targets",
+    "device": "toolchain.commands.device:device",
     "pipeline": "toolchain.commands.pipeline:pipeline",
 }
 

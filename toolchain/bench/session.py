@@ -126,8 +126,14 @@ def _job(target, meta: dict) -> dict:
 
 
 def _bench_remote(art, target, meta: dict, batch: np.ndarray, progress=None) -> LatencyResult:
-    from runtimes.remote import SshHost, run_remote
+    from runtimes.remote import SshHost, run_local_agent, run_remote
 
+    if target.where.startswith("emu:"):  # qemu-user sees this machine's files: nothing to copy
+        from runtimes.devices import device_for
+
+        dev = device_for(target.where, cpu=target.cpu)
+        res = run_local_agent(art.path, batch, _job(target, meta), progress, device=dev)
+        return LatencyResult.from_agent(res, str(art.path), art.precision, dev.label(), target.name)
     host = SshHost(target.where, target.ssh)
     res = run_remote(host, list(art.files), batch, _job(target, meta), progress)
     return LatencyResult.from_agent(res, str(art.path), art.precision, target.where, target.name)

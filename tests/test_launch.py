@@ -97,6 +97,20 @@ def test_distribute_recipe_on_cpu_resolves_to_one_process():
     assert spec.devices == 3 and note is None
 
 
+def test_world_size_is_in_the_train_stage_cache_key(tmp_path):
+    """Another --devices is another global batch: the train stage must not be reused."""
+    from shufflenet.config import make_config
+    from shufflenet.train.launch import LaunchSpec
+    from toolchain.pipeline.record import stable_hash
+    from toolchain.pipeline.stages import _stage_train
+
+    cfg = make_config("demo")
+    ctx = {"data_fingerprint": "f" * 64}
+    keys = {n: stable_hash(_stage_train(cfg, LaunchSpec(devices=n), tmp_path).inputs(ctx))
+            for n in (1, 2)}
+    assert keys[1] != keys[2]
+
+
 # -- real runs ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):

@@ -50,6 +50,12 @@ def init_data_parallel() -> tuple[int, int]:
     try:
         init()
     except Exception as exc:  # MindSpore raises RuntimeError/ValueError without a launcher
+        from .launch import under_launcher
+
+        if under_launcher():
+            raise ConfigError("joining the data-parallel group failed (is every rank/node started, "
+                              "and the master address and port the same everywhere?): "
+                              f"{str(exc).splitlines()[0][:300]}") from None
         raise ConfigError(
             "--distribute needs a launcher: run `msrun --worker_num=N --local_worker_num=N "
             f"python -m toolchain train ... --distribute` (or `mpirun -n N shufflenet train ...`); "

@@ -169,11 +169,15 @@ def distributed_summary(cfg, spec: LaunchSpec, command: list | None = None) -> d
 
 
 def _msrun_command(spec: LaunchSpec, port: int, log_dir: Path, spec_path: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "mindspore.parallel.cluster.run",
+    # msrun itself, or (several nodes) msrun's process manager with the scheduler on node 0 only
+    module = "shufflenet.train.msrun_node" if spec.nodes > 1 else "mindspore.parallel.cluster.run"
+    cmd = [sys.executable, "-m", module,
            f"--worker_num={spec.world_size}", f"--local_worker_num={spec.devices}",
            f"--master_addr={spec.master_addr}", f"--master_port={port}",
            f"--log_dir={log_dir}", "--join=True",
-           f"--tail_worker_log={spec.node_rank * spec.devices}"]
+           # the toolchain copies rank 0's log to the terminal itself; a rank id outside the
+           # world turns off msrun's own `tail -f` (which would also fill msrun.log)
+           f"--tail_worker_log={spec.world_size}"]
     if spec.nodes > 1:
         cmd.append(f"--node_rank={spec.node_rank}")
     # msrun starts every task with `python`; PATH (set in _environment) makes that this interpreter
@@ -235,6 +239,8 @@ class _Supervisor:
         self.proc: subprocess.Popen | None = None
         self._tail_pos = 0
         self._partial = ""
+        self._msrun_pos = 0
+        self._exit = None
 
     def pids(self) -> dict[int, int]:
         out = {}
@@ -279,14 +285,24 @@ class _Supervisor:
         for r, pid in pids.items():
             if not _alive(pid) and not self._done(r):
                 return r, f"process {pid} died"
-        text = self.msrun_log.read_text(errors="replace") if self.msrun_log.exists() else ""
-        m = self._EXIT.search(text)
+        m = self._msrun_exit()
         if m:
             pid, code = int(m.group(1)), int(m.group(2))
             rank = next((r for r, p in pids.items() if p == pid), None)
             how = f"exit code {code}" + (f" (signal {-code})" if code < 0 else "")
             return rank, how
         return None
+
+    def _msrun_exit(self):
+        """msrun's own "worker exited with exception" line, read incrementally."""
+        if self._exit is None and self.msrun_log.exists():
+            with open(self.msrun_log, "rb") as f:
+                f.seek(self._msrun_pos)
+                data = f.read()
+            cut = data.rfind(b"\n") + 1  # whole lines only
+            self._msrun_pos += cut
+            self._exit = self._EXIT.search(data[:cut].decode("utf-8", "replace"))
+        return self._exit
 
     def kill_all(self) -> None:
         for pid in self.pids().values():
@@ -384,7 +400,8 @@ def launch_training(cfg, spec: LaunchSpec, *, resume: bool = False, log_dir: str
     start = time.perf_counter()
     sup = _Supervisor(spec, cmd, _environment(log_dir), log_dir, stream)
     sup.run()
-    outcome = LaunchOutcome(spec, ["msrun", *cmd[3:]], log_dir, rank_logs=sup.rank_logs,
+    shown = ["msrun", *cmd[3:]] if spec.nodes == 1 else ["python", *cmd[1:]]
+    outcome = LaunchOutcome(spec, shown, log_dir, rank_logs=sup.rank_logs,
                             seconds=round(time.perf_counter() - start, 2))
     result_path = log_dir / "result.json"
     if spec.node_rank == 0:

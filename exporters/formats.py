@@ -33,9 +33,10 @@ class FormatSpec:
     modules: tuple
     extra: str | None
     description: str
-    # relative tolerance of the smoke check: max|out - ref| / max|ref|. For int8 it
-    # is a sanity bound (an all-zero output scores 1.0): quantisation noise on an
-    # untrained net reaches ~0.5; accuracy is the parity check's and benchmark's job.
+    # relative tolerance of the smoke check: max|out - ref| / max|ref| (an all-zero
+    # output scores 1.0). int8: a correct export of the tests' untrained x0_5 at 64 px
+    # measured 0.03-0.08 (seeds 0-2, 2 photos) and cosine >= 0.998, so 0.25 keeps a
+    # 3x margin and still stops a broken one; accuracy is the parity check's job.
     tolerance: float
 
 
@@ -58,7 +59,7 @@ FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
                "static QDQ int8 (uint8 activations, int8 weights, onnxruntime.quantization), "
                "channel split as Gather: calibrated on the checkpoint's training split "
                "(or --calib DIR / --dataset), accuracy-aware: calibration method and "
-               "fp32 layers searched until the held-out drop is within --max-accuracy-drop", 0.8),
+               "fp32 layers searched until the held-out drop is within --max-accuracy-drop", 0.25),
     FormatSpec("openvino", ".openvino.xml", "fp32", "NCHW", _COMMON, ("openvino",), "openvino",
                "OpenVINO IR (.xml + .bin) converted from the optimised ONNX", 1e-3),
     FormatSpec("mnn", ".mnn", "fp32", "NCHW", _COMMON, ("MNN",), "mnn",

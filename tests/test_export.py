@@ -110,7 +110,10 @@ def test_every_core_format_round_trips_within_its_tolerance(exported, photos, re
             assert (got.argmax(1) == reference.argmax(1)).all(), name
     int8 = run_artifact("onnx-int8", results["onnx-int8"].path, photos)
     cos = (int8 * reference).sum() / np.linalg.norm(int8) / np.linalg.norm(reference)
-    assert cos > 0.8 and (int8.argmax(1) == reference.argmax(1)).mean() >= 0.5
+    # a correct int8 export of this net measured cos >= 0.998 and agreement 1.0 on these
+    # photos (seeds 0-2); a broken one (all-zero, mis-scaled, shuffled channels) fails
+    assert cos > 0.99
+    assert (int8.argmax(1) == reference.argmax(1)).mean() >= 0.9
     # nothing but the artifacts (+ sidecars) is left in the folder: no temp files
     assert sorted(p.name for p in out.iterdir()) == sorted(
         Path(f).name for r in results.values() for f in r.files)

@@ -110,13 +110,15 @@ class _Iter:
         return self.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)
 
 
-def one_epoch(make, root, workers, batch, epoch) -> tuple[float, int, tuple]:
-    start = time.perf_counter()
+def one_epoch(make, root, workers, batch, epoch) -> tuple[float, float, int, tuple]:
+    """(images/s wall-clock, CPU ms per image over all threads, images, batch shape)."""
+    start, cpu = time.perf_counter(), time.process_time()
     n, shape = 0, None
     for images, labels in make(root, workers, batch, epoch):
         n += len(labels)
         shape = (images.shape, str(images.dtype))
-    return n / (time.perf_counter() - start), n, shape
+    return (n / (time.perf_counter() - start), (time.process_time() - cpu) * 1e3 / n, n,
+            shape)
 
 
 def graph_normalise_cost(batch: int, size: int, reps: int = 10) -> float:
@@ -162,20 +164,25 @@ def main(argv=None) -> int:
         sides["ours_uint8_nhwc"] = ours_uint8
     configs = [(name, w) for name in sides for w in workers]
     rates: dict = {c: [] for c in configs}
+    cpu_ms: dict = {c: [] for c in configs}
     shapes: dict = {}
     rng = np.random.default_rng(0)
     for r in range(args.rounds):
         for i in rng.permutation(len(configs)):
             name, w = configs[i]
-            rate, n, shape = one_epoch(sides[name], root, w, args.batch, epoch=r)
+            rate, ms, n, shape = one_epoch(sides[name], root, w, args.batch, epoch=r)
             rates[(name, w)].append(rate)
+            cpu_ms[(name, w)].append(ms)
             shapes[name] = shape
-            print(f"round {r + 1}: {name:16s} {w} worker(s) {rate:7.1f} img/s ({n} images)",
-                  file=sys.stderr)
+            print(f"round {r + 1}: {name:17s} {w} worker(s) {rate:7.1f} img/s "
+                  f"{ms:6.2f} CPU ms/img ({n} images)", file=sys.stderr)
     med = {c: statistics.median(v) for c, v in rates.items()}
+    med_cpu = {c: statistics.median(v) for c, v in cpu_ms.items()}
     result = {"images": args.classes * args.per_class, "batch": args.batch, "recipe": RECIPE,
               "rounds": args.rounds, "cpu_count": os.cpu_count(),
               "img_per_s": {f"{n}@{w}": round(v, 1) for (n, w), v in med.items()},
+              "cpu_ms_per_image": {f"{n}@{w}": round(v, 3) for (n, w), v in med_cpu.items()},
+              "load_average": list(os.getloadavg()),
               "batch_shape": {n: list(s[0]) + [s[1]] for n, s in shapes.items()}, "ratios": {}}
     for w in workers:
         result["ratios"][f"ours/mindcv@{w}"] = round(med[("ours", w)] / med[("mindcv", w)], 2)
@@ -191,12 +198,15 @@ def main(argv=None) -> int:
         print(json.dumps(result, indent=1))
         return 0
     print(f"{result['images']} JPEGs (500x375), {RECIPE}, batch {args.batch}, "
-          f"median of {args.rounds} interleaved epochs, {os.cpu_count()} CPUs")
-    print(f"{'loader':18s} " + " ".join(f"{f'{w} worker(s)':>12s}" for w in workers))
+          f"median of {args.rounds} interleaved epochs, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} at the end")
+    print(f"{'loader (img/s | CPU ms/img)':28s} "
+          + " ".join(f"{f'{w} worker(s)':>18s}" for w in workers))
     for name in sides:
-        print(f"{name:18s} " + " ".join(f"{med[(name, w)]:12.1f}" for w in workers))
+        print(f"{name:28s} " + " ".join(f"{med[(name, w)]:9.1f} | {med_cpu[(name, w)]:6.2f}"
+                                         for w in workers))
     for k, v in result["ratios"].items():
-        print(f"{k:28s} {v:.2f}x")
+        print(f"{k:40s} {v:.2f}x")
     if args.extras:
         print(f"in-graph normalise on this CPU: {result['graph_normalise_ms_per_image']} ms/image")
     return 0

@@ -41,6 +41,7 @@ from .transforms import random_erase
 log = logging.getLogger(__name__)
 
 SEGMENT_STEPS = 32  # resume replays at most this many batches minus one
+PREFETCH = 2  # rows/batches queued between the ops of one pipeline (MindSpore's default: 16)
 _MAX_REPLACE = 50
 
 _JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
@@ -235,10 +236,13 @@ def _pipeline(rows: _Rows, ops: list, batch_size: int, seed: int | None):
     import mindspore.dataset as ds
 
     # ds.config.set_seed also reseeds Python's and numpy's global RNGs: keep theirs
-    saved = ds.config.get_seed(), random.getstate(), np.random.get_state()
+    saved = (ds.config.get_seed(), random.getstate(), np.random.get_state(),
+             ds.config.get_prefetch_size())
     try:
         if seed is not None:
             ds.config.set_seed(seed)
+        # W pipelines each hold their queue: a short one per pipeline bounds host memory
+        ds.config.set_prefetch_size(PREFETCH)
         data = ds.GeneratorDataset(rows, column_names=["image", "label"], shuffle=False,
                                    num_parallel_workers=1, python_multiprocessing=False)
         data = data.map(ops, input_columns="image", num_parallel_workers=1)
@@ -248,6 +252,7 @@ def _pipeline(rows: _Rows, ops: list, batch_size: int, seed: int | None):
         ds.config.set_seed(saved[0])
         random.setstate(saved[1])
         np.random.set_state(saved[2])
+        ds.config.set_prefetch_size(saved[3])
 
 
 @dataclass

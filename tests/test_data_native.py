@@ -6,7 +6,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +110,8 @@ def test_flip_rate_and_erasing(gradient_root):
     # a rectangle: its rows and columns span exactly its area
     for m in erased[has][:20]:
         rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-        assert m.sum() == len(rows) * len(cols) == m[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].sum()
+        box = m[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        assert m.sum() == len(rows) * len(cols) == box.sum()
 
 
 def test_resume_mid_epoch_is_exact_and_epochs_are_deterministic(photo_root, monkeypatch):

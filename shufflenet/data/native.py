@@ -343,9 +343,12 @@ class NativeLoader:
                         raise self._errors[0] from None
                     # a file passed the checks but the C++ decoder refused it: find it,
                     # replace it like any unreadable file, and replay the segment
-                    if not self._find_unreadable(first, end):
+                    found = self._find_unreadable(first, end)
+                    if not found:
                         raise DataError(f"data pipeline failed at step {step}: "
                                         f"{_first_line(exc)}") from None
+                    log.warning("MindSpore's decoder refused %d image(s) near step %d; replaced, "
+                                "replaying the segment", found, step)
                     _stop(current)
                     current = self._segment(g)
                     continue

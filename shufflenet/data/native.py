@@ -150,7 +150,8 @@ class _Rows:
     def _read(self, i: int):
         base, j = _unwrap(self.source, i)
         if not self.encoded:
-            return base.images[j]
+            image = base.images[j]
+            return np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
         path = base.files[j]
         try:
             with open(path, "rb") as f:

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest_runtimes import BATCH, built_artifacts
+from strict import missing
 
 import runtimes
 from runtimes import agent
@@ -242,7 +243,7 @@ def test_arm_phone_target_on_x86_is_not_judged():
         pytest.skip("this host is arm64: the phone targets' arch matches here")
     arts = built_artifacts()[1]
     if "mnn" not in arts:
-        pytest.skip("MNN not installed")
+        missing("MNN not installed")
     phone = load_targets()["arm-phone-bigcore-mnn-1t"]
     # sized for this artifact and an impossible budget: only the arch stops the verdict
     t = dataclasses.replace(phone, batch=BATCH, iterations=5, budgets=Budgets(p50_ms=1e-6),

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import platform
 
 import pytest
 from click.testing import CliRunner
 
 from runtimes import ENGINES
-from runtimes.targets import (Budgets, Target, get_target, load_targets, parse_targets,
-                              parse_where)
+from runtimes.targets import (Budgets, Target, get_target, load_targets, normalize_arch,
+                              parse_targets, parse_where)
 from shufflenet.errors import ConfigError
 from toolchain.cli import main
 
@@ -117,6 +118,11 @@ def test_targets_cli_table_and_json(tmp_path):
     rows = json.loads(res.output)
     row = next(r for r in rows if r["name"] == "x86-edge-ort-1t")
     assert row["installed"] is True and row["p50_ms"] == 15 and row["threads"] == 1
+    phone = next(r for r in rows if r["name"] == "arm-phone-bigcore-mnn-1t")
+    assert phone["arch"] == "aarch64" and phone["sized_for"] == "shufflenet_v2_x1_0 @ 224px"
+    host = normalize_arch(platform.machine())
+    assert phone["judged"] == ("here" if host == "aarch64" else "not here: needs aarch64")
+    assert next(r for r in rows if r["name"] == "reference-mindspore-cpu")["judged"] == "-"
 
 
 def test_targets_cli_bad_file_is_one_clean_line(tmp_path):

@@ -80,6 +80,9 @@ def bench(artifact, names, all_targets, targets_file, with_builtin, plot_path, a
     from ..bench import bench_target, check_budgets
     from ..bench.budgets import overall_verdict
 
+    from runtimes import resolve_artifact
+
+    artifact = resolve_artifact(artifact)  # once: every target gets the same resolved value
     chosen, skipped = _select(artifact, names, all_targets, targets_file, with_builtin)
     for name, why in skipped:
         click.echo(f"skipping target {name}: {why}", err=True)

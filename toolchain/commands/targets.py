@@ -7,20 +7,42 @@ from ..options import json_option, targets_file_option  # noqa: F401  (bench imp
 from ..output import echo_json, echo_table
 
 
+def judged_where(t, host_arch: str | None) -> str:
+    """Where this target's budgets can be judged, as seen from this host."""
+    if not t.has_budgets:
+        return "-"
+    kind = t.where.split(":", 1)[0]
+    if kind == "emu":
+        return "never (emulated)"
+    if kind == "ssh":
+        return f"on the device if it is {t.arch}"
+    return "here" if t.arch == host_arch else f"not here: needs {t.arch}"
+
+
 def target_row(t, installed: list[str]) -> dict:
+    import platform
+
+    from runtimes.targets import normalize_arch
+
     b = t.budgets
+    sized = f"{t.sized_for.model} @ {t.sized_for.input_size}px" if t.sized_for.model else None
     return {"name": t.name, "engine": t.engine, "installed": t.engine in installed,
             "format": t.format or "any", "precision": t.precision, "threads": t.threads,
             "batch": t.batch, "p50_ms": b.p50_ms, "p90_ms": b.p90_ms, "p99_ms": b.p99_ms,
-            "peak_rss_mb": b.peak_rss_mb, "where": t.where, "description": t.description,
-            "source": t.source}
+            "peak_rss_mb": b.peak_rss_mb, "arch": t.arch, "sized_for": sized,
+            "judged": judged_where(t, normalize_arch(platform.machine())), "where": t.where,
+            "description": t.description, "source": t.source}
 
 
 @click.command()
 @targets_file_option
 @json_option
 def targets(targets_file, as_json):
-    """List deployment targets: engine, threads, batch, latency/memory budgets, where."""
+    """List deployment targets: engine, threads, batch, latency/memory budgets, where.
+
+    Budgets state the arch and the model size they are for; "judged" says
+    whether a measurement from here can be judged against them.
+    """
     from runtimes import available_engines
     from runtimes.targets import load_targets
 
@@ -32,4 +54,5 @@ def targets(targets_file, as_json):
     echo_table(rows, [("name", "target"), ("engine", "engine"), ("installed", "here"),
                       ("format", "format"), ("precision", "prec"), ("threads", "threads"),
                       ("batch", "batch"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
-                      ("peak_rss_mb", "RSS MiB"), ("where", "where"), ("description", "description")])
+                      ("peak_rss_mb", "RSS MiB"), ("arch", "arch"), ("sized_for", "sized for"),
+                      ("judged", "judged"), ("where", "where"), ("description", "description")])

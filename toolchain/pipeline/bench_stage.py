@@ -15,18 +15,17 @@ DEFAULT_TARGETS = ("x86-edge-ort-1t", "x86-edge-ort-int8-1t", "x86-edge-openvino
                    "arm-phone-bigcore-mnn-1t", "arm-phone-bigcore-ncnn-1t")
 
 
-def _artifact_for(target, artifacts: dict, kinds: dict) -> str | None:
-    """The exported artifact this target runs, or None. ``kinds``: path -> (format, precision)."""
+def _artifact_for(target, resolved: dict):
+    """The exported artifact this target runs, or None. ``resolved``: format -> Artifact."""
     from runtimes import get_engine
 
     if target.format:
-        return artifacts.get(target.format)
+        return resolved.get(target.format)
     engine = get_engine(target.engine)
     found = {}
-    for path in artifacts.values():
-        fmt, precision = kinds[path]
-        if fmt in engine.formats and precision == target.precision:
-            found.setdefault(fmt, path)
+    for art in resolved.values():
+        if art.format in engine.formats and art.precision == target.precision:
+            found.setdefault(art.format, art)
     # the engine's own format first (OpenVINO IR before ONNX), then its listed order
     for fmt in engine.formats:
         if fmt in found:
@@ -35,19 +34,22 @@ def _artifact_for(target, artifacts: dict, kinds: dict) -> str | None:
 
 
 def choose_targets(names, targets_file, artifacts: dict) -> list:
-    """(target, artifact) pairs to measure; unknown names are errors, defaults are lenient."""
-    from runtimes import artifact_format, available_engines
+    """(target, :class:`Artifact`) pairs to measure; unknown names are errors, defaults lenient.
+
+    ``artifacts`` is ``{export format: path}``; each is resolved once here and the
+    resolved value is what the bench stage passes on.
+    """
+    from runtimes import available_engines, resolve_artifact
     from runtimes.targets import get_target, load_targets
 
     table = load_targets(targets_file)
     installed = set(available_engines())
-    # each artifact's metadata is read once, not once per target
-    kinds = {path: artifact_format(path)[:2] for path in artifacts.values()}
+    resolved = {fmt: resolve_artifact(path) for fmt, path in artifacts.items()}
     chosen = []
     if names:
         for name in names:
             t = get_target(name, table)
-            art = _artifact_for(t, artifacts, kinds)
+            art = _artifact_for(t, resolved)
             if art is None:
                 raise ConfigError(f"target {name!r} needs a {t.format or t.engine} {t.precision} "
                                   f"artifact; add its format to --formats")
@@ -62,7 +64,7 @@ def choose_targets(names, targets_file, artifacts: dict) -> list:
         t = table.get(name)
         if t is None or t.engine not in installed:
             continue
-        art = _artifact_for(t, artifacts, kinds)
+        art = _artifact_for(t, resolved)
         if art is not None:
             chosen.append((t, art))
     return chosen
@@ -82,7 +84,7 @@ def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
         from toolchain.bench.session import bench_target
 
         arts = artifacts_of(ctx)
-        name_of = {v: k for k, v in arts.items()}
+        name_of = {str(v): k for k, v in arts.items()}
         rows, gates = [], []
         for target, art in ctx["_bench_pairs"]:
             # the pipeline caps the measuring time; the target's own budgets still judge
@@ -91,7 +93,7 @@ def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
                                     iterations=min(target.iterations, 1000),
                                     warmup=dataclasses.replace(target.warmup, max_s=min(
                                         target.warmup.max_s, max(1.0, opts.bench_seconds))))
-            log(f"[bench] {t.name}: {name_of.get(art, art)} on {t.engine}")
+            log(f"[bench] {t.name}: {name_of.get(str(art), art.name)} on {t.engine}")
             res = bench_target(art, t)
             checks = check_budgets(res, target)
             verdict = overall_verdict(checks)
@@ -101,7 +103,7 @@ def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
                 why = "the target sets no budgets"
             on = res.measured_on
             d = res.to_dict(with_times=True)
-            rows.append({"target": target.name, "artifact_name": name_of.get(art, Path(art).name),
+            rows.append({"target": target.name, "artifact_name": name_of.get(str(art), art.name),
                          "engine": res.engine, "engine_version": res.engine_version,
                          "threads": res.threads,
                          "where": f"{res.where} {on.get('device_arch')}"

@@ -43,6 +43,22 @@ def quoted_python(tmp_path_factory):
     return str(wrapper)
 
 
+def test_quoted_python_is_this_environment(quoted_python):
+    """The interpreter the remote agent gets is this one, virtualenv included.
+
+    A symlink to a venv's python outside the venv folder starts the base
+    interpreter (no pyvenv.cfg beside the link) and the agent died with
+    ModuleNotFoundError; CI now runs the suite inside a venv, where this fails
+    for a link and passes for the wrapper.
+    """
+    import subprocess
+
+    out = subprocess.run([quoted_python, "-c", "import sys; print(sys.prefix)"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == sys.prefix
+
+
 def _remote_target(sshd, python, **kw) -> Target:
     ssh = SshOptions(identity_file=str(sshd.client_key), known_hosts=str(sshd.known_hosts),
                      python=python, connect_timeout_s=10)

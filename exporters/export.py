@@ -134,12 +134,14 @@ def relative_error(out: np.ndarray, ref: np.ndarray) -> float:
 
 def _install(stage_files: list[Path], out_dir: Path) -> list[Path]:
     """Rename staged files into ``out_dir``: companions first, the artifact (index 0) last."""
+    from shufflenet.fileio import default_file_mode
+
     placed = []
     for f in stage_files[1:] + stage_files[:1]:
         dest = out_dir / f.name
         if dest.is_dir():
             raise ExportError(f"cannot write {dest}: a folder of that name exists")
-        os.chmod(f, 0o644)  # mkstemp's 0600 would hide artifacts from other users
+        os.chmod(f, default_file_mode())  # what a plain write gives (umask), never 0600
         os.replace(f, dest)
         placed.append(dest)
     return [placed[-1]] + placed[:-1]

@@ -258,3 +258,23 @@ def test_exporters_has_no_import_cycles():
 
 def test_cycle_finder_finds_cycles():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()})
+
+
+def test_exported_artifacts_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    from exporters.export import _install
+
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    (stage / "m.onnx").write_text("x")
+    os.chmod(stage / "m.onnx", 0o600)   # as a temp file would be
+    out = tmp_path / "out"
+    out.mkdir()
+    old = os.umask(0o027)
+    try:
+        placed = _install([stage / "m.onnx"], out)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(placed[0].stat().st_mode) == 0o640   # was a fixed 0o644

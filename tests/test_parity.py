@@ -61,12 +61,14 @@ def test_fp32_onnx_and_mindir_pass_on_real_photos(arts):
 
 @pytest.mark.slow
 def test_int8_passes_its_profile_and_would_fail_fp32(arts):
+    # 48 images cannot prove int8's 2 pp margin: at best INCONCLUSIVE, passed only when allowed
     ckpt, files, _ = arts
     report = run_parity(ckpt, [files["onnx-int8"]], engines=["onnxruntime"], dataset="demo",
-                        samples=48, localize=False, progress=False)
+                        samples=48, localize=False, progress=False, allow_inconclusive=True)
     pair = report.pairs[0]
     assert pair.profile["name"] == "int8"
     assert report.passed, pair.summary()
+    assert pair.status == "INCONCLUSIVE" and pair.samples_needed > 48, pair.summary()
     acc = pair.metrics["accuracy"]
     assert acc["n"] == 48 and acc["ci_low"] <= acc["delta"] <= acc["ci_high"]
     assert acc["reference_accuracy"] > 0.2            # the test net really classifies digits

@@ -14,11 +14,21 @@ from .inputs import InputSet, resolve_inputs
 from .metrics import PairMetrics
 from .profiles import PROFILES, Profile, load_profile
 from .report import LayerDivergence, PairResult, ParityReport
-from .statistics import accuracy_delta, mcnemar_exact, newcombe_paired_interval, wilson_interval
+from .contract import contract_mismatches
+from .statistics import (
+    accuracy_delta,
+    accuracy_drop_verdict,
+    agreement_verdict,
+    mcnemar_exact,
+    newcombe_paired_interval,
+    samples_for_margin,
+    wilson_interval,
+)
 from .writers import junit_xml, markdown, write_json, write_junit, write_markdown
 
 __all__ = ["InputSet", "LayerDivergence", "PROFILES", "PairMetrics", "PairResult",
-           "ParityReport", "Profile", "accuracy_delta", "check_artifacts", "failure_message",
+           "ParityReport", "Profile", "accuracy_delta", "accuracy_drop_verdict", "agreement_verdict",
+           "check_artifacts", "contract_mismatches", "failure_message", "samples_for_margin",
            "junit_xml", "load_profile", "markdown", "mcnemar_exact", "newcombe_paired_interval",
            "resolve_inputs", "run_parity", "wilson_interval", "write_json", "write_junit",
            "write_markdown"]

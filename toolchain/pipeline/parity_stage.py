@@ -136,8 +136,14 @@ def parity_stage(opts, cfg, run_dir: Path, artifacts_of, checkpoint_of) -> Stage
         rows = [_row(p, name_of) for p in report.pairs]
         for p, r in zip(report.pairs, rows):
             detail = r["summary"] or (r["first_divergence"] or "")
-            gates.append({"name": f"parity {r['artifact']} on {r['engine']}", "passed": p.passed,
-                          "verdict": p.status, "detail": detail})
+            name = f"parity {r['artifact']} on {r['engine']}"
+            if p.status == "INCONCLUSIVE":
+                need = (f", ~{p.samples_needed} labelled val images would settle it"
+                        if p.samples_needed else "")
+                name += f" INCONCLUSIVE{need}{' (allowed)' if p.passed else ''}"
+            elif p.status != "PASS":
+                name += f" {p.status}"
+            gates.append({"name": name, "passed": p.passed, "verdict": p.status, "detail": detail})
         metrics = {"pairs": rows, "inputs": {k: v for k, v in report.inputs.items() if k != "images"},
                    "fingerprints": fingerprints, "notes": report.notes,
                    "accuracy_claim": bool(report.inputs.get("labelled")),

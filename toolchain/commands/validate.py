@@ -55,5 +55,7 @@ def validate(model, ckpt_path, pretrained, dataset, data_dir, val_split, batch_s
     if as_json:
         echo_json(res)
         return
-    echo_table([res], [("model", "model"), ("split", "split"), ("num_images", "images"),
-                       ("top1", "top-1"), ("top5", "top-5"), ("loss", "loss")])
+    # --json keeps validate()'s fractions; the table shows percent and says so
+    row = {**res, "top1_pct": round(100.0 * res["top1"], 2), "top5_pct": round(100.0 * res["top5"], 2)}
+    echo_table([row], [("model", "model"), ("split", "split"), ("num_images", "images"),
+                       ("top1_pct", "top-1 %"), ("top5_pct", "top-5 %"), ("loss", "loss")])

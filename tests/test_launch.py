@@ -157,6 +157,7 @@ def test_pipeline_two_ranks_killed_rank_then_resume_end_to_end(tmp_path, referen
     _, err = proc.communicate(timeout=120)
     stopped_in = time.perf_counter() - killed
     assert proc.returncode == 1, err[-3000:]
+    print(f"\n[launch] pipeline exited {stopped_in:.2f} s after rank 1 was killed")
     assert stopped_in < 15, f"the other rank was stopped after {stopped_in:.1f} s"
     assert "training rank 1 of 2 failed" in err and "Traceback" not in err
     rec = json.loads((run / "run.json").read_text())

@@ -35,6 +35,8 @@ from ..errors import ConfigError, ShuffleNetError
 DEFAULT_MASTER_PORT = 8118  # msrun's own default; several nodes must agree on one
 TAIL_LINES = 15
 _MS_LOG = re.compile(r"\[(DEBUG|INFO|WARNING)\] [A-Z_]+\(\d+,")  # MindSpore's own log lines
+_MS_LOG_START = re.compile(r"(?=\[(?:DEBUG|INFO|WARNING|ERROR)\] [A-Z_]+\(\d+,)")
+_LOST_NODE = re.compile(r"The node: (\d+) is timed out")
 _LAUNCHER_ENV = ("MS_ROLE", "MS_WORKER_NUM", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "RANK_TABLE_FILE")
 
 
@@ -221,8 +223,14 @@ def last_lines(path: Path, n: int = TAIL_LINES) -> list[str]:
         data = path.read_bytes()[-20000:].decode("utf-8", "replace")
     except FileNotFoundError:
         return []
-    lines = [seg.split("\r")[-1].rstrip() for seg in data.split("\n")]
-    return [ln for ln in lines if ln.strip()][-n:]
+    out = []
+    for seg in data.split("\n"):
+        # a progress bar redrawn with \r shows its last state; MindSpore's own INFO/WARNING
+        # lines (which may follow a bar on the same line) are noise here
+        for piece in _MS_LOG_START.split(seg.split("\r")[-1]):
+            if piece.strip() and not _MS_LOG.match(piece):
+                out.append(piece.rstrip())
+    return out[-n:]
 
 
 class _Supervisor:
@@ -317,6 +325,16 @@ class _Supervisor:
                 pass
             self.proc.wait()
 
+    def _lost_elsewhere(self) -> str:
+        """Ranks msrun's scheduler (node 0) saw time out: a rank on another node died."""
+        log = self.log_dir / "scheduler.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        lost = sorted({int(r) for r in _LOST_NODE.findall(text)} - set(self.ranks))
+        if not lost:
+            return ""
+        return (f" The scheduler lost rank(s) {', '.join(map(str, lost))} on another node first "
+                f"(timed out): look at that node's log.")
+
     def _failure(self, rank: int | None, how: str) -> LaunchError:
         if rank is None:  # died before it could say who it was: show every rank that did not finish
             unfinished = [r for r in self.ranks if not self._done(r)] or self.ranks
@@ -326,7 +344,8 @@ class _Supervisor:
                                f"Last log lines:\n" + "\n".join(parts))
         lines = last_lines(self.rank_logs.get(rank, self.log_dir / f"worker_{rank}.log"))
         return LaunchError(f"training rank {rank} of {self.spec.world_size} failed ({how}); "
-                           f"the other ranks were stopped. Last lines of {self.rank_logs.get(rank)}:\n  "
+                           f"the other ranks were stopped.{self._lost_elsewhere()} "
+                           f"Last lines of {self.rank_logs.get(rank)}:\n  "
                            + "\n  ".join(lines or ["(empty log)"]))
 
     def run(self) -> None:

@@ -29,7 +29,7 @@ from . import agent as agent_module
 from .base import InputSpec, Runner
 
 __all__ = ["AgentSession", "Device", "DeviceRunner", "EmulatedArm64", "LocalDevice", "SshDevice",
-           "device_for"]
+           "device_for", "device_for_target", "device_info"]
 
 
 class Device:
@@ -135,6 +135,11 @@ def device_for(where: str, ssh_options=None, cpu: str | None = None) -> Device:
         return SshDevice(where, ssh_options)
     raise RuntimeEngineError(f"unknown device {where!r}: use local, emu:arm64 or "
                              "ssh://user@host[:port]")
+
+
+def device_for_target(target) -> Device:
+    """The device a :class:`runtimes.targets.Target` lives on (its ``where``, ssh options, ``cpu``)."""
+    return device_for(target.where, ssh_options=target.ssh, cpu=getattr(target, "cpu", None))
 
 
 class AgentSession:

@@ -186,7 +186,8 @@ def load_device(name: str, cpu: str | None = None) -> EmulatedDevice:
 
 
 # -- building --------------------------------------------------------------------
-def _run(argv: list[str], what: str, cwd=None, env=None, timeout: float = 900) -> str:
+def _run(argv: list[str], what: str, cwd=None, env=None, timeout: float = 900,
+         merge: bool = False) -> str:
     try:
         proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
                               timeout=timeout)
@@ -199,7 +200,7 @@ def _run(argv: list[str], what: str, cwd=None, env=None, timeout: float = 900) -
         lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
         errs = [ln for ln in lines if ln.startswith(("E:", "ERROR", "W: Failed"))] or lines
         raise DeviceError(f"cannot {what}: {errs[-1][:300] if errs else f'exit code {proc.returncode}'}")
-    return proc.stdout
+    return proc.stdout + proc.stderr if merge else proc.stdout
 
 
 def _system_sources() -> dict[str, str]:
@@ -262,8 +263,12 @@ def _fetch_debs(spec: DeviceSpec, work: Path, progress) -> Path:
     if all(w.split(":")[0].split("/")[0] in have for w in wanted):
         return debs
     _say(progress, "apt: reading package lists (private state, system apt untouched)")
-    _run(apt + ["update"], "update the private apt package lists (are the Debian mirrors "
-         "reachable?)", env=env, timeout=600)
+    what = "update the private apt package lists (are the Debian mirrors reachable?)"
+    out = _run(apt + ["update"], what, env=env, timeout=600, merge=True)
+    failed = [ln.strip() for ln in out.splitlines()
+              if ln.startswith(("Err:", "W: Failed to fetch", "E: Failed to fetch"))]
+    if failed:  # apt-get update exits 0 when a source is unreachable; the download would not say why
+        raise DeviceError(f"cannot {what}: {failed[-1][:300]}")
     _say(progress, f"apt: downloading {len(wanted)} packages")
     _run(apt + ["download", *wanted], "download the device's Debian packages", cwd=debs, env=env,
          timeout=900)

@@ -125,3 +125,111 @@ def test_emulated_device_is_aarch64_and_says_so():
     assert info["engines"]["tflite"] and info["engines"]["tflite"] != "litert"
     base = device_info(_emulated("cortex-a72"))["device"]
     assert base["cpu"] == "Cortex-A72" and "fp16" not in base["cpu_features"]
+
+
+@pytest.mark.slow
+def test_emulated_bench_job_reports_the_device():
+    from toolchain.bench import bench_target
+    from runtimes.targets import Target
+
+    _emulated("cortex-a72")
+    onnx = built_artifacts()[1]["onnx"]
+    t = Target(name="emu-ort", engine="onnxruntime", where="emu:arm64", cpu="cortex-a72", batch=2,
+               iterations=3, warmup=__import__("runtimes.targets", fromlist=["WarmupPolicy"])
+               .WarmupPolicy(min=1, max=2, window=1))
+    res = bench_target(onnx, t)
+    assert res.fingerprint["arch"] == "aarch64" and res.fingerprint["cpu"] == "Cortex-A72"
+    assert res.fingerprint["emulated"] == "qemu:cortex-a72" and res.where.startswith("emu:arm64")
+
+
+# -- device-side parity on the emulated device ---------------------------------------
+@pytest.fixture(scope="module")
+def arts32(tmp_path_factory):
+    """A well-conditioned x0_5 at 32 px and its edge exports (real photos, real margins)."""
+    from conftest_parity import export_artifacts, make_checkpoint
+
+    out = tmp_path_factory.mktemp("arts32")
+    ckpt = make_checkpoint(out / "x05.ckpt", size=32)
+    formats = "onnx,onnx-int8,mnn,ncnn" if "ncnn" in runtimes.available_engines() else \
+        "onnx,onnx-int8,mnn"
+    return ckpt, export_artifacts(ckpt, out, formats)
+
+
+@pytest.mark.slow
+def test_parity_on_the_emulated_arm64_device_with_two_cpu_models(arts32):
+    """Every edge artifact vs the checkpoint on arm64 kernels: ARMv8.0 (no fp16) and ARMv8.2."""
+    from toolchain.parity import run_parity
+
+    ckpt, arts = arts32
+    found = {}
+    for cpu in ("cortex-a72", "cortex-a76"):
+        dev = _emulated(cpu)
+        fp32 = run_parity(ckpt, [arts[f] for f in ("onnx", "onnx-int8", "mnn", "ncnn") if f in arts],
+                          engines=["onnxruntime", "mnn", "ncnn"], device=dev, samples=8,
+                          batch_size=4, progress=False, localize=False)
+        low = run_parity(ckpt, [arts[f] for f in ("mnn", "ncnn") if f in arts],
+                         engines=["mnn", "ncnn"], device=dev, samples=8, batch_size=4,
+                         progress=False, localize=False, profile="fp16",
+                         engine_options={"mnn": {"precision": "low"}, "ncnn": {"fp16": True}})
+        for report, tag in ((fp32, ""), (low, "-low")):
+            for p in report.pairs:
+                assert p.error is None, p.error
+                assert p.device["arch"] == "aarch64" and p.device["emulated"] == f"qemu:{cpu}"
+                found[(p.format + tag, cpu)] = p
+        for p in fp32.pairs:            # fp32 and int8 hold their own profile on arm64 kernels
+            assert p.passed, (cpu, p.name, p.summary())
+    rel = {k: p.metrics["max_rel_error"] for k, p in found.items()}
+    # ARMv8.0 has no fp16 arithmetic: MNN "low" is fp32 there; ARMv8.2 really runs fp16
+    assert rel[("mnn-low", "cortex-a72")] < 1e-4 < rel[("mnn-low", "cortex-a76")]
+    if ("ncnn-low", "cortex-a72") in rel:
+        assert rel[("ncnn-low", "cortex-a76")] > 10 * rel[("ncnn-low", "cortex-a72")]
+    print("\n".join(f"{k[0]:10s} {k[1]:11s} max_rel {v:.3g} top1 "
+                    f"{found[k].metrics['top1_agreement']:.3f} {found[k].status}"
+                    for k, v in sorted(rel.items())))
+
+
+def test_pipeline_plans_arm_parity_only_when_the_device_is_set_up(tmp_path, monkeypatch):
+    from toolchain.pipeline.device_parity import SETUP_HINT, plan_device_checks
+
+    arts = {"mnn": tmp_path / "m.mnn", "ncnn": tmp_path / "m.ncnn.param", "onnx": tmp_path / "m.onnx"}
+    monkeypatch.setenv("SHUFFLENET_HOME", str(tmp_path / "empty"))
+    assert plan_device_checks(None, None, arts) == ([], [SETUP_HINT])
+    f = tmp_path / "t.yaml"
+    f.write_text("targets:\n  pi:\n    engine: ncnn\n    where: emu:arm64\n    cpu: cortex-a76\n"
+                 "    options: {fp16: true}\n  here:\n    engine: onnxruntime\n")
+    checks, notes = plan_device_checks(["pi", "here"], str(f), arts)
+    assert [(c.target.name, c.target.cpu, c.artifact) for c in checks] == \
+        [("pi", "cortex-a76", str(arts["ncnn"]))] and notes == []
+
+
+def test_device_cli_lists_and_refuses_bad_input(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from toolchain.cli import main
+
+    monkeypatch.setenv("SHUFFLENET_HOME", str(tmp_path))
+    r = CliRunner().invoke(main, ["device", "list", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = {row["device"]: row for row in json.loads(r.output)}
+    assert rows["emu:arm64"]["ready"] is False and "shufflenet device setup arm64" in \
+        rows["emu:arm64"]["detail"]
+    r = CliRunner().invoke(main, ["device", "status", "emu:arm64"])
+    assert r.exit_code == 1 and "not set up" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["device", "status", "ftp://x"])
+    assert r.exit_code == 1 and "unknown device" in r.output
+    r = CliRunner().invoke(main, ["device", "setup", "arm64", "--cpu", "pentium"])
+    assert r.exit_code == 2 and "pentium" in r.output
+
+
+def test_unreachable_package_sources_are_one_clear_line(tmp_path, monkeypatch):
+    from runtimes import emulated
+
+    monkeypatch.setenv("SHUFFLENET_HOME", str(tmp_path))
+    monkeypatch.setattr(emulated, "_sources_list", lambda release="bookworm": (
+        "deb [arch=arm64 trusted=yes] http://127.0.0.1:9/debian bookworm main\n"))
+    with pytest.raises(emulated.DeviceError) as err:
+        emulated.build_device("arm64")
+    msg = str(err.value)
+    assert msg.startswith("cannot ") and "\n" not in msg
+    assert "reachable" in msg or "not found" in msg
+    assert not emulated.device_dir("arm64").exists()      # nothing half-built is left as a device

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..options import json_option, model_option, num_classes_option
+from ..options import json_option, model_option, num_classes_option, targets_file_option
 
 
 def _engines(ctx, param, value):
@@ -31,6 +31,22 @@ def _engine_options(ctx, param, value):
             raise click.BadParameter(f"expected ENGINE.KEY=VALUE, got {item!r}")
         out.setdefault(engine.lower(), {})[key] = yaml.safe_load(raw) if raw else raw
     return out
+
+
+def _on_target(name, targets_file, engines, engine_options, threads):
+    """The target's engine, options (``--engine-option`` on top), threads and device."""
+    from runtimes.devices import device_for_target
+    from runtimes.targets import get_target, load_targets
+    from shufflenet.errors import ConfigError
+
+    target = get_target(name, load_targets(targets_file))
+    if engines and engines != [target.engine]:
+        raise ConfigError(f"target {name!r} runs {target.engine}; drop --engine or pick another "
+                          "target")
+    options = {**engine_options, target.engine: {**dict(target.options),
+                                                 **engine_options.get(target.engine, {})}}
+    device = None if target.where == "local" else device_for_target(target)
+    return [target.engine], options, threads or target.threads, device
 
 
 @click.command()
@@ -70,12 +86,16 @@ def _engine_options(ctx, param, value):
 @click.option("--allow-inconclusive", "allow_inconclusive", is_flag=True,
               help="Let INCONCLUSIVE pairs (too few samples to prove the margin either way) "
                    "pass the gate; by default they fail it.")
+@click.option("--target", "target_name", default=None, metavar="NAME",
+              help="Run the artifacts on this target's device (local, ssh:// or emu:arm64) with "
+                   "its engine, options and threads; the checkpoint stays here.")
+@targets_file_option
 @model_option
 @num_classes_option
 @json_option
 def parity(checkpoint, artifacts, engines, images, dataset, split, samples, random_n, profile,
            batch_size, threads, engine_options, no_localize, junit, report_md, json_out,
-           allow_inconclusive, model, num_classes, as_json):
+           allow_inconclusive, target_name, targets_file, model, num_classes, as_json):
     """Check that exported ARTIFACTS compute what CHECKPOINT computes.
 
     The checkpoint runs in MindSpore (the reference); each artifact runs on
@@ -88,9 +108,15 @@ def parity(checkpoint, artifacts, engines, images, dataset, split, samples, rand
     the field). --model and --num-classes are needed only for a checkpoint
     without metadata.
 
+    With --target the artifacts run on that target's device: the device
+    receives the preprocessed batches and returns logits (an ssh host or the
+    emulated ARM64 device of `shufflenet device setup arm64`); the table says
+    where each pair ran (arch, CPU model, emulated).
+
     \b
-    Example:
+    Examples:
       shufflenet parity best.ckpt out/*.onnx out/*.mindir --report parity.md
+      shufflenet parity best.ckpt out/m.ncnn.param --target my-emulated-a76 --targets-file t.yaml
     """
     from shufflenet.errors import ConfigError, GateFailed
     from toolchain.output import echo_json, echo_table
@@ -100,12 +126,16 @@ def parity(checkpoint, artifacts, engines, images, dataset, split, samples, rand
 
     if images and dataset:
         raise ConfigError("give either --images or --dataset, not both")
+    device = None
+    if target_name:
+        engines, engine_options, threads, device = _on_target(target_name, targets_file, engines,
+                                                              engine_options, threads)
     report = run_parity(checkpoint, list(artifacts), engines=engines, images=images,
                         dataset=dataset, split=split, samples=samples, random=random_n,
                         profile=profile, batch_size=batch_size, threads=threads,
                         localize=not no_localize, progress=not as_json, model=model,
                         num_classes=num_classes, engine_options=engine_options,
-                        allow_inconclusive=allow_inconclusive)
+                        allow_inconclusive=allow_inconclusive, device=device)
     if as_json:
         echo_json(report.to_dict())
     else:

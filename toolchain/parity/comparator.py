@@ -119,13 +119,21 @@ def _progress(total: int, enabled: bool):
                 leave=False)
 
 
-def _open_pairs(stack, checked, requested, profile, threads, engine_options) -> list[PairResult]:
-    """One activated runner per (artifact, engine); a runner that fails to load is an ERROR pair."""
-    from runtimes import create_runner
+def _open_pairs(stack, checked, requested, profile, threads, engine_options,
+                device=None) -> list[PairResult]:
+    """One activated runner per (artifact, engine); a runner that fails to load is an ERROR pair.
 
+    With a ``device`` (:mod:`runtimes.devices`) each runner runs there through
+    the agent; the engine need not be installed here.
+    """
+    from runtimes import ENGINES, create_runner
+    from runtimes.agent import machine_fingerprint
+
+    here = {"where": "local", **machine_fingerprint()}
     pairs = []
     for path, meta, match, mismatches in checked:
-        chosen = _candidate_engines(path, requested)
+        chosen = _candidate_engines(path, requested) if device is None else \
+            [e for e in requested if meta.get("format") in ENGINES[e].formats]
         if not chosen:
             raise ConfigError(f"none of the requested engines ({', '.join(requested)}) runs "
                               f"{Path(path).name}; engines for it: "
@@ -141,8 +149,17 @@ def _open_pairs(stack, checked, requested, profile, threads, engine_options) -> 
                 pairs.append(pair)        # it cannot take the checkpoint's input: judged unrun
                 continue
             try:
-                pair.runner = stack.enter_context(create_runner(
-                    engine, path, threads=threads, **dict(engine_options.get(engine, {}))))
+                options = dict(engine_options.get(engine, {}))
+                if device is None:
+                    pair.runner = stack.enter_context(create_runner(engine, path, threads=threads,
+                                                                    **options))
+                    pair.device = here
+                else:
+                    from runtimes.devices import DeviceRunner
+
+                    pair.runner = stack.enter_context(DeviceRunner(device, engine, path,
+                                                                   threads=threads, **options))
+                    pair.device = dict(pair.runner.device)
                 pair.engine_version = pair.runner.info().engine_version
             except ShuffleNetError as exc:
                 pair.error = str(exc)
@@ -181,7 +198,7 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
                batch_size: int = DEFAULT_BATCH, threads: int | None = None, localize: bool = True,
                progress: bool = True, raise_on_fail: bool = False, model: str | None = None,
                num_classes: int | None = None, engine_options: dict | None = None,
-               allow_inconclusive: bool = False, inputs=None) -> ParityReport:
+               allow_inconclusive: bool = False, inputs=None, device=None) -> ParityReport:
     """Compare a checkpoint with each artifact on each engine that can run it.
 
     ``profile``: ``None`` (each artifact's precision picks fp32/fp16/int8),
@@ -191,7 +208,10 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
     options, e.g. ``{"openvino": {"inference_precision": "bf16"}}``; those of
     ``mindspore`` go to the reference (``{"mode": "graph"}``). Returns a
     :class:`ParityReport`; with ``raise_on_fail`` a failing pair raises
-    :class:`GateFailed` (after the report is built).
+    :class:`GateFailed` (after the report is built). ``device``: a
+    :class:`runtimes.devices.Device` (an ssh host, the emulated ARM64 device)
+    the artifacts run on, through the agent, with the ``engines`` given; the
+    reference stays here in MindSpore.
 
     >>> report = run_parity("best.ckpt", ["m.onnx", "m.int8.onnx"])   # doctest: +SKIP
     >>> report.passed, [p.status for p in report.pairs]               # doctest: +SKIP
@@ -209,6 +229,8 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
     if not Path(checkpoint).is_file():
         raise CheckpointError(f"checkpoint not found: {checkpoint}")
     requested = [e.lower() for e in engines] if engines else None
+    if device is not None and not requested:
+        raise ConfigError("parity on a device needs the engine(s) to run there")
     if requested:
         from runtimes import get_engine
 
@@ -231,7 +253,7 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
                                     random=random, image_size=transform.image_size,
                                     model_labels=ref_meta.get("labels"),
                                     num_classes=int(ref_meta["num_classes"]))
-        pairs = _open_pairs(stack, checked, requested, profile, threads, engine_options)
+        pairs = _open_pairs(stack, checked, requested, profile, threads, engine_options, device)
         first = _stream(inputs, transform, batch_size, reference, pairs, progress)
     for pair in pairs:
         pair.allow_inconclusive = bool(allow_inconclusive)
@@ -248,7 +270,12 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
         pair.metrics = pair.accumulator.result()
         pair.checks = [contract] + pair.gate_profile.evaluate(pair.metrics)
         numbers_failed = any(c.state != "PASS" for c in pair.checks if c.gate != "deployment_contract")
-        if numbers_failed and localize and first is not None:
+        if numbers_failed and localize and first is not None and device is not None:
+            from .report import LayerDivergence
+
+            pair.divergence = LayerDivergence(False, "layer localisation runs on this machine's "
+                                              "engines only; rerun parity here to localise")
+        elif numbers_failed and localize and first is not None:
             pair.divergence = _localize(checkpoint, pair, first, pair.gate_profile, threads, ref_meta,
                                         engine_options.get(pair.engine, {}))
     report = ParityReport(

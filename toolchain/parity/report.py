@@ -56,6 +56,8 @@ class PairResult:
     seconds: float = 0.0
     source_matches_checkpoint: bool | None = None
     divergence: LayerDivergence | None = None
+    # where the candidate ran: where, arch, cpu, cpu_features, emulated (runtimes.agent fingerprint)
+    device: dict = field(default_factory=dict)
     # working state while a run streams; never part of the report
     runner: object = field(default=None, repr=False, compare=False)
     accumulator: object = field(default=None, repr=False, compare=False)
@@ -130,13 +132,23 @@ class PairResult:
             "seconds": round(self.seconds, 3),
             "source_matches_checkpoint": self.source_matches_checkpoint,
             "divergence": self.divergence.to_dict() if self.divergence else None,
+            "device": self.device,
         })
+
+    @property
+    def ran_on(self) -> str:
+        """``aarch64 Cortex-A76 (qemu)``: where the candidate ran, in a few words."""
+        d = self.device or {}
+        if not d.get("arch"):
+            return str(d.get("where", ""))
+        text = f"{d.get('arch', '?')} {d.get('cpu', '?')}"
+        return text + (" (emulated)" if d.get("emulated") else "")
 
     def row(self) -> dict:
         """A flat row for the stdout table."""
         m = self.metrics or {}
         acc = m.get("accuracy")
-        row = {"artifact": Path(self.artifact).name, "engine": self.engine,
+        row = {"artifact": Path(self.artifact).name, "engine": self.engine, "ran_on": self.ran_on,
                "profile": self.profile.get("name", ""), "n": m.get("samples"),
                "max_abs": m.get("max_abs_error"), "max_rel": m.get("max_rel_error"),
                "min_cos": m.get("min_cosine"), "psnr": m.get("psnr_db"),
@@ -159,7 +171,8 @@ def _short(v) -> str:
     return str(v)
 
 
-TABLE_COLUMNS = [("artifact", "artifact"), ("engine", "engine"), ("profile", "profile"),
+TABLE_COLUMNS = [("artifact", "artifact"), ("engine", "engine"), ("ran_on", "ran on"),
+                 ("profile", "profile"),
                  ("n", "n"), ("max_abs", "max|d|"), ("max_rel", "max rel"),
                  ("min_cos", "min cos"), ("psnr", "PSNR dB"), ("top1", "top1 agree"),
                  ("top5", "top5 overlap"), ("acc_delta", "acc delta [95% CI]"),

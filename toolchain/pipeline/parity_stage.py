@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .device_parity import planned_key, plan_device_checks, run_device_checks
 from .stage_cache import Stage, StageResult, log
 
 NO_LABELS_NOTE = ("no labelled data reachable: parity ran on stand-in photos; agreement only, "
@@ -73,7 +74,8 @@ def _row(p, name_of) -> dict:
     div = getattr(p, "divergence", None)
     return {
         "artifact": name_of.get(str(Path(p.artifact)), Path(p.artifact).name),
-        "engine": p.engine, "precision": (p.profile or {}).get("name"),
+        "engine": p.engine, "ran_on": p.ran_on, "engine_version": p.engine_version,
+        "device": p.device, "precision": (p.profile or {}).get("name"),
         "n": m.get("samples"),
         "max_abs": m.get("max_abs_error"), "max_rel": m.get("max_rel_error"),
         "cosine": m.get("min_cosine"), "psnr": m.get("psnr_db"),
@@ -93,7 +95,8 @@ def parity_stage(opts, cfg, run_dir: Path, artifacts_of, checkpoint_of) -> Stage
         return {"checkpoint_sha256": ctx["checkpoint_sha256"],
                 "artifacts": {k: v.get("sha256") for k, v in ctx["export"].outputs.items()},
                 "dataset": ctx["dataset"], "data": train_data_spec(opts, cfg),
-                "samples": opts.parity_samples, "allow_inconclusive": opts.allow_inconclusive}
+                "samples": opts.parity_samples, "allow_inconclusive": opts.allow_inconclusive,
+                "devices": planned_key(opts.target_names, opts.targets_file, artifacts_of(ctx))}
 
     def run(ctx):
         from toolchain.parity import run_parity
@@ -110,6 +113,13 @@ def parity_stage(opts, cfg, run_dir: Path, artifacts_of, checkpoint_of) -> Stage
                             progress=opts.progress, allow_inconclusive=opts.allow_inconclusive,
                             inputs=inputs_set)
         report.notes += notes
+        checks, device_notes = plan_device_checks(opts.target_names, opts.targets_file, arts)
+        for note in device_notes:
+            log(f"[parity] {note}")
+        device_pairs, more = run_device_checks(ckpt, checks, inputs_set, opts.parity_samples,
+                                               opts.progress, opts.allow_inconclusive)
+        report.pairs += device_pairs
+        report.notes += device_notes + more
         calib = _calibration_of(arts)
         fingerprints = {"parity": report.inputs.get("sha256"), "parity_source": report.inputs.get("source"),
                         "parity_samples": report.inputs.get("samples"),
@@ -136,7 +146,8 @@ def parity_stage(opts, cfg, run_dir: Path, artifacts_of, checkpoint_of) -> Stage
         rows = [_row(p, name_of) for p in report.pairs]
         for p, r in zip(report.pairs, rows):
             detail = r["summary"] or (r["first_divergence"] or "")
-            name = f"parity {r['artifact']} on {r['engine']}"
+            on = f" @ {r['ran_on']}" if p.device.get("where", "local") != "local" else ""
+            name = f"parity {r['artifact']} on {r['engine']}{on}"
             if p.status == "INCONCLUSIVE":
                 need = (f", ~{p.samples_needed} labelled val images would settle it"
                         if p.samples_needed else "")

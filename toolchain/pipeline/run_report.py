@@ -131,7 +131,8 @@ def _html_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-PARITY_COLS = [("artifact", "artifact"), ("engine", "engine"), ("precision", "precision"),
+PARITY_COLS = [("artifact", "artifact"), ("engine", "engine"), ("ran_on", "ran on"),
+               ("precision", "precision"),
                ("n", "n"), ("max_abs", "max |err|"), ("cosine", "cosine"),
                ("top1_agreement", "top-1 agree"), ("acc_delta", "acc. delta [95% CI]"),
                ("first_divergence", "first divergent layer"), ("verdict", "verdict"),

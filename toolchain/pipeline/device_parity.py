@@ -1,0 +1,126 @@
+"""The parity stage's device half: each target's artifact checked on that target's device.
+
+Host parity says nothing about ARM kernels (ncnn/MNN switch to fp16 on
+ARMv8.2, ONNX Runtime runs other MLAS kernels on arm64). So, after the host
+pairs, the pipeline runs parity again on the devices its targets live on:
+
+* targets you picked (``-t NAME``) that live on an ssh host or on
+  ``emu:arm64``: their artifact, engine, options and threads, there;
+* the default run (no ``-t``): the built-in ARM targets' engines and options
+  on the emulated ARM64 device when ``shufflenet device setup arm64`` has
+  built it; otherwise one line says how to add it (the demo stays fast and
+  needs no apt).
+
+Inputs are the host pairs' (the same images, preprocessed here); the
+reference is the checkpoint in MindSpore here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .stage_cache import log
+
+SETUP_HINT = ("ARM parity not run: the emulated arm64 device is not set up "
+              "(`shufflenet device setup arm64`, ~20 s once, needs apt and pip sources)")
+
+
+@dataclass
+class DeviceCheck:
+    target: object          # runtimes.targets.Target (its where, cpu, ssh, engine, options)
+    artifact: str
+
+    def key(self) -> dict:
+        t = self.target
+        return {"target": t.name, "where": t.where, "cpu": t.cpu, "engine": t.engine,
+                "options": dict(t.options), "artifact": Path(self.artifact).name}
+
+
+def _artifact_for(target, artifacts: dict) -> str | None:
+    from runtimes import ENGINES
+
+    if target.format:
+        return str(artifacts[target.format]) if target.format in artifacts else None
+    for fmt, path in artifacts.items():
+        if fmt in ENGINES[target.engine].formats:
+            return str(path)
+    return None
+
+
+def plan_device_checks(target_names, targets_file, artifacts: dict) -> tuple[list, list]:
+    """``([DeviceCheck], notes)``: what to run on which device, and what was left out and why."""
+    from runtimes.emulated import DeviceError, load_device
+    from runtimes.targets import get_target, load_targets
+
+    targets = load_targets(targets_file)
+    notes, checks = [], []
+    if target_names:
+        chosen = [get_target(n, targets) for n in target_names]
+        chosen = [t for t in chosen if t.where != "local"]
+    else:
+        try:
+            load_device("arm64")
+        except DeviceError:
+            return [], [SETUP_HINT]
+        seen, chosen = set(), []
+        for t in targets.values():  # one check per engine setting: threads do not change numerics
+            if t.arch == "aarch64" and t.where == "local":
+                sig = (t.engine, t.format, tuple(sorted(t.options.items())))
+                if sig not in seen:
+                    seen.add(sig)
+                    chosen.append(t)
+        chosen = [_on_emulator(t) for t in chosen]
+    for t in chosen:
+        art = _artifact_for(t, artifacts)
+        if art is None:
+            notes.append(f"device parity for target {t.name}: no {t.format or t.engine} artifact "
+                         "was exported")
+            continue
+        checks.append(DeviceCheck(t, art))
+    return checks, notes
+
+
+def _on_emulator(target):
+    import dataclasses
+
+    return dataclasses.replace(target, where="emu:arm64")
+
+
+def planned_key(target_names, targets_file, artifacts: dict) -> list:
+    """What the device half will run (for the stage's cache key): device set up or not counts."""
+    checks, notes = plan_device_checks(target_names, targets_file, artifacts)
+    return [c.key() for c in checks] + notes
+
+
+def run_device_checks(checkpoint: str, checks: list, inputs_set, samples, progress: bool,
+                      allow_inconclusive: bool) -> tuple[list, list]:
+    """``(pairs, notes)``: parity pairs that ran on their target's device (ERROR where it could not)."""
+    from runtimes.devices import device_for_target
+    from shufflenet.errors import ShuffleNetError
+    from toolchain.parity import run_parity
+
+    pairs, notes = [], []
+    for c in checks:
+        t = c.target
+        try:
+            device = device_for_target(t)
+            log(f"[parity] {Path(c.artifact).name} on {t.engine} @ {device.label()} "
+                f"(target {t.name})")
+            report = run_parity(checkpoint, [c.artifact], engines=[t.engine],
+                                engine_options={t.engine: dict(t.options)}, threads=t.threads,
+                                samples=samples, progress=progress, device=device,
+                                allow_inconclusive=allow_inconclusive, inputs=inputs_set)
+        except ShuffleNetError as exc:  # a device that cannot run it fails its gate
+            from shufflenet.artifact import resolve_artifact
+            from toolchain.parity.report import PairResult
+
+            art = resolve_artifact(c.artifact)
+            pairs.append(PairResult(str(art.path), art.format, art.precision, t.engine,
+                                    error=f"on {t.where}: {exc}",
+                                    device={"where": t.where, "target": t.name}))
+            continue
+        for p in report.pairs:
+            p.device = {**p.device, "target": t.name}
+        pairs += report.pairs
+    return pairs, notes
+

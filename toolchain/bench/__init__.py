@@ -2,11 +2,13 @@
 
 >>> from toolchain.bench import bench_target, check_budgets     # doctest: +SKIP
 >>> result = bench_target("m.onnx", targets["x86-edge-ort-1t"])
->>> [c.passed for c in check_budgets(result, targets["x86-edge-ort-1t"])]
+>>> [c.status for c in check_budgets(result, targets["x86-edge-ort-1t"])]
+['NOT JUDGED', ...]          # e.g. an x0_5 artifact against budgets sized for x1_0 @ 224 px
 """
-from .budgets import BudgetCheck, check_budgets
-from .latency import LatencyResult, measure_latency
+from .budgets import BudgetCheck, Judgement, check_budgets, judgement, overall_verdict
+from .latency import LatencyResult, measure_latency, measured_on
 from .session import bench_target, check_compatible, input_batch
 
-__all__ = ["BudgetCheck", "LatencyResult", "bench_target", "check_budgets", "check_compatible",
-           "input_batch", "measure_latency"]
+__all__ = ["BudgetCheck", "Judgement", "LatencyResult", "bench_target", "check_budgets",
+           "check_compatible", "input_batch", "judgement", "measure_latency", "measured_on",
+           "overall_verdict"]

@@ -22,26 +22,17 @@ import json
 import os
 import re
 import shlex
-import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, ShuffleNetError
+from ..errors import ConfigError
+from .rank_watch import LaunchError, RankWatcher
 
 DEFAULT_MASTER_PORT = 8118  # msrun's own default; several nodes must agree on one
-TAIL_LINES = 15
-_MS_LOG = re.compile(r"\[(DEBUG|INFO|WARNING)\] [A-Z_]+\(\d+,")  # MindSpore's own log lines
-_MS_LOG_START = re.compile(r"(?=\[(?:DEBUG|INFO|WARNING|ERROR)\] [A-Z_]+\(\d+,)")
-_LOST_NODE = re.compile(r"The node: (\d+) is timed out")
 _LAUNCHER_ENV = ("MS_ROLE", "MS_WORKER_NUM", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "RANK_TABLE_FILE")
-
-
-class LaunchError(ShuffleNetError):
-    """A data-parallel run failed: a rank died or the launcher could not start it."""
 
 
 @dataclass(frozen=True)
@@ -202,183 +193,6 @@ def _environment(log_dir: Path) -> dict:
     return env
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for msrun to reap it counts as dead)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-            return True
-        except OSError:
-            return False
-
-
-def last_lines(path: Path, n: int = TAIL_LINES) -> list[str]:
-    """The last ``n`` non-empty lines of a log (progress-bar redraws collapsed)."""
-    try:
-        data = path.read_bytes()[-20000:].decode("utf-8", "replace")
-    except FileNotFoundError:
-        return []
-    out = []
-    for seg in data.split("\n"):
-        # a progress bar redrawn with \r shows its last state; MindSpore's own INFO/WARNING
-        # lines (which may follow a bar on the same line) are noise here
-        for piece in _MS_LOG_START.split(seg.split("\r")[-1]):
-            if piece.strip() and not _MS_LOG.match(piece):
-                out.append(piece.rstrip())
-    return out[-n:]
-
-
-class _Supervisor:
-    """Runs msrun, copies one rank's log to the terminal, stops everything when a rank dies."""
-
-    _EXIT = re.compile(r"Worker process (\d+) exit with exception\. Error code: (-?\d+)")
-
-    def __init__(self, spec: LaunchSpec, cmd: list, env: dict, log_dir: Path, stream) -> None:
-        self.spec, self.cmd, self.env, self.log_dir, self.stream = spec, cmd, env, log_dir, stream
-        first = spec.node_rank * spec.devices
-        self.ranks = list(range(first, first + spec.devices))
-        self.rank_logs = {r: log_dir / f"worker_{r}.log" for r in self.ranks}
-        self.msrun_log = log_dir / "msrun.log"
-        self.proc: subprocess.Popen | None = None
-        self._tail_pos = 0
-        self._partial = ""
-        self._msrun_pos = 0
-        self._exit = None
-
-    def pids(self) -> dict[int, int]:
-        out = {}
-        for r in self.ranks:
-            try:
-                out[r] = int((self.log_dir / f"rank{r}.pid").read_text())
-            except (FileNotFoundError, ValueError):
-                pass
-        return out
-
-    def _done(self, rank: int) -> bool:
-        return (self.log_dir / f"rank{rank}.done").exists()
-
-    def _pump(self) -> None:
-        """Copy new bytes of this node's first rank's log to the terminal."""
-        if self.stream is None:
-            return
-        path = self.rank_logs[self.ranks[0]]
-        try:
-            with open(path, "rb") as f:
-                f.seek(self._tail_pos)
-                data = f.read()
-        except FileNotFoundError:
-            return
-        if not data:
-            return
-        self._tail_pos += len(data)
-        *complete, last = (self._partial + data.decode("utf-8", "replace")).split("\n")
-        # a trailing piece that may still become a MindSpore log line waits for its newline;
-        # anything else (a progress bar redrawn with \r) is shown at once
-        self._partial = last if last.startswith("[") else ""
-        out = "".join(ln + "\n" for ln in complete if not _MS_LOG.match(ln))
-        if not self._partial:
-            out += last
-        if out:
-            self.stream.write(out)
-            self.stream.flush()
-
-    def _dead_rank(self) -> tuple[int | None, str] | None:
-        """(rank, how) of a rank that ended without finishing, else None."""
-        pids = self.pids()
-        for r, pid in pids.items():
-            if not _alive(pid) and not self._done(r):
-                return r, f"process {pid} died"
-        m = self._msrun_exit()
-        if m:
-            pid, code = int(m.group(1)), int(m.group(2))
-            rank = next((r for r, p in pids.items() if p == pid), None)
-            how = f"exit code {code}" + (f" (signal {-code})" if code < 0 else "")
-            return rank, how
-        return None
-
-    def _msrun_exit(self):
-        """msrun's own "worker exited with exception" line, read incrementally."""
-        if self._exit is None and self.msrun_log.exists():
-            with open(self.msrun_log, "rb") as f:
-                f.seek(self._msrun_pos)
-                data = f.read()
-            cut = data.rfind(b"\n") + 1  # whole lines only
-            self._msrun_pos += cut
-            self._exit = self._EXIT.search(data[:cut].decode("utf-8", "replace"))
-        return self._exit
-
-    def kill_all(self) -> None:
-        for pid in self.pids().values():
-            try:
-                os.killpg(pid, signal.SIGKILL)  # msrun starts each worker in its own session
-            except (ProcessLookupError, PermissionError):
-                pass
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # msrun, its scheduler, its tails
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-
-    def _lost_elsewhere(self) -> str:
-        """Ranks msrun's scheduler (node 0) saw time out: a rank on another node died."""
-        log = self.log_dir / "scheduler.log"
-        text = log.read_text(errors="replace") if log.exists() else ""
-        lost = sorted({int(r) for r in _LOST_NODE.findall(text)} - set(self.ranks))
-        if not lost:
-            return ""
-        return (f" The scheduler lost rank(s) {', '.join(map(str, lost))} on another node first "
-                f"(timed out): look at that node's log.")
-
-    def _failure(self, rank: int | None, how: str) -> LaunchError:
-        if rank is None:  # died before it could say who it was: show every rank that did not finish
-            unfinished = [r for r in self.ranks if not self._done(r)] or self.ranks
-            parts = [f"rank {r} ({self.rank_logs[r]}):\n  " + "\n  ".join(last_lines(self.rank_logs[r]))
-                     for r in unfinished]
-            return LaunchError(f"a training rank failed ({how}); the others were stopped. "
-                               f"Last log lines:\n" + "\n".join(parts))
-        lines = last_lines(self.rank_logs.get(rank, self.log_dir / f"worker_{rank}.log"))
-        return LaunchError(f"training rank {rank} of {self.spec.world_size} failed ({how}); "
-                           f"the other ranks were stopped.{self._lost_elsewhere()} "
-                           f"Last lines of {self.rank_logs.get(rank)}:\n  "
-                           + "\n  ".join(lines or ["(empty log)"]))
-
-    def run(self) -> None:
-        with open(self.msrun_log, "wb") as out:
-            self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            while True:
-                self._pump()
-                dead = self._dead_rank()
-                if dead is not None:
-                    self.kill_all()
-                    self._pump()
-                    raise self._failure(*dead)
-                rc = self.proc.poll()
-                if rc is not None:
-                    self._pump()
-                    unfinished = [r for r in self.ranks if not self._done(r)]
-                    if rc == 0 and not unfinished:
-                        return
-                    self.kill_all()
-                    if unfinished:
-                        raise self._failure(unfinished[0] if len(unfinished) == 1 else None,
-                                            f"msrun exited with code {rc}")
-                    raise LaunchError(f"msrun exited with code {rc} after every rank finished; "
-                                      f"see {self.msrun_log}:\n  "
-                                      + "\n  ".join(last_lines(self.msrun_log)))
-                time.sleep(0.2)
-        except BaseException:
-            self.kill_all()  # Ctrl-C or an error here must not leave ranks behind
-            raise
-
-
 def launch_training(cfg, spec: LaunchSpec, *, resume: bool = False, log_dir: str | os.PathLike,
                     stream=sys.stderr):
     """Train ``cfg`` on ``spec.devices`` local ranks under msrun; returns a :class:`LaunchOutcome`.
@@ -399,6 +213,9 @@ def launch_training(cfg, spec: LaunchSpec, *, resume: bool = False, log_dir: str
             and spec.master_port is None:
         raise ConfigError("--nodes > 1: every node needs the same --master ADDR:PORT "
                           "(node 0's address)")
+    from ..data.pipeline import open_source
+
+    open_source(cfg, cfg["train_split"])  # a missing dataset: one line now, not N rank failures
     log_dir = Path(log_dir).resolve()
     if spec.nodes > 1:
         log_dir = log_dir / f"node{spec.node_rank}"
@@ -417,7 +234,7 @@ def launch_training(cfg, spec: LaunchSpec, *, resume: bool = False, log_dir: str
     port = spec.master_port or (free_port() if spec.nodes == 1 else DEFAULT_MASTER_PORT)
     cmd = _msrun_command(spec, port, log_dir, spec_path)
     start = time.perf_counter()
-    sup = _Supervisor(spec, cmd, _environment(log_dir), log_dir, stream)
+    sup = RankWatcher(spec, cmd, _environment(log_dir), log_dir, stream)
     sup.run()
     shown = ["msrun", *cmd[3:]] if spec.nodes == 1 else ["python", *cmd[1:]]
     outcome = LaunchOutcome(spec, shown, log_dir, rank_logs=sup.rank_logs,

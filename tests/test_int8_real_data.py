@@ -60,6 +60,7 @@ def test_naive_int8_is_caught_and_the_default_int8_holds_accuracy_on_val(trained
     assert lost <= -0.03, naive_pair.metrics["accuracy"]                # the old int8 is broken
     assert naive_pair.status in ("FAIL", "INCONCLUSIVE")                # ... and it is caught
     assert fp32_pair.status == "PASS"
+    assert report.notes == [f"{naive.path.split('/')[-1]}: {naive.notes[0]}"]   # every report says so
     assert int8_pair.metrics["accuracy"]["delta"] >= -0.01, int8_pair.metrics["accuracy"]
     # the parity images (val) and the calibration + held-out images (train) are disjoint
     parity = {i["sha256"][:16] for i in report.inputs["images"]}

@@ -296,6 +296,11 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
         if pair.source_matches_checkpoint is False:
             report.notes.append(f"{Path(pair.artifact).name} records another source checkpoint "
                                 "(sha256 differs)")
+    for path, meta, _, _ in checked:
+        calib = (meta.get("export_options") or {}).get("calibration") or {}
+        note = f"{Path(path).name}: {calib.get('note')}" if calib.get("stand_in") else None
+        if note and note not in report.notes:
+            report.notes.append(note)
     if raise_on_fail and not report.passed:
         raise GateFailed(failure_message(report))
     return report

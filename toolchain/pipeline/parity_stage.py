@@ -139,8 +139,6 @@ def parity_stage(opts, cfg, run_dir: Path, artifacts_of, checkpoint_of) -> Stage
                           "detail": f"{shared} parity image(s) were used for calibration"
                                     if shared else f"{len(calib_digests)} calibration vs "
                                                    f"{len(parity_digests)} parity images"})
-            if c.get("stand_in"):
-                report.notes.append(f"onnx-int8: {c.get('note')}")
         write_markdown(report, run_dir / "parity.md")
         name_of = {str(Path(v)): k for k, v in arts.items()}
         rows = [_row(p, name_of) for p in report.pairs]

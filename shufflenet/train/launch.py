@@ -116,12 +116,19 @@ def resolve_spec(cfg, spec: LaunchSpec | None) -> tuple[LaunchSpec, str | None]:
     in one process (the note says so). Under a launcher (msrun/mpirun started
     this process) the launcher already decided: one local process.
     """
-    if spec is not None:
-        return spec.check(), None
-    if not cfg.get("distribute") or under_launcher():
-        return LaunchSpec(), None
     from ..device import detect_device_target, normalize_device_target
 
+    if spec is not None:
+        spec.check()
+        if spec.devices > 1:
+            target = normalize_device_target(cfg.get("device_target")) or detect_device_target()
+            n = local_device_count(target)
+            if target != "CPU" and spec.devices > n:
+                raise ConfigError(f"--devices {spec.devices} but this machine has {n} {target} "
+                                  f"device(s)")
+        return spec, None
+    if not cfg.get("distribute") or under_launcher():
+        return LaunchSpec(), None
     target = normalize_device_target(cfg.get("device_target")) or detect_device_target()
     if target == "CPU":
         return LaunchSpec(), ("distribute: True on CPU: training in one process "

@@ -320,7 +320,7 @@ def test_markdown_and_json_are_complete():
     assert "FAIL" in md and "| m.int8.onnx |" in md and "**features.3**" in md
     table = [line for line in md.splitlines() if line.startswith("|")][:5]
     pipes = {len(re.findall(r"(?<!\\)\|", line)) for line in table}
-    assert pipes == {13}, table                           # header, rule, 3 rows: 12 columns
+    assert pipes == {14}, table                           # header, rule, 3 rows: 13 columns
     data = json.loads(json.dumps(rep.to_dict()))          # strict JSON: no Infinity
     assert data["pairs"][1]["metrics"]["psnr_db"] == "inf"
     assert [p["status"] for p in data["pairs"]] == ["PASS", "FAIL", "ERROR"]

@@ -84,8 +84,9 @@ def build_onnx_int8(ctx, stage: Path) -> Built:
     if found.fp32_layers:
         models["mixed"] = found.model
     latency = interleaved_latency_ms(models, data.images, seconds=ctx.latency_seconds)
-    int8 = dict(found.summary(), latency_ms=latency,
-                latency_note="ONNX Runtime CPU, 1 thread, batch 1, interleaved at export time")
+    int8 = found.summary()
+    details = dict(int8, **found.timings(), latency_ms=latency,
+                   latency_note="ONNX Runtime CPU, 1 thread, batch 1, interleaved at export time")
     described = dict(data.description)
     meta = artifact_metadata(ctx, "onnx-int8", ctx.batch, {
         "opset": OPSET, "quant_format": "QDQ", "activations": "uint8", "weights": "int8",
@@ -99,7 +100,7 @@ def build_onnx_int8(ctx, stage: Path) -> Built:
     # nothing about photos, and vice versa
     images = data.images
     picks = np.linspace(0, len(images) - 1, num=min(4, len(images))).astype(int)
-    return Built([path], meta, ctx.batch, smoke_input=images[picks])
+    return Built([path], meta, ctx.batch, smoke_input=images[picks], details={"int8": details})
 
 
 def _edge(fmt: str):

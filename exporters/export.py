@@ -41,6 +41,7 @@ class ExportResult:
     # written, but short of a promise (onnx-int8: accuracy budget missed); None when fine
     problem: str | None = None
     notes: list = field(default_factory=list)   # e.g. "calibrated on stand-in photos: ..."
+    details: dict = field(default_factory=dict)  # run facts kept out of the file (int8 timings)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -199,7 +200,7 @@ def run_export(ctx: ExportContext, name: str) -> ExportResult:
         problem, notes = _int8_findings(built.meta) if name == "onnx-int8" else (None, [])
         return ExportResult(name, str(files[0]), spec.precision, round(seconds, 3), err,
                             spec.tolerance, _digest(files), [str(f) for f in files],
-                            problem, notes)
+                            problem, notes, dict(built.details or {}))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

@@ -79,15 +79,24 @@ class Int8Search:
     trials: list = field(default_factory=list)
 
     def summary(self) -> dict:
-        """The metadata block written into the artifact."""
+        """The metadata block written into the artifact: no timings, so a re-export that
+        makes the same choices writes the same bytes (see :meth:`timings`)."""
+        trials = []
+        for t in self.trials:
+            d = t.to_dict()
+            d.pop("seconds")
+            trials.append(d)
         return {"method": self.method, "per_channel": self.per_channel,
                 "fp32_layers": list(self.fp32_layers), "measured": self.measured,
                 "metric": self.metric, "heldout_samples": self.heldout_samples,
                 "fp32_accuracy": self.fp32_accuracy,
                 "drop_pp": None if self.drop is None else round(100 * self.drop, 3),
                 "max_drop_pp": round(100 * self.max_drop, 3), "budget_met": self.met,
-                "stopped": self.stopped, "search_seconds": round(self.seconds, 2),
-                "trials": [t.to_dict() for t in self.trials]}
+                "stopped": self.stopped, "trials": trials}
+
+    def timings(self) -> dict:
+        return {"search_seconds": round(self.seconds, 2),
+                "trial_seconds": [t.seconds for t in self.trials]}
 
 
 class _Reader:

@@ -24,6 +24,8 @@ class Built:
     batch: object        # "dynamic" or int: what the smoke check feeds
     # smoke-check input when the default photos do not fit (int8: its calibration domain)
     smoke_input: object = None
+    # facts of this run that must stay out of the file (timings): a re-export is byte-identical
+    details: dict | None = None
 
 
 def library_versions(fmt: str) -> dict:

@@ -111,7 +111,7 @@ def export(checkpoint, model, num_classes, formats, out_dir, batch, image_size, 
                           ("tolerance", "tolerance"), ("sha", "sha256")])
         for r in results:
             if r.format == "onnx-int8":
-                click.echo(_int8_line(r.path))
+                click.echo(_int8_line(r))
     for r in results:
         for note in r.notes:
             click.echo(f"warning: {r.format}: {note}", err=True)
@@ -120,12 +120,12 @@ def export(checkpoint, model, num_classes, formats, out_dir, batch, image_size, 
         raise ExportError("; ".join(problems))
 
 
-def _int8_line(path) -> str:
+def _int8_line(result) -> str:
     """One line on what the int8 search chose, for humans."""
     from exporters.metadata import read_artifact_metadata
 
-    opts = read_artifact_metadata(path).get("export_options", {})
-    found, calib = opts.get("int8", {}), opts.get("calibration", {})
+    opts = read_artifact_metadata(result.path).get("export_options", {})
+    found, calib = result.details.get("int8") or opts.get("int8", {}), opts.get("calibration", {})
     drop = ("unmeasured" if found.get("drop_pp") is None else
             f"{found['metric']} {found['drop_pp']:.2f} pp on {found['heldout_samples']} held-out "
             f"(budget {found['max_drop_pp']:g} pp: {'met' if found['budget_met'] else 'MISSED'})")

@@ -58,14 +58,20 @@ def val_inputs(opts, cfg, checkpoint: str, samples: int | None):
     return source_inputs(source, f"{where} (split {split})", samples), ""
 
 
-def _calibration_of(artifacts: dict) -> dict | None:
+def _calibration_of(artifacts: dict, export_record) -> dict | None:
+    """The int8 artifact's calibration and search (its metadata), with the timings of its
+    export (search seconds, fp32 / int8-all / mixed latency), which stay out of the file."""
     from exporters.metadata import read_artifact_metadata
 
     path = artifacts.get("onnx-int8")
     if not path:
         return None
     opts = read_artifact_metadata(path).get("export_options", {})
-    return {"calibration": opts.get("calibration", {}), "int8": opts.get("int8", {})}
+    int8 = dict(opts.get("int8", {}))
+    for row in (getattr(export_record, "metrics", None) or {}).get("artifacts", []):
+        if row.get("format") == "onnx-int8":
+            int8.update((row.get("details") or {}).get("int8") or {})
+    return {"calibration": opts.get("calibration", {}), "int8": int8}
 
 
 def _row(p, name_of) -> dict:
@@ -120,7 +126,7 @@ def parity_stage(opts, cfg, run_dir: Path, artifacts_of, checkpoint_of) -> Stage
                                                opts.progress, opts.allow_inconclusive)
         report.pairs += device_pairs
         report.notes += device_notes + more
-        calib = _calibration_of(arts)
+        calib = _calibration_of(arts, ctx.get("export"))
         fingerprints = {"parity": report.inputs.get("sha256"), "parity_source": report.inputs.get("source"),
                         "parity_samples": report.inputs.get("samples"),
                         "parity_labelled": report.inputs.get("labelled")}

@@ -21,6 +21,9 @@ from pathlib import Path
 
 from .stage_cache import log
 
+# The default ARM check runs under emulation (200-850x slower than the host):
+# the first images of the same stratified val order, enough for fp32 numerics.
+EMULATED_DEFAULT_SAMPLES = 64
 SETUP_HINT = ("ARM parity not run: the emulated arm64 device is not set up "
               "(`shufflenet device setup arm64`, ~20 s once, needs apt and pip sources)")
 
@@ -29,6 +32,7 @@ SETUP_HINT = ("ARM parity not run: the emulated arm64 device is not set up "
 class DeviceCheck:
     target: object          # runtimes.targets.Target (its where, cpu, ssh, engine, options)
     artifact: str
+    samples: int | None = None   # cap on the host pairs' inputs (None: all of them)
 
     def key(self) -> dict:
         t = self.target
@@ -73,10 +77,11 @@ def plan_device_checks(target_names, targets_file, artifacts: dict) -> tuple[lis
     for t in chosen:
         art = _artifact_for(t, artifacts)
         if art is None:
-            notes.append(f"device parity for target {t.name}: no {t.format or t.engine} artifact "
-                         "was exported")
+            if target_names:  # by default only the ARM engines whose artifact was exported run
+                notes.append(f"device parity for target {t.name}: no {t.format or t.engine} "
+                             "artifact was exported")
             continue
-        checks.append(DeviceCheck(t, art))
+        checks.append(DeviceCheck(t, art, None if target_names else EMULATED_DEFAULT_SAMPLES))
     return checks, notes
 
 
@@ -106,10 +111,12 @@ def run_device_checks(checkpoint: str, checks: list, inputs_set, samples, progre
             device = device_for_target(t)
             log(f"[parity] {Path(c.artifact).name} on {t.engine} @ {device.label()} "
                 f"(target {t.name})")
+            cap = min(x for x in (samples, c.samples) if x) if (samples or c.samples) else None
             report = run_parity(checkpoint, [c.artifact], engines=[t.engine],
                                 engine_options={t.engine: dict(t.options)}, threads=t.threads,
-                                samples=samples, progress=progress, device=device,
-                                allow_inconclusive=allow_inconclusive, inputs=inputs_set)
+                                samples=cap, progress=progress, device=device,
+                                allow_inconclusive=allow_inconclusive,
+                                inputs=_first(inputs_set, cap))
         except ShuffleNetError as exc:  # a device that cannot run it fails its gate
             from shufflenet.artifact import resolve_artifact
             from toolchain.parity.report import PairResult
@@ -122,5 +129,19 @@ def run_device_checks(checkpoint: str, checks: list, inputs_set, samples, progre
         for p in report.pairs:
             p.device = {**p.device, "target": t.name}
         pairs += report.pairs
+        if c.samples and report.pairs:
+            notes.append(f"{Path(c.artifact).name} on {t.engine} @ {device.label()}: first "
+                         f"{report.inputs.get('samples')} images (emulation is 200-850x slower)")
     return pairs, notes
+
+
+def _first(inputs_set, n: int | None):
+    """The first ``n`` samples of an :class:`InputSet` (its order is stratified), or it whole."""
+    if inputs_set is None or n is None or n >= len(inputs_set):
+        return inputs_set
+    from toolchain.parity.inputs import InputSet
+
+    return InputSet(inputs_set.kind, inputs_set.description, inputs_set._loaders[:n],
+                    inputs_set.names[:n], None if inputs_set.labels is None else
+                    inputs_set.labels[:n], inputs_set.class_names, inputs_set.preprocessed)
 

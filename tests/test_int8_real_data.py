@@ -124,3 +124,32 @@ def test_search_keeps_sensitive_layers_in_fp32_until_the_budget_holds(trained, t
         assert producers.get(nodes[name].input[1]) != "DequantizeLinear", name
     assert isinstance(strict.model, onnx.ModelProto)
     assert np.isfinite([t.drop for t in strict.trials]).all()
+
+
+def test_pipeline_judges_on_the_labelled_val_split_and_records_both_fingerprints(trained, tmp_path):
+    import json
+
+    data, ckpt, _ = trained
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, ["pipeline", "--ckpt_path", str(ckpt), "--dataset", "imagenet",
+                                    "--data_dir", str(data), "--formats", "onnx,onnx-int8",
+                                    "--target", "x86-edge-ort-1t", "--bench-seconds", "0.2",
+                                    "-o", str(run)])
+    assert "Traceback" not in res.output
+    rec = json.loads((run / "run.json").read_text())
+    parity = rec["stages"]["parity"]["metrics"]
+    fps = parity["fingerprints"]
+    assert fps["parity_labelled"] and fps["parity_samples"] == 120 and "split val" in fps["parity_source"]
+    assert "split train" in fps["calibration_source"] and fps["shared_images"] == 0
+    assert len(fps["calibration"]) == 64 and fps["calibration"] != fps["parity"]
+    rows = {(r["artifact"], r["engine"]): r for r in parity["pairs"]}
+    int8 = rows[("onnx-int8", "onnxruntime")]
+    assert int8["acc_delta"] and int8["n"] == 120
+    assert int8["verdict"] in ("PASS", "FAIL", "INCONCLUSIVE")
+    # an INCONCLUSIVE (or failing) pair fails the run by default, and says why
+    assert (res.exit_code == 0) == all(r["verdict"] == "PASS" for r in rows.values())
+    if int8["verdict"] == "INCONCLUSIVE":
+        assert f"INCONCLUSIVE, ~{int8['samples_needed']} labelled val images" in res.output
+    assert set(parity["int8"]["latency_ms"]) >= {"fp32", "int8_all"}
+    report = (run / "report.md").read_text()
+    assert "shared calibration/parity images | 0" in report and "held-out drop" in report

@@ -16,6 +16,7 @@ any local runner.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import threading
@@ -148,8 +149,7 @@ class AgentSession:
     def __init__(self, device: Device, staged: Staged, timeout_s: float = 600):
         if isinstance(device, SshDevice):
             argv = device.host.ssh_argv(" ".join(
-                __import__("shlex").quote(w) for w in
-                [device.host.opts.python, staged.agent, "--serve"]))
+                shlex.quote(w) for w in [device.host.opts.python, staged.agent, "--serve"]))
         else:
             argv = [*device.python_argv(), staged.agent, "--serve"]
         self.device, self.timeout_s = device, timeout_s

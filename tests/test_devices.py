@@ -129,14 +129,13 @@ def test_emulated_device_is_aarch64_and_says_so():
 
 @pytest.mark.slow
 def test_emulated_bench_job_reports_the_device():
+    from runtimes.targets import Target, WarmupPolicy
     from toolchain.bench import bench_target
-    from runtimes.targets import Target
 
     _emulated("cortex-a72")
     onnx = built_artifacts()[1]["onnx"]
     t = Target(name="emu-ort", engine="onnxruntime", where="emu:arm64", cpu="cortex-a72", batch=2,
-               iterations=3, warmup=__import__("runtimes.targets", fromlist=["WarmupPolicy"])
-               .WarmupPolicy(min=1, max=2, window=1))
+               iterations=3, warmup=WarmupPolicy(min=1, max=2, window=1))
     res = bench_target(onnx, t)
     assert res.fingerprint["arch"] == "aarch64" and res.fingerprint["cpu"] == "Cortex-A72"
     assert res.fingerprint["emulated"] == "qemu:cortex-a72" and res.where.startswith("emu:arm64")
@@ -234,3 +233,32 @@ def test_unreachable_package_sources_are_one_clear_line(tmp_path, monkeypatch):
     assert msg.startswith("cannot ") and "\n" not in msg
     assert "reachable" in msg or "not found" in msg
     assert not emulated.device_dir("arm64").exists()      # nothing half-built is left as a device
+
+
+def test_device_runner_over_ssh_equals_local_and_cleans_up(tmp_path):
+    """The same zipapp session over ssh (a real sshd on 127.0.0.1): logits bit for bit."""
+    from conftest_ssh import start_sshd, stop_sshd
+
+    from runtimes.devices import SshDevice
+    from runtimes.targets import SshOptions
+
+    server = start_sshd(tmp_path / "sshd")
+    try:
+        ncnn_or_onnx = built_artifacts()[1].get("ncnn") or built_artifacts()[1]["onnx"]
+        engine = "ncnn" if str(ncnn_or_onnx).endswith(".param") else "onnxruntime"
+        dev = SshDevice(server.where, SshOptions(identity_file=str(server.client_key),
+                                                 known_hosts=str(server.known_hosts),
+                                                 python=sys.executable))
+        x = real_batch(resolve_artifact(ncnn_or_onnx).metadata, 2)
+        with runtimes.create_runner(engine, ncnn_or_onnx) as local:
+            want = local.infer(x)
+        runner = DeviceRunner(dev, engine, ncnn_or_onnx)
+        with runner:
+            got = runner.infer(x)
+            remote_dir = runner._staged.remote_dir
+        assert np.array_equal(got, want) and runner.device["where"] == server.where
+        assert remote_dir.startswith("/tmp/shufflenet-bench.")
+        import os
+        assert not os.path.exists(remote_dir)        # the host's folder is gone afterwards
+    finally:
+        stop_sshd(server)

@@ -138,6 +138,22 @@ def test_resume_mid_epoch_is_exact_and_epochs_are_deterministic(photo_root, monk
             assert np.array_equal(a, b) and np.array_equal(la, lb)
 
 
+def test_uint8_nhwc_batches_normalised_in_graph_match_the_float_batches(photo_root):
+    cfg = _cfg(photo_root, batch_size=8, hflip=0.5, color_jitter=0.4, re_prob=0.5)
+    src = open_source(cfg, "train")
+    floats = list(train_loader(src, cfg, epoch=1))
+    loader = train_loader(src, cfg, epoch=1, uint8=True)
+    raw = [(x.copy(), y) for x, y in loader]
+    assert raw[0][0].dtype == np.uint8 and raw[0][0].shape == (8, 32, 32, 3)
+    worst = 0.0
+    for (x, y), (u, v) in zip(floats, raw):
+        assert np.array_equal(y, v)
+        worst = max(worst, float(np.abs(loader.to_network(u).asnumpy() - x).max()))
+    # same crops, flips, jitter and erased rectangles; only the erasing fill is rounded
+    # to a pixel value (<= 0.5 / std)
+    assert worst <= 0.5 / min(cfg["std"]) + 1e-5
+
+
 def test_corrupt_and_truncated_images_are_skipped_and_counted(tmp_path, photo_root, monkeypatch):
     import shutil
 

@@ -29,6 +29,7 @@ Guarantees, and what they cost:
 """
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from dataclasses import dataclass
@@ -185,9 +186,10 @@ def _inter(name: str):
     return getattr(Inter, str(name).upper(), Inter.BILINEAR)
 
 
-def train_ops(t, encoded: bool) -> list:
+def train_ops(t, encoded: bool, uint8: bool = False) -> list:
     """MindCV's ``transforms_imagenet_train`` as C++ ops, minus random erasing
-    (:class:`BatchEraser`), with the layout change moved before normalising.
+    (:class:`BatchEraser`); ``uint8`` stops before HWC->CHW and normalise
+    (the network's side does them: :func:`graph_normaliser`).
 
     ``t`` is a :class:`shufflenet.data.transforms.TrainTransform`.
     """
@@ -202,13 +204,13 @@ def train_ops(t, encoded: bool) -> list:
         ops.append(vision.RandomVerticalFlip(prob=t.vflip))
     if t.color_jitter > 0:
         ops.append(vision.RandomColorAdjust(t.color_jitter, t.color_jitter, t.color_jitter))
-    return ops + _to_chw_normalised(t)
+    return ops if uint8 else ops + _to_chw_normalised(t)
 
 
 def _to_chw_normalised(t) -> list:
     """HWC->CHW on uint8, then normalise planes: the same floats as MindCV's
-    normalise-then-transpose, for ~0.45 ms less per 224 px image here
-    (a quarter of the bytes to move, and a per-plane instead of per-pixel loop)."""
+    normalise-then-transpose (the order measured no different in
+    ``benchmarks/loader_throughput.py --extras``)."""
     from mindspore.dataset import vision
 
     return [vision.HWC2CHW(), vision.Normalize(mean=list(t.mean), std=list(t.std), is_hwc=False)]
@@ -267,19 +269,27 @@ class _Plan:
 
 
 class NativeLoader:
-    """Batches ``(images float32 NCHW, labels int32)`` from ``workers`` C++ pipelines.
+    """Batches ``(images, labels int32)`` from ``workers`` C++ pipelines: images float32
+    NCHW, normalised, or uint8 NHWC for :meth:`to_network` to normalise.
 
     Same interface as :class:`shufflenet.data.pipeline.Loader`: ``steps``,
     ``skipped`` and iteration over one epoch's numpy pairs.
     """
 
     def __init__(self, source, plan: _Plan, start_step: int, workers: int, skipped,
-                 erase=None) -> None:
+                 erase=None, normalise=None) -> None:
         self.source, self.plan, self.start_step = source, plan, int(start_step)
         self.workers, self.skipped, self.erase = max(1, int(workers)), skipped, erase
+        self.normalise = normalise  # graph_normaliser for uint8 NHWC batches, else None
         self.steps = len(plan.batches) - self.start_step
         self._bad: set = set()
         self._errors: list = []
+
+    def to_network(self, images):
+        """A batch as the network's float32 NCHW input Tensor."""
+        import mindspore as ms
+
+        return ms.Tensor(images) if self.normalise is None else self.normalise(ms.Tensor(images))
 
     def _segment(self, g: int) -> list:
         """Start the pipelines of segment ``g``; returns them in step order."""
@@ -380,11 +390,16 @@ class BatchEraser:
 
     Step ``s`` of an epoch uses ``rng(seed, epoch, rank, s)``: independent of the
     worker count and exact on resume. The rectangle rule is
-    :func:`shufflenet.data.transforms.random_erase`.
+    :func:`shufflenet.data.transforms.random_erase`. On uint8 NHWC batches the
+    fill is the pixel that normalises to ``re_value`` (rounded: within 0.5/std).
     """
 
-    def __init__(self, t, seed: int, epoch: int, rank: int) -> None:
-        self.t, self.key = t, (int(seed), int(epoch), int(rank))
+    def __init__(self, t, seed: int, epoch: int, rank: int, uint8: bool = False) -> None:
+        self.t, self.key, self.uint8 = t, (int(seed), int(epoch), int(rank)), uint8
+        self.value = t.re_value
+        if uint8:
+            pixel = np.asarray(t.mean) + float(t.re_value) * np.asarray(t.std)
+            self.value = np.clip(np.round(pixel), 0, 255).astype(np.uint8)[:, None, None]
 
     def __call__(self, images: np.ndarray, step: int) -> np.ndarray:
         rng = np.random.default_rng([*self.key, int(step), 0xE1A5E])
@@ -393,13 +408,36 @@ class BatchEraser:
             return images
         images = np.array(images, copy=True) if not images.flags.writeable else images
         for i in np.flatnonzero(hit):
-            random_erase(images[i], rng, self.t.re_scale, self.t.re_ratio, self.t.re_value,
+            chw = images[i].transpose(2, 0, 1) if self.uint8 else images[i]  # a view
+            random_erase(chw, rng, self.t.re_scale, self.t.re_ratio, self.value,
                          self.t.re_max_attempts)
         return images
 
 
-def train_plan(order_batches: list, t, seed: int, epoch: int, rank: int, encoded: bool) -> _Plan:
-    return _Plan(order_batches, lambda: train_ops(t, encoded), (seed, epoch, rank), SEGMENT_STEPS)
+@functools.lru_cache(maxsize=4)
+def graph_normaliser(mean: tuple, std: tuple):
+    """``f(uint8 NHWC Tensor) -> float32 NCHW``, ``(x - mean) / std``, compiled by MindSpore.
+
+    Runs where the network runs, so uint8 batches (a quarter of the bytes)
+    cross to the device and the host skips normalise and the layout change.
+    """
+    import mindspore as ms
+    from mindspore import ops
+
+    shift = ms.Tensor(np.asarray(mean, np.float32))
+    scale = ms.Tensor(1.0 / np.asarray(std, np.float32))
+
+    @ms.jit
+    def normalise(x):
+        return ops.transpose((ops.cast(x, ms.float32) - shift) * scale, (0, 3, 1, 2))
+
+    return normalise
+
+
+def train_plan(order_batches: list, t, seed: int, epoch: int, rank: int, encoded: bool,
+               uint8: bool = False) -> _Plan:
+    return _Plan(order_batches, lambda: train_ops(t, encoded, uint8), (seed, epoch, rank),
+                 SEGMENT_STEPS)
 
 
 def eval_plan(batches: list, t) -> _Plan:

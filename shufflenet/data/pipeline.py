@@ -147,6 +147,12 @@ class Loader:
     def __iter__(self):
         return self.dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)
 
+    def to_network(self, images):
+        """A batch as the network's input Tensor."""
+        import mindspore as ms
+
+        return ms.Tensor(images)
+
 
 def _make(samples: _Samples, batch_size: int, drop_remainder: bool, workers: int) -> object:
     import mindspore.dataset as ds
@@ -166,8 +172,14 @@ def data_engine(source, cfg) -> str:
 
 
 def train_loader(source, cfg, epoch: int, start_step: int = 0, rank: int = 0, world: int = 1,
-                 skipped: SkipCounter | None = None):
-    """Training batches of ``epoch`` for this rank, starting at ``start_step``."""
+                 skipped: SkipCounter | None = None, uint8: bool = False):
+    """Training batches of ``epoch`` for this rank, starting at ``start_step``.
+
+    ``uint8``: the native engine hands over uint8 NHWC batches and
+    ``loader.to_network(images)`` normalises them where the network runs
+    (the Python engine ignores it). Consumers feed ``to_network(images)``
+    to the network either way.
+    """
     bs = int(cfg["batch_size"])
     order = shard(epoch_order(len(source), cfg["seed"], epoch, cfg["shuffle"]), rank, world)
     drop = bool(cfg["drop_remainder"])
@@ -185,9 +197,11 @@ def train_loader(source, cfg, epoch: int, start_step: int = 0, rank: int = 0, wo
         t = TrainTransform.from_config(cfg)
         batches = [order[s * bs:(s + 1) * bs] for s in range(steps)]
         plan = native.train_plan(batches, t, int(cfg["seed"]), epoch, rank,
-                                 native.is_encoded(source))
-        eraser = native.BatchEraser(t, int(cfg["seed"]), epoch, rank) if t.re_prob > 0 else None
-        return native.NativeLoader(source, plan, start_step, workers, skipped, eraser)
+                                 native.is_encoded(source), uint8)
+        eraser = (native.BatchEraser(t, int(cfg["seed"]), epoch, rank, uint8)
+                  if t.re_prob > 0 else None)
+        normalise = native.graph_normaliser(tuple(t.mean), tuple(t.std)) if uint8 else None
+        return native.NativeLoader(source, plan, start_step, workers, skipped, eraser, normalise)
     order = order[start_step * bs: steps * bs]
     samples = _Samples(source, order, TrainTransform.from_config(cfg), True, cfg["seed"], epoch,
                        skipped)

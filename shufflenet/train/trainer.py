@@ -157,8 +157,9 @@ class _Run:
         from ..data.pipeline import train_loader
 
         cfg = self.cfg
+        # uint8 NHWC batches from the native engine, normalised where the network runs
         loader = train_loader(self.train_src, cfg, self.epoch, self.step_in_epoch,
-                              self.rank, self.world)
+                              self.rank, self.world, uint8=True)
         show = bool(cfg.progress) and self.rank == 0
         losses, seen, t0 = [], 0, time.perf_counter()
         refresh = postfix_interval(cfg)
@@ -166,7 +167,7 @@ class _Run:
                   desc=f"epoch {self.epoch + 1}/{cfg.epoch_size}", unit="step",
                   disable=not show, dynamic_ncols=True) as bar:
             for images, labels in loader:
-                out = self.step_cell(ms.Tensor(images), ms.Tensor(labels))
+                out = self.step_cell(loader.to_network(images), ms.Tensor(labels))
                 loss = float((out[0] if isinstance(out, tuple) else out).asnumpy())
                 if not math.isfinite(loss) and self.amp == "O0":
                     raise ConfigError(f"loss became {loss} at global step {self.global_step}; "

@@ -172,9 +172,7 @@ def main(argv=None) -> int:
                                  max_accuracy_drop_pp=99.0, **calib)
     paths = {"naive": results["onnx-raw"].path, "onnx": results["onnx"].path,
              "int8-all": every.path, "mixed": results["onnx-int8"].path}
-    from exporters.metadata import read_artifact_metadata
-
-    search = read_artifact_metadata(paths["mixed"])["export_options"]["int8"]
+    search = results["onnx-int8"].details["int8"]     # the artifact's choices + this run's timings
 
     # int8 vs fp32 top-1 agreement on photo views not used for calibration
     if args.eval_set == "photos":

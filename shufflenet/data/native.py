@@ -26,6 +26,11 @@ Guarantees, and what they cost:
 - **Unreadable images** (not an image, truncated JPEG/PNG, undecodable) are
   replaced by the next readable sample and counted, as before; batch shapes
   and step counts do not change.
+
+The trainer asks for uint8 NHWC batches (``uint8=True``) and normalises them
+with :func:`graph_normaliser` where the network runs: the host skips
+normalise and the layout change, and a quarter of the bytes cross to the
+device. Float32 NCHW batches (MindCV's output) remain the default.
 """
 from __future__ import annotations
 

@@ -68,6 +68,58 @@ def test_master_address_parsing():
             parse_master(bad)
 
 
+_WATCHED = """
+import os, sys
+from pathlib import Path
+from shufflenet.train.launch import LaunchSpec
+from shufflenet.train.rank_watch import RankWatcher
+
+log = Path(sys.argv[1])
+# stands in for msrun: starts a rank in a session of its own (as msrun does) that records its pid
+rank = ("import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(600)")
+launcher = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', sys.argv[1], "
+            "sys.argv[2]], start_new_session=True); time.sleep(600)")
+cmd = [sys.executable, "-c", launcher, rank, str(log / "rank0.pid")]
+RankWatcher(LaunchSpec(devices=2), cmd, dict(os.environ), log, None).run()
+"""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_terminating_the_launcher_stops_the_ranks(tmp_path, sig):
+    """A SIGTERM (CI timeout, `timeout`) or SIGHUP to the toolchain must not orphan msrun's ranks:
+    they run in sessions of their own and would train on, holding the master port."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    watcher = subprocess.Popen([sys.executable, "-c", _WATCHED, str(tmp_path)], env=env,
+                               stderr=subprocess.PIPE, text=True)
+    pid_file, rank_pid = tmp_path / "rank0.pid", None
+    try:
+        deadline = time.monotonic() + 60
+        while rank_pid is None and time.monotonic() < deadline:
+            text = pid_file.read_text() if pid_file.exists() else ""
+            rank_pid = int(text) if text.strip() else None
+            time.sleep(0.1)
+        assert rank_pid is not None and watcher.poll() is None, watcher.stderr.read()
+        watcher.send_signal(sig)
+        assert watcher.wait(timeout=20) == 128 + sig
+        deadline = time.monotonic() + 5
+        while _pid_alive(rank_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _pid_alive(rank_pid), f"rank process {rank_pid} outlived the launcher ({sig!r})"
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+        if rank_pid and _pid_alive(rank_pid):
+            os.kill(rank_pid, signal.SIGKILL)
+
+
 def test_launch_spec_problems_name_the_option():
     from shufflenet.train.launch import LaunchSpec
 

@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -43,6 +44,20 @@ def _alive(pid: int) -> bool:
             return True
         except OSError:
             return False
+
+
+def _raise_on_termination() -> dict:
+    """Make SIGTERM and SIGHUP raise SystemExit here (main thread only); the old handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        previous[sig] = signal.signal(sig, stop)
+    return previous
 
 
 def last_lines(path: Path, n: int = TAIL_LINES) -> list[str]:
@@ -177,10 +192,23 @@ class RankWatcher:
                            + "\n  ".join(lines or ["(empty log)"]))
 
     def run(self) -> None:
-        with open(self.msrun_log, "wb") as out:
-            self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        # msrun and every rank live in sessions of their own, so a SIGTERM/SIGHUP to this process
+        # (a CI timeout, `timeout`, `kill`, a closed terminal) would end it alone and leave them
+        # training on, holding the master port; turn those signals into an exception so the
+        # cleanup in _watch runs
+        previous = _raise_on_termination()
         try:
+            self._watch()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _watch(self) -> None:
+        try:
+            with open(self.msrun_log, "wb") as out:
+                self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=out,
+                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                             start_new_session=True)
             while True:
                 self._pump()
                 dead = self._dead_rank()

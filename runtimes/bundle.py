@@ -3,8 +3,9 @@
 One ``.pyz`` (stdlib :mod:`zipapp`) is what runs an artifact on every device:
 a fresh local process, an ssh host, the emulated ARM64 device. It holds
 
-- ``runtimes/``: the registry, the base runner and the runners of the engines
-  a device can have (not MindSpore's: the reference stays on the host);
+- ``runtimes/``: the registry, the base runner and every runner (MindIR runs
+  where MindSpore is installed, e.g. a local bench target; the ``.ckpt``
+  reference needs the model zoo and never leaves the host);
 - ``shufflenet/artifact.py``: the artifact metadata contract the runners read;
 - ``shufflenet/errors.py``: the error hierarchy the runners raise;
 - ``__main__.py``: :func:`runtimes.agent.main`.
@@ -31,6 +32,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = ("runtimes/__init__.py", "runtimes/_lazy.py", "runtimes/base.py", "runtimes/agent.py",
            "runtimes/onnxruntime_runner.py", "runtimes/openvino_runner.py",
            "runtimes/mnn_runner.py", "runtimes/ncnn_runner.py", "runtimes/tflite_runner.py",
+           "runtimes/mindspore_runner.py",
            "shufflenet/artifact.py", "shufflenet/errors.py")
 _GENERATED = {
     "shufflenet/__init__.py": '"""Device side: only the artifact contract and the errors ship."""\n',

@@ -253,9 +253,9 @@ class DeviceRunner(Runner):
         if self.resolved.format not in spec.formats:
             raise RuntimeEngineError(f"engine {spec.name!r} cannot run a {self.resolved.format!r} "
                                      f"artifact ({self.artifact})")
-        if spec.name in ("mindspore", "mindir"):
-            raise RuntimeEngineError("MindSpore runs only on the host (the reference); pick an "
-                                     "edge engine for a device")
+        if spec.name == "mindspore":
+            raise RuntimeEngineError("the mindspore checkpoint engine is the reference and runs "
+                                     "only here; export the checkpoint for a device")
         self.device_obj, self.timeout_s = device, timeout_s
         self.device: dict = {}
         self._session = self._staged = None

@@ -269,3 +269,49 @@ def test_device_runner_over_ssh_equals_local_and_cleans_up(tmp_path):
         assert not os.path.exists(remote_dir)        # the host's folder is gone afterwards
     finally:
         stop_sshd(server)
+
+
+def test_parity_cli_target_errors_are_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from toolchain.cli import main
+
+    ckpt, arts = built_artifacts()
+    f = tmp_path / "t.yaml"
+    f.write_text("targets:\n  emu-ncnn:\n    engine: ncnn\n    where: emu:arm64\n")
+    for args, want in ((["--target", "nope"], "unknown target 'nope'"),
+                       (["--target", "emu-ncnn", "--engine", "mnn"], "runs ncnn; drop --engine")):
+        r = CliRunner().invoke(main, ["parity", str(ckpt), str(arts["onnx"]), "--targets-file",
+                                      str(f), *args])
+        assert r.exit_code == 1 and want in r.output and "Traceback" not in r.output, r.output
+
+
+@pytest.mark.slow
+def test_parity_cli_on_an_emulated_target_and_pipeline_default_arm_check(arts32, tmp_path):
+    from click.testing import CliRunner
+
+    from toolchain.cli import main
+
+    _emulated("cortex-a76")
+    ckpt, arts = arts32
+    f = tmp_path / "t.yaml"
+    f.write_text("targets:\n  a76-mnn-low:\n    engine: mnn\n    where: emu:arm64\n"
+                 "    cpu: cortex-a76\n    options: {precision: low}\n")
+    r = CliRunner().invoke(main, ["parity", str(ckpt), str(arts["mnn"]), "--target", "a76-mnn-low",
+                                  "--targets-file", str(f), "--samples", "4", "--profile", "fp16",
+                                  "--json"])
+    assert r.exit_code == 0, r.output
+    pair = json.loads(r.stdout)["pairs"][0]
+    assert pair["device"]["cpu"] == "Cortex-A76" and pair["device"]["emulated"] == "qemu:cortex-a76"
+    assert pair["engine"] == "mnn" and pair["engine_version"] and pair["status"] == "PASS"
+    # the default pipeline checks the built-in ARM targets' engines on the emulated device
+    run_dir = tmp_path / "run"
+    r = CliRunner().invoke(main, ["pipeline", "-o", str(run_dir), "--ckpt-path", str(ckpt),
+                                  "--formats", "mnn", "--samples", "8", "--bench-seconds", "0.2"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((run_dir / "run.json").read_text())
+    pairs = rec["stages"]["parity"]["metrics"]["pairs"]
+    on_arm = [p for p in pairs if p["device"].get("arch") == "aarch64"]
+    assert on_arm and all(p["device"]["emulated"] and p["verdict"] == "PASS" for p in on_arm)
+    assert any(p["device"].get("where") == "local" for p in pairs)
+    assert "aarch64 Cortex-A" in (run_dir / "report.md").read_text()

@@ -72,3 +72,18 @@ def test_unreachable_training_data_falls_back_to_stand_in_photos_labelled(source
     data = calibration_data(src, samples=8)
     assert data.stand_in and data.description["note"] == STAND_IN_NOTE
     assert "not reachable" in data.description["reason"] and data.heldout is None
+
+
+def test_pipeline_rejects_bad_int8_and_parity_options_before_training(tmp_path):
+    from shufflenet.errors import ConfigError
+    from toolchain.pipeline import PipelineOptions, run_pipeline
+
+    opts = PipelineOptions(run_dir=str(tmp_path / "run"), max_accuracy_drop_pp=-1,
+                           int8_search_seconds=0, calib_samples=0, parity_samples=0,
+                           formats=["onnx", "onnx-int8"])
+    with pytest.raises(ConfigError) as err:
+        run_pipeline(opts)
+    msg = str(err.value)
+    for option in ("--max-accuracy-drop", "--search-seconds", "--calib-samples", "--samples"):
+        assert option in msg, msg
+    assert not (tmp_path / "run" / "train").exists()           # nothing ran

@@ -12,8 +12,8 @@ machine hit all of them. Prints the median images/s and the ratios.
 normalised and transposed by a compiled MindSpore function (counted here,
 as every side's batch is turned into the network's input Tensor).
 ``--extras`` adds the variants measured to get there: ours with float32
-NCHW output normalised in the loader (MindCV's output), the same in MindCV's
-normalise-then-transpose order, and the in-graph normalisation's own cost.
+NCHW output normalised in the loader (MindCV's output format), and the
+in-graph normalisation's own cost.
 
     pip install mindcv==0.3.0      # benchmark-only dependency (extra `bench`)
     python benchmarks/loader_throughput.py [--rounds 3] [--per-class 100] [--extras] [--json]
@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GLOG_v", "3")
 
 RECIPE = "shufflenet_v2_1.0_ascend"
-MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
 
 def _cfg(root, workers, batch):
@@ -59,24 +58,6 @@ def ours_float(root, workers, batch, epoch):
 
     cfg = _cfg(root, workers, batch)
     return train_loader(open_source(cfg, "train"), cfg, epoch)
-
-
-def ours_mindcv_order(root, workers, batch, epoch):
-    """Ours with MindCV's normalise-then-HWC->CHW order (what we changed, measured)."""
-    from mindspore.dataset import vision
-
-    from shufflenet.data import native
-
-    loader = ours_float(root, workers, batch, epoch)
-    plan, make = loader.plan, loader.plan.make_ops
-
-    def mindcv_order():
-        ops = make()[:-2]
-        return ops + [vision.Normalize(mean=list(MEAN), std=list(STD)), vision.HWC2CHW()]
-
-    plan.make_ops = mindcv_order
-    assert isinstance(loader, native.NativeLoader)
-    return loader
 
 
 def mindcv(root, workers, batch, epoch):
@@ -175,7 +156,6 @@ def main(argv=None) -> int:
     sides = {"ours": ours, "mindcv": mindcv}
     if args.extras:
         sides["ours_float"] = ours_float
-        sides["ours_float_mindcv_order"] = ours_mindcv_order
     configs = [(name, w) for name in sides for w in workers]
     rates: dict = {c: [] for c in configs}
     cpu_ms: dict = {c: [] for c in configs}

@@ -134,6 +134,10 @@ def main(argv=None) -> int:
                     help="images for int8 calibration and agreement: random views of the "
                          "shipped photos (calibration and evaluation views disjoint), or the "
                          "demo digits (calibrate on train, evaluate on all 360 val images)")
+    ap.add_argument("--calib-dir", help="a labelled DIR/<class>/* tree to calibrate on instead "
+                                        "(a stratified third is held out for the search)")
+    ap.add_argument("--eval-dir", help="a labelled DIR/<class>/* tree for agreement and accuracy "
+                                       "(e.g. the val split of --calib-dir's dataset)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the exported files (printed)")
     args = ap.parse_args(argv)
@@ -151,7 +155,9 @@ def main(argv=None) -> int:
     transform = EvalTransform(args.size, src.preprocess["crop_pct"], tuple(src.preprocess["mean"]),
                               tuple(src.preprocess["std"]), src.preprocess["interpolation"])
     calib = {"dataset": "demo:train"}
-    if args.eval_set == "photos":
+    if args.calib_dir:
+        calib = {"calib_dir": args.calib_dir}
+    elif args.eval_set == "photos":
         calib_dir = work / "calib"
         calib_dir.mkdir()
         from PIL import Image  # calibration views as image files, as a user would pass --calib
@@ -175,7 +181,14 @@ def main(argv=None) -> int:
     search = results["onnx-int8"].details["int8"]     # the artifact's choices + this run's timings
 
     # int8 vs fp32 top-1 agreement on photo views not used for calibration
-    if args.eval_set == "photos":
+    eval_labels = None
+    if args.eval_dir:
+        from shufflenet.data.folder import FolderSource
+
+        val = FolderSource(args.eval_dir)
+        views = np.stack([transform(val.load(i)) for i in range(len(val))]).astype(np.float32)
+        eval_labels = np.asarray(val.targets)
+    elif args.eval_set == "photos":
         views = photo_views(transform, args.eval_views, seed=2)
     else:
         from shufflenet.data.demo import demo_arrays
@@ -183,10 +196,15 @@ def main(argv=None) -> int:
         views = np.stack([transform(im) for im in demo_arrays("val", 32)[0]]).astype(np.float32)
     fp32 = ort.InferenceSession(paths["onnx"], providers=["CPUExecutionProvider"])
     a = fp32.run(None, {"input": views})[0].argmax(1)
-    agreements = {}
+    agreements, accuracies = {}, {}
+    if eval_labels is not None:
+        accuracies["fp32"] = float((a == eval_labels).mean())
     for name in ("int8-all", "mixed"):
         sess = ort.InferenceSession(paths[name], providers=["CPUExecutionProvider"])
-        agreements[name] = float((sess.run(None, {"input": views})[0].argmax(1) == a).mean())
+        top1 = sess.run(None, {"input": views})[0].argmax(1)
+        agreements[name] = float((top1 == a).mean())
+        if eval_labels is not None:
+            accuracies[name] = float((top1 == eval_labels).mean())
     agreement = agreements["mixed"]
 
     x = views[:1]
@@ -220,7 +238,11 @@ def main(argv=None) -> int:
           f"{agreements['int8-all']:.1%}, mixed {agreements['mixed']:.1%}")
     top2 = np.sort(fp32.run(None, {"input": views})[0], axis=1)[:, -2:]
     margin = float(np.median(top2[:, 1] - top2[:, 0]) / (np.abs(top2[:, 1]).mean() + 1e-30))
-    print(f"int8 top-1 agreement with fp32 on {len(views)} real images ({args.eval_set}): "
+    if accuracies:
+        print("top-1 accuracy on " + args.eval_dir + ": " +
+              ", ".join(f"{k} {v:.1%}" for k, v in accuracies.items()))
+    print(f"int8 top-1 agreement with fp32 on {len(views)} real images "
+          f"({args.eval_dir or args.eval_set}): "
           f"{agreement:.1%} (median fp32 top-1 margin {margin:.2g} of the top logit"
           f"{'; an untrained net: agreement is noise' if not args.ckpt else ''})")
     print(f"compute floor: 2 x {macs / 1e6:.1f} MMACs / peak ({peak_desc} per thread)")
@@ -235,7 +257,7 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "model": src.model_name, "size": args.size, "rows": rows, "agreement": agreement,
-            "agreements": agreements, "int8_search": {k: v for k, v in search.items() if k != "trials"},
+            "agreements": agreements, "accuracies": accuracies, "int8_search": {k: v for k, v in search.items() if k != "trials"},
             "margin": margin, "eval_set": args.eval_set, "macs": macs,
             "peak_flops_per_thread": peak, "ckpt": str(args.ckpt or "random")}, indent=2))
     return 0

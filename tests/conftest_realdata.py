@@ -65,8 +65,9 @@ def write_dataset(root) -> Path:
     return root
 
 
-def train_checkpoint(data_root, run_dir, epochs: int = 12) -> Path:
-    """Real MindSpore training of x0_5 at 64 px on the dataset's train split."""
+def train_checkpoint(data_root, run_dir, epochs: int = 12,
+                     model: str = "shufflenet_v2_x0_5") -> Path:
+    """Real MindSpore training (x0_5 by default) at 64 px on the dataset's train split."""
     from shufflenet.config import make_config
     from shufflenet.train import train
 
@@ -74,6 +75,6 @@ def train_checkpoint(data_root, run_dir, epochs: int = 12) -> Path:
         "dataset": "imagenet", "data_dir": str(data_root), "image_resize": TRAIN_SIZE,
         "epoch_size": epochs, "decay_epochs": epochs - 1, "batch_size": 16, "lr": 0.02,
         "hflip": 0.5, "scale": [0.6, 1.0], "crop_pct": 0.875, "label_smoothing": 0.0,
-        "ckpt_save_dir": str(run_dir), "val_while_train": False})
+        "ckpt_save_dir": str(run_dir), "val_while_train": False, "model": model})
     result = train(cfg)
     return Path(result.best_ckpt or result.last_ckpt)

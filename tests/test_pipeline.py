@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 # 32 val images cannot prove int8's 2 pp margin either way: INCONCLUSIVE is allowed here
 FAST = ["--epoch_size", "2", "--formats", "onnx,onnx-int8,mindir", "--samples", "32",
-        "--bench-seconds", "0.5", "--allow-inconclusive"]
+        "--bench-seconds", "0.5", "--allow-inconclusive", "--search-seconds", "30"]
 
 
 @pytest.fixture(scope="module")

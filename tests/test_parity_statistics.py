@@ -325,3 +325,23 @@ def test_markdown_and_json_are_complete():
     assert data["pairs"][1]["metrics"]["psnr_db"] == "inf"
     assert [p["status"] for p in data["pairs"]] == ["PASS", "FAIL", "ERROR"]
     assert data["passed"] is False
+
+
+def test_top5_overlap_equal_to_its_threshold_passes():
+    # ten samples sharing 4 of 5 top classes: exactly 0.8; a float running mean read 0.7999...
+    ref = np.tile(np.arange(10, dtype=np.float64), (10, 1))       # top-5: classes 5..9
+    cand = ref.copy()
+    cand[:, 5], cand[:, 4] = 4.0, 5.0                             # swap class 5 out, 4 in
+    m = PairMetrics()
+    for i in range(10):
+        m.update(ref[i:i + 1], cand[i:i + 1])
+    res = m.result()
+    assert res["top5_overlap"] == 0.8
+    for check in load_profile("int8").evaluate(res):
+        if check.gate == "min_top5_overlap":
+            assert check.threshold == 0.8 and check.passed
+    # one sample less shared fails
+    m.update(ref[:1], cand[:1] * 0 + np.arange(10)[::-1])
+    res = m.result()
+    assert res["top5_overlap"] < 0.8
+    assert not [c for c in load_profile("int8").evaluate(res) if c.gate == "min_top5_overlap"][0].passed

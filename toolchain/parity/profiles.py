@@ -160,7 +160,9 @@ class Profile:
                 verdict = accuracy_drop_verdict(a, b, c, n - a - b - c, threshold, confidence)
             if verdict is not None:
                 ci = verdict.ci
-            ok = value <= threshold if kind == "max" else value >= threshold
+            # a value equal to its threshold passes even after float rounding (0.8 vs 0.7999...)
+            tol = 1e-9 * max(1.0, abs(float(threshold)))
+            ok = value <= threshold + tol if kind == "max" else value >= threshold - tol
             if isinstance(value, float) and math.isnan(value):
                 ok, verdict = False, None
             if noninferiority and verdict is not None:

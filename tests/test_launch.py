@@ -132,6 +132,9 @@ def test_launch_spec_problems_name_the_option():
     (["train", "--nodes", "2", "--node-rank", "2"], "--node-rank must be in [0, 1]"),
     (["train", "--master", "host:80", "--nodes", "2"], "port must be in 1024..65535"),
     (["pipeline", "--devices", "2", "--ckpt_path", "x.ckpt"], "--ckpt_path skips it"),
+    # was accepted and ignored: one process trained (and a distribute recipe lost its launch)
+    (["train", "-c", "demo", "--master", "127.0.0.1:29500"], "--master is for several ranks"),
+    (["pipeline", "--master", "10.0.0.1"], "--master is for several ranks"),
 ])
 def test_bad_launch_options_are_one_line_errors(args, message, tmp_path):
     res = CliRunner().invoke(main, args + (["-o", str(tmp_path / "r")] if args[0] == "pipeline" else []))

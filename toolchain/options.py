@@ -97,11 +97,8 @@ def launch_options(fn):
 
 
 def launch_spec(devices, nodes, node_rank, master):
-    """A :class:`~shufflenet.train.launch.LaunchSpec` from the CLI, or None to let the recipe decide."""
-    from shufflenet.train.launch import LaunchSpec, parse_master
+    """A checked :class:`~shufflenet.train.launch.LaunchSpec` from the CLI, or None to let the recipe decide."""
+    from shufflenet.train.launch import spec_from_options
 
-    if devices is None and nodes == 1 and node_rank == 0 and master is None:
-        return None
-    addr, port = parse_master(master)
-    return LaunchSpec(devices=devices or 1, nodes=nodes, node_rank=node_rank, master_addr=addr,
-                      master_port=port).check()
+    spec = spec_from_options(devices, nodes, node_rank, master)
+    return spec.check() if spec is not None else None

@@ -91,6 +91,25 @@ def parse_master(text: str | None) -> tuple[str, int | None]:
     return m.group(1) or m.group(2), port
 
 
+def spec_from_options(devices: int | None, nodes: int = 1, node_rank: int = 0,
+                      master: str | None = None) -> LaunchSpec | None:
+    """The :class:`LaunchSpec` the CLI options ask for, or None when they leave it to the recipe.
+
+    Not checked (see :meth:`LaunchSpec.problems`), except that ``master`` needs
+    several ranks: one process has no master, and taking it silently would
+    also turn a ``distribute: True`` recipe's every-local-device launch into
+    one process.
+    """
+    if devices is None and nodes == 1 and node_rank == 0 and not master:
+        return None
+    if master and nodes == 1 and (devices or 1) == 1:
+        raise ConfigError("--master is for several ranks: give --nodes M (M > 1) or --devices N "
+                          "(N > 1), or drop --master")
+    addr, port = parse_master(master)
+    return LaunchSpec(devices=devices or 1, nodes=nodes, node_rank=node_rank, master_addr=addr,
+                      master_port=port)
+
+
 def under_launcher() -> bool:
     """True inside a process that msrun/mpirun (or a rank table) started."""
     return any(os.environ.get(k) for k in _LAUNCHER_ENV)

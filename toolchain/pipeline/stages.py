@@ -50,13 +50,9 @@ class PipelineOptions:
 
 def launch_spec(opts: PipelineOptions):
     """The options' :class:`~shufflenet.train.launch.LaunchSpec` (None: the recipe decides)."""
-    from shufflenet.train.launch import LaunchSpec, parse_master
+    from shufflenet.train.launch import spec_from_options
 
-    if opts.devices is None and opts.nodes == 1 and opts.node_rank == 0 and not opts.master:
-        return None
-    addr, port = parse_master(opts.master)
-    return LaunchSpec(devices=opts.devices or 1, nodes=opts.nodes, node_rank=opts.node_rank,
-                      master_addr=addr, master_port=port)
+    return spec_from_options(opts.devices, opts.nodes, opts.node_rank, opts.master)
 
 
 def _train_config(opts: PipelineOptions, run_dir: Path):

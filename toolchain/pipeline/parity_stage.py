@@ -29,6 +29,46 @@ def train_data_spec(opts, cfg) -> dict | None:
             "train_split": cfg.train_split}
 
 
+def eval_data_spec(opts, cfg, checkpoint) -> dict:
+    """The labelled data validate and parity judge ``checkpoint`` on.
+
+    ``{"dataset", "data_dir", "val_split", "named_by"}``: the pipeline's data,
+    or -- with ``--ckpt_path`` and no ``--dataset``/``--data_dir`` -- the data
+    the checkpoint's metadata names (as calibration does); ``dataset`` is None
+    when the checkpoint names none.
+    """
+    if train_data_spec(opts, cfg) is not None:
+        return {"dataset": str(cfg.dataset), "data_dir": str(cfg.data_dir) if cfg.data_dir else None,
+                "val_split": cfg.val_split, "named_by": "pipeline"}
+    from shufflenet.checkpoint import read_metadata
+
+    recipe = read_metadata(checkpoint).get("recipe") or {}
+    return {"dataset": recipe.get("dataset"), "data_dir": recipe.get("data_dir"),
+            "val_split": recipe.get("val_split") or "val", "named_by": "checkpoint"}
+
+
+def checkpoint_data_problem(opts, cfg, checkpoint) -> str | None:
+    """One line when the data the checkpoint names (``--ckpt_path``, no ``--dataset``) cannot be
+    opened: validate's top-1 and parity's accuracy would otherwise judge it on other data."""
+    from shufflenet.data.pipeline import open_source
+    from shufflenet.errors import ShuffleNetError
+
+    spec = eval_data_spec(opts, cfg, checkpoint)
+    if spec["named_by"] != "checkpoint":
+        return None
+    if not spec["dataset"]:
+        return (f"{checkpoint} names no dataset in its metadata: pass --dataset (and --data_dir) "
+                f"so validate and parity judge it on its own data")
+    view = {"dataset": spec["dataset"], "data_dir": spec["data_dir"], "image_resize": 32,
+            "dataset_download": False}
+    try:
+        open_source(view, spec["val_split"])
+    except (ShuffleNetError, OSError, TypeError, KeyError) as exc:
+        return (f"the data {checkpoint} was trained on ({spec['data_dir'] or spec['dataset']}, "
+                f"split {spec['val_split']}) is not reachable: {exc}; pass --dataset/--data_dir")
+    return None
+
+
 def val_inputs(opts, cfg, checkpoint: str, samples: int | None):
     """``(InputSet or None, note)``: the labelled val split, or None (stand-in photos)."""
     from shufflenet.checkpoint import read_metadata
@@ -37,13 +77,8 @@ def val_inputs(opts, cfg, checkpoint: str, samples: int | None):
     from toolchain.parity.inputs import source_inputs
 
     meta = read_metadata(checkpoint)
-    spec = train_data_spec(opts, cfg)
-    if spec is None:
-        recipe = meta.get("recipe") or {}
-        spec = {"dataset": recipe.get("dataset"), "data_dir": recipe.get("data_dir")}
-        split = recipe.get("val_split") or "val"
-    else:
-        split = cfg.val_split
+    spec = eval_data_spec(opts, cfg, checkpoint)
+    split = spec["val_split"]
     if not spec.get("dataset"):
         return None, "the checkpoint names no dataset"
     view = {"dataset": spec["dataset"], "data_dir": spec.get("data_dir"),

@@ -124,6 +124,23 @@ def _check_checkpoint(opts, cfg, state) -> list[str]:
     return []
 
 
+@check
+def _check_checkpoint_data(opts, cfg, state) -> list[str]:
+    """--ckpt_path, no --dataset: validate and parity need the data the checkpoint names."""
+    if not opts.ckpt_path:
+        return []
+    from shufflenet.checkpoint import read_metadata
+
+    from .parity_stage import checkpoint_data_problem
+
+    try:
+        read_metadata(opts.ckpt_path)
+    except ShuffleNetError:
+        return []      # _check_checkpoint names it
+    problem = checkpoint_data_problem(opts, cfg, opts.ckpt_path)
+    return [problem] if problem else []
+
+
 def chosen_formats(opts) -> list[str]:
     """The export formats the run will produce (``--formats`` or every installed one)."""
     from exporters.formats import parse_formats

@@ -184,6 +184,15 @@ def _pct(fraction):
     return None if fraction is None else round(100.0 * float(fraction), 2)
 
 
+def _judged_on(data: dict | None) -> str | None:
+    """The data validate judged the checkpoint on (with --ckpt_path: the data it names)."""
+    if not data or not data.get("dataset"):
+        return None
+    where = data["dataset"] if str(data["dataset"]).lower() == "demo" else data.get("data_dir")
+    named = " (named by the checkpoint)" if data.get("named_by") == "checkpoint" else ""
+    return f"{where}, split {data.get('val_split')}{named}"
+
+
 def distributed_rows(dist: dict) -> list[tuple[str, str]]:
     """Summary rows for how training was spread (none when the run did not train)."""
     if not dist:
@@ -239,7 +248,7 @@ def write_reports(run_dir: str | Path, record: dict, history: list[dict]) -> tup
         ("not judged", f"{len(unjudged)} latency gate(s): {'; '.join(unjudged)} (see the latency "
                        "table for why)" if unjudged else "-"),
         ("model", record.get("recipe", {}).get("model")),
-        ("dataset", record.get("recipe", {}).get("dataset")),
+        ("dataset", _judged_on(s["val"].get("data")) or record.get("recipe", {}).get("dataset")),
         ("val top-1 %", _pct(s["val"].get("top1"))), ("val top-5 %", _pct(s["val"].get("top5"))),
         ("training time s", s["train"].get("train_seconds")),
         ("checkpoint", s["train"].get("checkpoint") or opts.get("ckpt_path")),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from shufflenet.errors import ConfigError
 
-from .parity_stage import parity_stage, train_data_spec
+from .parity_stage import checkpoint_data_problem, eval_data_spec, parity_stage, train_data_spec
 from .preflight import preflight
 from .stage_cache import Stage, StageResult, log, run_stage
 from .record import RunRecord, device_fingerprint, library_versions
@@ -117,24 +117,35 @@ def _checkpoint(ctx) -> Path:
 
 
 def _stage_validate(opts: PipelineOptions, cfg) -> Stage:
+    def data(ctx) -> dict:
+        # --ckpt_path without --dataset: the data the checkpoint names, as calibration and parity
+        spec = eval_data_spec(opts, cfg, _checkpoint(ctx))
+        problem = checkpoint_data_problem(opts, cfg, _checkpoint(ctx))
+        if problem:
+            raise ConfigError(problem)
+        return spec
+
     def inputs(ctx):
+        spec = data(ctx)
         # the gate is part of the result: a new --min-top1 must not reuse the old verdict
-        return {"checkpoint_sha256": ctx["checkpoint_sha256"], "dataset": cfg.dataset,
-                "data_dir": str(cfg.data_dir), "val_split": cfg.val_split,
+        return {"checkpoint_sha256": ctx["checkpoint_sha256"], "dataset": spec["dataset"],
+                "data_dir": str(spec["data_dir"]), "val_split": spec["val_split"],
                 "min_top1_pct": opts.min_top1_pct}
 
     def run(ctx):
         from shufflenet.validate import validate
 
-        res = validate(ckpt_path=str(_checkpoint(ctx)), dataset=cfg.dataset, data_dir=cfg.data_dir,
-                       val_split=cfg.val_split, batch_size=64, device_target=cfg.device_target,
-                       mode=1, progress=opts.progress)
+        spec = data(ctx)
+        res = validate(ckpt_path=str(_checkpoint(ctx)), dataset=spec["dataset"],
+                       data_dir=spec["data_dir"], val_split=spec["val_split"], batch_size=64,
+                       device_target=cfg.device_target, mode=1, progress=opts.progress)
+        res = dict(res, data={k: spec[k] for k in ("dataset", "data_dir", "val_split", "named_by")})
         gates = []
         if opts.min_top1_pct is not None:
             top1_pct = 100.0 * res["top1"]  # validate() and run.json: fractions
             gates.append({"name": f"val top-1 >= {opts.min_top1_pct}%",
                           "passed": top1_pct >= opts.min_top1_pct, "detail": f"{top1_pct:.2f}%"})
-        return StageResult(metrics=dict(res), gates=gates)
+        return StageResult(metrics=res, gates=gates)
 
     return Stage("validate", inputs, run, "validating the checkpoint")
 

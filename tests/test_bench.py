@@ -171,6 +171,9 @@ def test_bench_cli_bad_inputs(tmp_path):
         (["-t", "x86-edge-ort-int8-1t"], "expects a 'onnx-int8' artifact"),
         ([], "--target NAME"),
         (["-t", "x86-edge-ort-1t", "--all-targets"], "not both"),
+        # accepted and ignored before: it only means something with --all-targets and a file
+        (["-t", "x86-edge-ort-1t", "--with-builtin"], "--with-builtin adds the built-in"),
+        (["--all-targets", "--with-builtin"], "--with-builtin adds the built-in"),
     ]
     for args, msg in cases:
         res = CliRunner().invoke(main, ["bench", onnx, *args])

@@ -27,6 +27,9 @@ def _select(artifact, names, all_targets, targets_file, with_builtin=False):
         raise click.UsageError("give --target NAME ... or --all-targets, not both")
     if not names and not all_targets:
         raise click.UsageError("say which targets: --target NAME (repeatable) or --all-targets")
+    if with_builtin and not (all_targets and targets_file):
+        raise click.UsageError("--with-builtin adds the built-in targets to --all-targets "
+                               "--targets-file FILE; without both it would change nothing")
     if names:
         return [get_target(n, table) for n in names], []
     if targets_file and not with_builtin:

@@ -41,7 +41,9 @@ def save_checkpoint(params, path: str | os.PathLike, metadata: dict | None = Non
     def write(tmp):
         # MindSpore appends ".ckpt" to a file name that lacks it; write there, then move.
         target = tmp if str(tmp).endswith(".ckpt") else str(tmp) + ".ckpt"
-        ms.save_checkpoint(params, target, append_dict=append)
+        # crc_check: a CRC32 over the file, verified by read_checkpoint, so a flipped bit in the
+        # weights is an error rather than a network that loads and is silently wrong
+        ms.save_checkpoint(params, target, append_dict=append, crc_check=True)
         if target != str(tmp):
             os.replace(target, tmp)
 
@@ -60,10 +62,12 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint is empty (0 bytes): {path}")
     try:
-        raw = ms.load_checkpoint(str(path))
+        # crc_check verifies the CRC32 our checkpoints carry (files without one, e.g. MindCV's
+        # published weights, still load)
+        raw = ms.load_checkpoint(str(path), crc_check=True)
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError for bad protobuf
         raise CheckpointError(
-            f"cannot read checkpoint {path}: corrupt or truncated file "
+            f"cannot read checkpoint {path}: corrupt or truncated file, or its CRC32 does not match "
             f"({str(exc).splitlines()[0][:160]})") from None
     meta: dict[str, Any] = {}
     text = raw.pop(META_KEY, None)

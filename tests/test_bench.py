@@ -86,7 +86,8 @@ def test_summarize_percentiles():
 def test_check_budgets_pass_and_fail():
     onnx = built_artifacts()[1]["onnx"]
     t = Target(name="t", engine="onnxruntime", batch=BATCH, iterations=15, threads=1,
-               budgets=Budgets(p50_ms=10_000, p99_ms=0.0001, peak_rss_mb=100_000))
+               budgets=Budgets(p50_ms=10_000, p99_ms=0.0001, peak_rss_mb=100_000),
+               arch=HOST_ARCH, sized_for=SizedFor("shufflenet_v2_x0_5", 64))
     res = bench_target(onnx, t)
     checks = check_budgets(res, t)
     assert [c.metric for c in checks] == ["p50_ms", "p99_ms", "peak_rss_mb"]
@@ -94,6 +95,13 @@ def test_check_budgets_pass_and_fail():
     assert isinstance(checks[0], BudgetCheck) and checks[1].status == "FAIL"
     assert res.peak_rss_mb < 1000  # a fresh agent process, not this test process
     assert check_budgets(res, dataclasses.replace(t, budgets=Budgets())) == []
+    # a Target built in Python without arch or sized_for (a targets file refuses that) used to
+    # be judged, and PASS, anywhere: its budgets say nothing about this device or this model
+    for bare in (dataclasses.replace(t, arch=None), dataclasses.replace(t, sized_for=SizedFor()),
+                 dataclasses.replace(t, sized_for=SizedFor("shufflenet_v2_x0_5", None))):
+        unjudged = check_budgets(res, bare)
+        assert {c.status for c in unjudged} == {"NOT JUDGED"}, bare
+        assert "the target does not say" in unjudged[0].reason
 
 
 def test_compatibility_errors():

@@ -74,7 +74,11 @@ def judgement(result, target) -> Judgement:
                        "never judged")
         hints.append(f"run the target on a real {target.arch or device} device "
                      "(where: ssh://user@host)")
-    elif target.arch and device != target.arch:
+    elif not target.arch:
+        # a targets file cannot leave it out; a Target built in Python can
+        reasons.append("the target does not say which CPU architecture its budgets are for")
+        hints.append(f"set the target's arch (this device is {device or 'of unknown arch'})")
+    elif device != target.arch:
         reasons.append(f"budgets are for {target.arch}, measured on {device or 'an unknown arch'}"
                        f" ({where.get('cpu') or 'unknown CPU'})")
         hints.append(f"to judge them, give the target an ssh device of that arch "
@@ -82,7 +86,11 @@ def judgement(result, target) -> Judgement:
     sized = target.sized_for
     info = getattr(result, "artifact_info", None) or {}
     model, size = info.get("model"), info.get("image_size")
-    if sized.model and (model != sized.model or int(size or 0) != int(sized.input_size or 0)):
+    if not (sized.model and sized.input_size):
+        reasons.append("the target does not say what its budgets are sized for")
+        hints.append(f"set the target's sized_for (this artifact: {model or 'unknown model'} at "
+                     f"{size or '?'} px)")
+    elif model != sized.model or int(size or 0) != int(sized.input_size):
         reasons.append(f"budgets are sized for {sized.model} at {sized.input_size} px, the artifact "
                        f"is {model or 'an unknown model'} at {size or '?'} px")
         hints.append(f"export {sized.model} at {sized.input_size} px, or use a target whose "

@@ -51,6 +51,11 @@ def test_demo_pipeline_end_to_end(demo_run):
     assert {p["artifact"] for p in pairs} >= {"onnx", "onnx-int8", "mindir"}
     assert all(p["verdict"] == "PASS" for p in pairs if p["artifact"] != "onnx-int8")
     assert all(p["verdict"] in ("PASS", "INCONCLUSIVE") for p in pairs)
+    # an allowed INCONCLUSIVE passes the run but is never shown or counted as PASS
+    inconclusive = any(p["verdict"] == "INCONCLUSIVE" for p in pairs)
+    assert rec["verdict"] == ("INCONCLUSIVE" if inconclusive else "PASS")
+    assert (f"verdict: {rec['verdict']}" + (" (allowed" if inconclusive else "\n")) in res.stdout
+    assert f"Verdict: {rec['verdict']}" in (run_dir / "report.md").read_text()
     # parity ran on the labelled demo val split, int8 calibrated on the train split: disjoint
     fps = rec["stages"]["parity"]["metrics"]["fingerprints"]
     assert fps["parity_labelled"] is True and fps["parity_samples"] == 32

@@ -58,3 +58,34 @@ def test_record_round_trip_and_diff(tmp_path):
 def test_record_with_other_schema_is_ignored(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"schema_version": 999}))
     assert RunRecord.load(tmp_path) is None
+
+
+def _with_parity_gates(gates, passed):
+    rec = _record(label="x")
+    rec.stages["bench"].metrics["results"][0]["verdict"] = "PASS"
+    rec.stages["parity"].gates = gates
+    rec.passed, rec.failed_gates = passed, [g["name"] for g in gates if g["passed"] is False]
+    return rec
+
+
+def test_inconclusive_is_never_reported_as_pass(tmp_path):
+    from toolchain.pipeline.record import run_verdict
+
+    allowed = {"name": "parity int8 INCONCLUSIVE (allowed)", "passed": True, "verdict": "INCONCLUSIVE"}
+    refused = dict(allowed, name="parity int8 INCONCLUSIVE", passed=False)
+    clean = {"name": "parity onnx", "passed": True, "verdict": "PASS"}
+    broken = {"name": "parity fp16 FAIL", "passed": False, "verdict": "FAIL"}
+    assert run_verdict([clean, allowed]) == "INCONCLUSIVE"
+    assert run_verdict([clean, refused]) == "INCONCLUSIVE"
+    assert run_verdict([broken, allowed]) == "FAIL"
+    assert run_verdict([clean, {"name": "latency", "passed": None}]) == "PASS"
+    # --allow-inconclusive: the run passes, every report still says INCONCLUSIVE
+    write_reports(tmp_path, _with_parity_gates([clean, allowed], True).to_dict(), [])
+    for name in ("report.md", "report.html"):
+        text = (tmp_path / name).read_text()
+        assert "Verdict: INCONCLUSIVE (allowed by --allow-inconclusive)" in text, name
+        assert "Verdict: PASS" not in text, name
+    write_reports(tmp_path, _with_parity_gates([clean, refused], False).to_dict(), [])
+    assert "Verdict: INCONCLUSIVE (fails the run)" in (tmp_path / "report.md").read_text()
+    write_reports(tmp_path, _with_parity_gates([clean], True).to_dict(), [])
+    assert "**Verdict: PASS**" in (tmp_path / "report.md").read_text()

@@ -118,14 +118,20 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
             gates = st.gates or []
             bad = [g["name"] for g in gates if g.get("passed") is False]
             unjudged = sum(g.get("passed") is None for g in gates)
-            ok = sum(g.get("passed") is True for g in gates)
+            # an INCONCLUSIVE gate is never counted as a pass, even when allowed
+            allowed = sum(g.get("passed") is True and g.get("verdict") == "INCONCLUSIVE" for g in gates)
+            ok = sum(g.get("passed") is True for g in gates) - allowed
             rows.append({"stage": name, "status": st.status, "seconds": st.seconds,
                          "gates": (f"{ok}/{len(gates)} pass" + (f", {unjudged} not judged" if unjudged
-                                                                  else "")) if gates else "-",
+                                                                  else "")
+                                   + (f", {allowed} INCONCLUSIVE (allowed)" if allowed else ""))
+                         if gates else "-",
                          "failed": "; ".join(bad) or "-"})
         echo_table(rows, [("stage", "stage"), ("status", "status"), ("seconds", "seconds"),
                           ("gates", "gates"), ("failed", "failed gates")])
-        click.echo(f"\nreport: {Path(run_dir) / 'report.html'}  (also report.md, run.json)")
+        click.echo(f"\nverdict: {record.verdict}" + (" (allowed by --allow-inconclusive)"
+                   if record.verdict == "INCONCLUSIVE" and record.passed else ""))
+        click.echo(f"report: {Path(run_dir) / 'report.html'}  (also report.md, run.json)")
     if not record.passed:
         raise click.ClickException("pipeline gates failed: " + "; ".join(record.failed_gates))
 

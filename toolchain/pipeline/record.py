@@ -58,6 +58,8 @@ class RunRecord:
     stages: dict = field(default_factory=dict)  # name -> StageRecord (as dict on disk)
     passed: bool | None = None
     failed_gates: list = field(default_factory=list)
+    # PASS | FAIL | INCONCLUSIVE (passed may be True for an INCONCLUSIVE run: --allow-inconclusive)
+    verdict: str = ""
 
     # -- persistence ---------------------------------------------------
     def to_dict(self) -> dict:
@@ -157,3 +159,12 @@ def diff_records(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
         if fa.get(key) != fb.get(key):
             rows.append((key, fa.get(key), fb.get(key)))
     return rows
+
+
+def run_verdict(gates: list[dict]) -> str:
+    """A run's verdict from its gates: FAIL when a gate failed outright, else INCONCLUSIVE when
+    any gate was inconclusive (allowed or not), else PASS. Unjudged gates (passed None) count
+    neither way."""
+    if any(g.get("passed") is False and g.get("verdict") != "INCONCLUSIVE" for g in gates):
+        return "FAIL"
+    return "INCONCLUSIVE" if any(g.get("verdict") == "INCONCLUSIVE" for g in gates) else "PASS"

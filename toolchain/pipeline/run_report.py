@@ -14,6 +14,8 @@ from pathlib import Path
 
 from shufflenet.checkpoint import atomic_write
 
+from .record import run_verdict
+
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
@@ -238,7 +240,13 @@ def write_reports(run_dir: str | Path, record: dict, history: list[dict]) -> tup
         if data:
             atomic_write(run_dir / name, lambda tmp, d=data: Path(tmp).write_bytes(d))
 
-    verdict = "PASS" if record.get("passed") else "FAIL"
+    # three states: an INCONCLUSIVE run says so even when --allow-inconclusive let it pass
+    verdict = run_verdict([g for st in (record.get("stages") or {}).values()
+                           for g in (st.get("gates") or [])])
+    if verdict == "PASS" and not record.get("passed"):
+        verdict = "FAIL"
+    if verdict == "INCONCLUSIVE":
+        verdict += " (allowed by --allow-inconclusive)" if record.get("passed") else " (fails the run)"
     failed = record.get("failed_gates") or []
     unjudged = [g["name"] for st in (record.get("stages") or {}).values()
                 for g in (st.get("gates") or []) if g.get("passed") is None]

@@ -17,7 +17,7 @@ from shufflenet.errors import ConfigError
 from .parity_stage import checkpoint_data_problem, eval_data_spec, parity_stage, train_data_spec
 from .preflight import preflight
 from .stage_cache import Stage, StageResult, log, run_stage
-from .record import RunRecord, device_fingerprint, library_versions
+from .record import RunRecord, device_fingerprint, library_versions, run_verdict
 
 STAGES = ("train", "validate", "export", "parity", "bench")
 DEFAULT_RECIPE = "demo"
@@ -302,9 +302,11 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord | None:
     train_rec = record.stages.get("train")
     record.distributed = (train_rec.metrics.get("distributed") or {}) if train_rec else {}
     # a gate with passed None (NOT JUDGED) neither fails the run nor counts as a pass
-    failed = [g["name"] for s in record.stages.values() for g in s.gates if g.get("passed") is False]
+    gates = [g for s in record.stages.values() for g in s.gates]
+    failed = [g["name"] for g in gates if g.get("passed") is False]
     record.failed_gates = failed
     record.passed = not failed
+    record.verdict = run_verdict(gates)
     record.save(run_dir)
     write_run_reports(run_dir, record)
     return record

@@ -84,6 +84,32 @@ def test_edge_format_round_trip_and_metadata(edge_exports, reference, fmt):
     assert r.path + ".meta.json" in r.files
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", [p for p in EDGE_PARAMS if p.values[0] != "tflite"])
+def test_edge_sidecar_contract_is_checked_by_parity(edge_exports, fmt, tmp_path):
+    """The labels/preprocessing an app reads from an edge format's sidecar are judged too."""
+    import json
+    import shutil
+
+    from shufflenet.artifact import sidecar_path
+    from toolchain.parity import run_parity
+
+    if fmt not in AVAILABLE:
+        missing(f"{' / '.join(_NEEDS[fmt])} not installed (pip install \"shufflenet-toolchain[{fmt}]\")")
+    ckpt, results = edge_exports
+    r = results[fmt]
+    for f in r.files:
+        shutil.copy(f, tmp_path)
+    copy = tmp_path / os.path.basename(r.path)
+    side = sidecar_path(copy)
+    meta = json.loads(side.read_text())
+    side.write_text(json.dumps(dict(meta, labels=LABELS[::-1], channel_order="BGR")))
+    report = run_parity(ckpt, [str(copy)], random=2, progress=False, localize=False)
+    pair = report.pairs[0]
+    assert pair.status == "FAIL" and not report.passed, pair.summary()
+    assert "labels: artifact [digit9" in pair.summary() and "channel_order: artifact BGR" in pair.summary()
+
+
 def test_ncnn_needs_pnnx_extra_message(tmp_path, monkeypatch):
     import exporters.formats as formats
     from exporters import export_checkpoint

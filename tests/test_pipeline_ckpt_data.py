@@ -3,6 +3,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from toolchain.cli import main
@@ -78,3 +79,22 @@ def test_checkpoint_naming_no_data_needs_dataset(tmp_path):
     res = _pipeline(ckpt, tmp_path / "run")
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert "names no dataset" in res.output and "--dataset" in res.output
+
+
+@pytest.mark.slow
+def test_parity_on_the_calibration_images_fails_the_disjoint_gate(tmp_path):
+    data = _folder(tmp_path / "photos")
+    ckpt = _checkpoint(tmp_path / "user.ckpt", {"dataset": "imagenet", "data_dir": str(data),
+                                                "train_split": "train", "val_split": "val"})
+    # judging on the split int8 was calibrated on proves nothing: the gate must fail
+    res = CliRunner().invoke(main, ["pipeline", "--ckpt_path", str(ckpt), "--dataset", "imagenet",
+                                    "--data_dir", str(data), "--set", "val_split=train",
+                                    "--formats", "onnx,onnx-int8", "--search-seconds", "5",
+                                    "--target", "x86-edge-ort-1t", "--bench-seconds", "0.2",
+                                    "-o", str(tmp_path / "run")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    rec = json.loads((tmp_path / "run" / "run.json").read_text())
+    fps = rec["stages"]["parity"]["metrics"]["fingerprints"]
+    assert fps["shared_images"] == 3 * PER_SPLIT["train"]
+    assert "calibration and parity images are disjoint" in rec["failed_gates"]
+    assert rec["verdict"] == "FAIL"

@@ -57,6 +57,12 @@ class LazyGroup(click.Group):
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
             raise click.ClickException("interrupted") from None
+        except OSError as exc:
+            # a path the user gave that cannot be made or written (-o under a file, a read-only
+            # or missing mount): one line naming it; OSErrors without a path stay tracebacks
+            if exc.filename is None or not exc.strerror:
+                raise
+            raise click.ClickException(f"{exc.strerror}: {exc.filename}") from None
         except ModuleNotFoundError as exc:
             # Only training, validation, the reference runner and export from a
             # checkpoint need MindSpore; say so instead of a traceback.

@@ -63,6 +63,21 @@ def test_checkpoint_metadata_contract(demo_run):
     assert not any(k.startswith("moments.") for k in params)  # weights only
     last, last_meta = read_checkpoint(run_dir / "last.ckpt")
     assert any(k.startswith("moments.") for k in last) and last_meta["global_step"] == 12
+    assert last_meta["world_size"] == 1
+
+
+def test_resume_under_another_world_size_is_refused(demo_run, tmp_path):
+    """`train --resume --devices 2` on a one-process run continued its step position under
+    another world (steps per epoch, shards, global batch) without a word."""
+    from shufflenet.checkpoint import save_checkpoint
+
+    run_dir, _ = demo_run
+    params, meta = read_checkpoint(run_dir / "last.ckpt")
+    save_checkpoint([{"name": k, "data": v} for k, v in params.items()], tmp_path / "last.ckpt",
+                    dict(meta, world_size=2))
+    with pytest.raises(CheckpointError, match=r"2 data-parallel rank\(s\), this one has 1"):
+        train("demo", {"num_samples": 96, "batch_size": 16, "epoch_size": 3,
+                       "ckpt_save_dir": str(tmp_path), "progress": False}, resume=True)
 
 
 def test_validate_reproduces_the_training_metric(demo_run):

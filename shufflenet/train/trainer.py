@@ -115,8 +115,10 @@ class _Run:
 
     # -- state ---------------------------------------------------------
     def meta(self, metrics: dict | None = None) -> dict:
-        return _metadata(self.cfg, self.net, self.classes, self.fingerprint, self.epoch,
+        meta = _metadata(self.cfg, self.net, self.classes, self.fingerprint, self.epoch,
                          self.global_step, self.step_in_epoch, metrics or {})
+        meta["world_size"] = int(self.world)  # the step position means nothing for another world
+        return meta
 
     def restore(self, path: Path) -> None:
         """Weights, optimizer moments, LR position (optimizer global_step), epoch, step."""
@@ -127,6 +129,13 @@ class _Run:
         params, meta = read_checkpoint(path)
         if meta.get("model") not in (None, self.cfg.model):
             raise CheckpointError(f"{path} is a {meta.get('model')} run, not {self.cfg.model}")
+        if meta.get("world_size", self.world) != self.world:
+            # steps per epoch, the data shard of each rank and the global batch all depend on
+            # it: continuing the position under another world silently trains something else
+            raise CheckpointError(
+                f"{path} was written by a run of {meta['world_size']} data-parallel rank(s), this "
+                f"one has {self.world}: resume with the same --devices x --nodes "
+                f"({meta['world_size']} ranks), or train afresh in another --ckpt_save_dir")
         if "global_step" not in meta or "epoch" not in meta:
             raise CheckpointError(f"{path} has no training position (epoch/global_step) "
                                   f"to resume from")

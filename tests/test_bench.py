@@ -308,3 +308,21 @@ def test_budget_sized_for_another_model_is_not_judged_cli(tmp_path):
                                              "shufflenet_v2_x0_5, input_size: 64"))
     res = CliRunner().invoke(main, ["bench", str(onnx), "--targets", f, "-t", "edge-224"])
     assert res.exit_code == 1 and "FAIL" in res.stdout
+
+
+def test_pipeline_names_the_targets_of_a_users_file_it_cannot_run(tmp_path, capsys):
+    """With --targets-file and no -t the pipeline measures the file's targets; one it cannot
+    run (format not exported, engine missing) was dropped without a word, so a report could
+    pass with no latency row for it."""
+    from toolchain.pipeline.bench_stage import choose_targets
+
+    f = _targets_file(tmp_path, "  box:\n    engine: onnxruntime\n    format: onnx\n"
+                                "  phone:\n    engine: mnn\n    format: mnn\n")
+    onnx = built_artifacts()[1]["onnx"]
+    chosen = choose_targets([], f, {"onnx": onnx})
+    assert [t.name for t, _ in chosen] == ["box"]
+    err = capsys.readouterr().err
+    assert "skipping target phone" in err and "no mnn fp32 artifact was exported" in err
+    # the built-in defaults stay best effort: no line for each default the run cannot use
+    choose_targets([], None, {"onnx": onnx})
+    assert "skipping" not in capsys.readouterr().err

@@ -62,11 +62,15 @@ def choose_targets(names, targets_file, artifacts: dict) -> list:
         defaults = list(parse_targets(Path(targets_file).read_text(), str(targets_file)))
     for name in defaults:
         t = table.get(name)
-        if t is None or t.engine not in installed:
+        if t is None:
             continue
-        art = _artifact_for(t, resolved)
+        art = _artifact_for(t, resolved) if t.engine in installed else None
         if art is not None:
             chosen.append((t, art))
+        elif targets_file:  # the built-in defaults are best effort; a user's own target is not
+            why = (f"engine {t.engine} is not installed" if t.engine not in installed else
+                   f"no {t.format or t.engine} {t.precision} artifact was exported (--formats)")
+            log(f"[bench] skipping target {name} from {targets_file}: {why}")
     return chosen
 
 

@@ -66,6 +66,15 @@ def test_validate_and_parity_use_the_data_the_checkpoint_names(tmp_path):
     assert parity["parity_samples"] == 3 * PER_SPLIT["val"] and str(data) in parity["parity_source"]
     assert f"{data}, split val (named by the checkpoint)" in (tmp_path / "run" / "report.md").read_text()
 
+    # a val image added: validate and parity judge again instead of serving the cached verdict
+    shutil.copy(data / "val" / "ant" / "0.jpg", data / "val" / "bee" / "extra.jpg")
+    res = _pipeline(ckpt, tmp_path / "run")
+    assert res.exit_code == 0, res.output
+    rec = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert rec["stages"]["validate"]["status"] == rec["stages"]["parity"]["status"] == "done"
+    assert rec["stages"]["export"]["status"] == "cached"
+    assert rec["stages"]["parity"]["metrics"]["fingerprints"]["parity_samples"] == 3 * PER_SPLIT["val"] + 1
+
     # the data moved away: one line before any stage, not a top-1 on other data
     shutil.move(str(data), str(tmp_path / "elsewhere"))
     res = _pipeline(ckpt, tmp_path / "run2")

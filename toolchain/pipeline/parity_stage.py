@@ -47,6 +47,33 @@ def eval_data_spec(opts, cfg, checkpoint) -> dict:
             "val_split": recipe.get("val_split") or "val", "named_by": "checkpoint"}
 
 
+def data_fingerprint(opts, cfg, checkpoint, split: str = "val") -> str | None:
+    """Content fingerprint (file names, sizes, labels) of the ``val`` or ``train`` split that
+    validate/parity (val) or int8 calibration (train) read: part of those stages' cache keys,
+    so images added to or replaced in a folder are judged again, not served from the cache.
+    None when the data cannot be opened (pre-flight names that)."""
+    from shufflenet.checkpoint import read_metadata
+    from shufflenet.data.pipeline import open_source
+    from shufflenet.errors import ShuffleNetError
+
+    spec = eval_data_spec(opts, cfg, checkpoint)
+    if not spec["dataset"]:
+        return None
+    if split == "train":
+        recipe = read_metadata(checkpoint).get("recipe") or {}
+        name = (cfg.train_split if spec["named_by"] == "pipeline"
+                else recipe.get("train_split") or "train")
+    else:
+        name = spec["val_split"]
+    view = {"dataset": spec["dataset"], "data_dir": spec["data_dir"],
+            "image_resize": int(read_metadata(checkpoint).get("image_size") or 224),
+            "dataset_download": False}
+    try:
+        return open_source(view, name).fingerprint()
+    except (ShuffleNetError, OSError, TypeError, KeyError):
+        return None
+
+
 def checkpoint_data_problem(opts, cfg, checkpoint) -> str | None:
     """One line when the data the checkpoint names (``--ckpt_path``, no ``--dataset``) cannot be
     opened: validate's top-1 and parity's accuracy would otherwise judge it on other data."""
@@ -136,6 +163,7 @@ def parity_stage(opts, cfg, run_dir: Path, artifacts_of, checkpoint_of) -> Stage
         return {"checkpoint_sha256": ctx["checkpoint_sha256"],
                 "artifacts": {k: v.get("sha256") for k, v in ctx["export"].outputs.items()},
                 "dataset": ctx["dataset"], "data": train_data_spec(opts, cfg),
+                "val_fingerprint": data_fingerprint(opts, cfg, checkpoint_of(ctx), "val"),
                 "samples": opts.parity_samples, "allow_inconclusive": opts.allow_inconclusive,
                 "devices": planned_key(opts.target_names, opts.targets_file, artifacts_of(ctx))}
 

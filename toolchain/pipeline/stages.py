@@ -14,7 +14,8 @@ from pathlib import Path
 
 from shufflenet.errors import ConfigError
 
-from .parity_stage import checkpoint_data_problem, eval_data_spec, parity_stage, train_data_spec
+from .parity_stage import (checkpoint_data_problem, data_fingerprint, eval_data_spec, parity_stage,
+                           train_data_spec)
 from .preflight import preflight
 from .stage_cache import Stage, StageResult, log, run_stage
 from .record import RunRecord, device_fingerprint, library_versions, run_verdict
@@ -130,6 +131,7 @@ def _stage_validate(opts: PipelineOptions, cfg) -> Stage:
         # the gate is part of the result: a new --min-top1 must not reuse the old verdict
         return {"checkpoint_sha256": ctx["checkpoint_sha256"], "dataset": spec["dataset"],
                 "data_dir": str(spec["data_dir"]), "val_split": spec["val_split"],
+                "val_fingerprint": data_fingerprint(opts, cfg, _checkpoint(ctx), "val"),
                 "min_top1_pct": opts.min_top1_pct}
 
     def run(ctx):
@@ -184,6 +186,9 @@ def _stage_export(opts: PipelineOptions, cfg, run_dir: Path) -> Stage:
     def inputs(ctx):
         return {"checkpoint_sha256": ctx["checkpoint_sha256"], "formats": formats(),
                 "calibration": {"train_data": train_data_spec(opts, cfg),
+                                "train_fingerprint": (data_fingerprint(opts, cfg, _checkpoint(ctx),
+                                                                       "train")
+                                                      if "onnx-int8" in formats() else None),
                                 "samples": opts.calib_samples,
                                 "max_accuracy_drop_pp": opts.max_accuracy_drop_pp,
                                 "search_seconds": opts.int8_search_seconds}}

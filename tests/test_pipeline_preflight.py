@@ -41,6 +41,13 @@ def test_bad_option_stops_before_training(tmp_path, args, message):
     _no_training_happened(run_dir)
 
 
+def test_a_missing_checkpoint_is_said_once(tmp_path):
+    # two checks read --ckpt_path; the error was printed twice, joined by '; '
+    run_dir, res = _pipeline(tmp_path, "--ckpt_path", str(tmp_path / "nope.ckpt"))
+    assert res.exit_code == 1 and res.output.count("checkpoint not found") == 1, res.output
+    _no_training_happened(run_dir)
+
+
 def test_every_problem_is_reported_at_once(tmp_path):
     run_dir, res = _pipeline(tmp_path, "--formats", "onnx,caffe", "--target", "nope",
                              "--min-top1", "-1")

@@ -44,6 +44,7 @@ def preflight(opts, cfg) -> dict:
             problems += fn(opts, cfg, state)
         except ShuffleNetError as exc:
             problems.append(str(exc))
+    problems = list(dict.fromkeys(problems))  # two checks reading one bad file say it once
     if problems:
         head = "pipeline options rejected before training" if len(problems) > 1 else ""
         msg = "; ".join(problems)

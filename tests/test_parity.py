@@ -316,3 +316,15 @@ def test_inconclusive_pair_fails_by_default_and_passes_when_allowed(arts, tmp_pa
     result = _cli(*args, "--allow-inconclusive")
     assert result.exit_code == 0, result.output
     assert ET.parse(tmp_path / "j.xml").getroot().find("testcase/skipped") is not None
+
+
+def test_cli_text_output_says_an_artifact_was_calibrated_on_stand_in_photos(arts, tmp_path):
+    ckpt, files, root = arts
+    from exporters.metadata import read_artifact_metadata
+
+    opts = dict(read_artifact_metadata(files["onnx"]).get("export_options") or {})
+    opts["calibration"] = {"stand_in": True, "note": "calibrated on stand-in photos: accuracy unverified"}
+    stand_in = H.edit_metadata(files["onnx"], tmp_path / "standin.onnx", export_options=opts)
+    res = CliRunner().invoke(main, ["parity", str(ckpt), str(stand_in), "--engine", "onnxruntime",
+                                    "--samples", "2"])
+    assert "note: standin.onnx: calibrated on stand-in photos: accuracy unverified" in res.stdout, res.output

@@ -147,6 +147,8 @@ def parity(checkpoint, artifacts, engines, images, dataset, split, samples, rand
                 click.echo(f"  first divergent layer: not available ({d.reason})")
         click.echo(f"inputs: {report.inputs['source']}, {report.inputs['samples']} samples, "
                    f"fingerprint {report.inputs['sha256'][:12]}")
+        for note in report.notes:      # e.g. int8 calibrated on stand-in photos: accuracy unverified
+            click.echo(f"note: {note}")
     for path, writer in ((junit, write_junit), (report_md, write_markdown), (json_out, write_json)):
         if path:
             writer(report, path)

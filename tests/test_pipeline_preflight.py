@@ -32,6 +32,8 @@ def _no_training_happened(run_dir: Path):
     (["--targets-file", "missing-targets.yaml"], "targets file not found"),
     (["--min-top1", "150"], "--min-top1 is a percentage in [0, 100]"),
     (["--force", "trian"], "--force takes stage names"),
+    # the demo recipe would judge (and train on) demo digits, not the user's folder
+    (["--data_dir", "."], "--data_dir . is ignored by the demo dataset"),
 ])
 def test_bad_option_stops_before_training(tmp_path, args, message):
     run_dir, res = _pipeline(tmp_path, *args)

@@ -126,6 +126,15 @@ def _check_checkpoint(opts, cfg, state) -> list[str]:
 
 
 @check
+def _check_data_dir_is_used(opts, cfg, state) -> list[str]:
+    """--data_dir with the demo dataset would be ignored: every stage would judge demo digits."""
+    if "data_dir" in opts.overrides and str(cfg.dataset).lower() == "demo":
+        return [f"--data_dir {opts.overrides['data_dir']} is ignored by the demo dataset (the "
+                f"recipe's): add --dataset imagenet (a class-per-folder tree) or --dataset cifar10"]
+    return []
+
+
+@check
 def _check_checkpoint_data(opts, cfg, state) -> list[str]:
     """--ckpt_path, no --dataset: validate and parity need the data the checkpoint names."""
     if not opts.ckpt_path:

@@ -92,6 +92,21 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def test_an_ignored_hangup_stays_ignored(tmp_path):
+    """Under `nohup` SIGHUP is ignored; the launcher's cleanup handler must not undo that."""
+    from shufflenet.train.rank_watch import _raise_on_termination
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        previous = _raise_on_termination()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.SIGHUP not in previous and signal.SIGTERM in previous
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_terminating_the_launcher_stops_the_ranks(tmp_path, sig):
     """A SIGTERM (CI timeout, `timeout`) or SIGHUP to the toolchain must not orphan msrun's ranks:

@@ -56,6 +56,8 @@ def _raise_on_termination() -> dict:
 
     previous = {}
     for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            continue  # `nohup` (or the caller) chose to ignore it: keep it so
         previous[sig] = signal.signal(sig, stop)
     return previous
 

@@ -104,3 +104,15 @@ def test_settle_num_classes_rule():
     cfg["num_classes"] = 12
     with pytest.raises(ConfigError, match="num_classes=12 but the training data has 7"):
         settle_num_classes(cfg, 7)
+
+
+def test_a_missing_val_split_stops_before_training(tmp_path):
+    import shutil
+
+    data = _folder(tmp_path / "data", 2)
+    shutil.rmtree(data / "val")
+    run_dir, res = _pipeline(tmp_path, "--dataset", "imagenet", "--data_dir", str(data),
+                             "--formats", "onnx")
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "val split 'val' (validate and parity judge on it)" in res.output and "not found" in res.output
+    _no_training_happened(run_dir)

@@ -135,6 +135,20 @@ def _check_data_dir_is_used(opts, cfg, state) -> list[str]:
 
 
 @check
+def _check_val_data(opts, cfg, state) -> list[str]:
+    """The val split validate and parity judge on exists before minutes of training."""
+    if opts.ckpt_path or "data_dir" in opts.overrides and str(cfg.dataset).lower() == "demo":
+        return []      # _check_checkpoint_data / _check_data_dir_is_used
+    from shufflenet.data.pipeline import open_source
+
+    try:
+        open_source(cfg, cfg.val_split)
+    except (ShuffleNetError, OSError, TypeError, KeyError) as exc:
+        return [f"val split {cfg.val_split!r} (validate and parity judge on it): {exc}"]
+    return []
+
+
+@check
 def _check_checkpoint_data(opts, cfg, state) -> list[str]:
     """--ckpt_path, no --dataset: validate and parity need the data the checkpoint names."""
     if not opts.ckpt_path:

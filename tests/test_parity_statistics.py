@@ -345,3 +345,10 @@ def test_top5_overlap_equal_to_its_threshold_passes():
     res = m.result()
     assert res["top5_overlap"] < 0.8
     assert not [c for c in load_profile("int8").evaluate(res) if c.gate == "min_top5_overlap"][0].passed
+
+
+def test_a_drop_equal_to_the_margin_is_not_a_fail():
+    # 5 % -> 3 % on 100 images is a 2 pp drop exactly; 0.05 - 0.03 in floats read 2.0000000000000004 pp
+    v = accuracy_drop_verdict(3, 2, 0, 95, margin=0.02)
+    assert v.estimate == 0.02 and v.state == "INCONCLUSIVE"
+    assert newcombe_paired_interval(3, 2, 0, 95)[0] == -0.02

@@ -81,7 +81,7 @@ def newcombe_paired_interval(a: int, b: int, c: int, d: int,
     l2, u2 = wilson_interval(a + b, n, confidence)
     margins = (a + b) * (c + d) * (a + c) * (b + d)
     phi = (a * d - b * c) / math.sqrt(margins) if margins > 0 else 0.0
-    delta = p1 - p2
+    delta = (c - b) / n            # == p1 - p2, without its rounding (0.05 - 0.03 > 0.02)
     d_low = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     d_up = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
     return (delta, max(-1.0, delta - d_low), min(1.0, delta + d_up))

@@ -87,3 +87,14 @@ def test_pipeline_rejects_bad_int8_and_parity_options_before_training(tmp_path):
     for option in ("--max-accuracy-drop", "--search-seconds", "--calib-samples", "--samples"):
         assert option in msg, msg
     assert not (tmp_path / "run" / "train").exists()           # nothing ran
+
+
+def test_heldout_drop_equal_to_the_budget_is_within_it():
+    from exporters.int8_search import heldout_drop
+
+    # 54 -> 53 right out of 100: one image, exactly the 1 pp default budget (0.54 - 0.53 read more)
+    labels = np.zeros(100, np.int64)
+    ref = np.where(np.arange(100) < 54, 0, 1)
+    cand = np.where(np.arange(100) < 53, 0, 1)
+    assert heldout_drop(ref, cand, labels) == 0.01 <= 0.01
+    assert heldout_drop(ref, cand, None) == 0.01          # unlabelled: one changed decision

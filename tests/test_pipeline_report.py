@@ -89,3 +89,11 @@ def test_inconclusive_is_never_reported_as_pass(tmp_path):
     assert "Verdict: INCONCLUSIVE (fails the run)" in (tmp_path / "report.md").read_text()
     write_reports(tmp_path, _with_parity_gates([clean], True).to_dict(), [])
     assert "**Verdict: PASS**" in (tmp_path / "report.md").read_text()
+
+
+def test_min_top1_gate_met_exactly_passes():
+    from toolchain.pipeline.stages import top1_gate
+
+    assert 100.0 * 0.29 < 29                       # the rounding that failed a met gate
+    assert top1_gate(0.29, 29)["passed"] is True
+    assert top1_gate(0.28, 29)["passed"] is False

@@ -144,12 +144,21 @@ def _stage_validate(opts: PipelineOptions, cfg) -> Stage:
         res = dict(res, data={k: spec[k] for k in ("dataset", "data_dir", "val_split", "named_by")})
         gates = []
         if opts.min_top1_pct is not None:
-            top1_pct = 100.0 * res["top1"]  # validate() and run.json: fractions
-            gates.append({"name": f"val top-1 >= {opts.min_top1_pct}%",
-                          "passed": top1_pct >= opts.min_top1_pct, "detail": f"{top1_pct:.2f}%"})
+            gates.append(top1_gate(res["top1"], opts.min_top1_pct))
         return StageResult(metrics=res, gates=gates)
 
     return Stage("validate", inputs, run, "validating the checkpoint")
+
+
+def top1_gate(top1: float, min_top1_pct: float) -> dict:
+    """The --min-top1 gate; ``top1`` a fraction (validate() and run.json), the threshold in %.
+
+    >>> top1_gate(0.29, 29)["passed"]          # 100 * 0.29 is 28.999999999999996
+    True
+    """
+    top1_pct = 100.0 * top1
+    return {"name": f"val top-1 >= {min_top1_pct}%", "passed": top1_pct >= min_top1_pct - 1e-9,
+            "detail": f"{top1_pct:.2f}%"}
 
 
 def installed_formats() -> list[str]:

@@ -135,6 +135,17 @@ def test_terminating_the_launcher_stops_the_ranks(tmp_path, sig):
             os.kill(rank_pid, signal.SIGKILL)
 
 
+def test_a_node_says_what_it_waits_for():
+    """`train --nodes 2` printed nothing while node 0 waited for node 1 (minutes); with the
+    default loopback master a node on another machine can never join."""
+    from shufflenet.train.launch import LaunchSpec, join_note
+
+    note = join_note(LaunchSpec(devices=8, nodes=2, node_rank=1, master_addr="10.0.0.1"), 8118)
+    assert note.startswith("node 1 of 2 (8 rank(s) here, 16 in all)") and "10.0.0.1:8118" in note
+    assert "loopback" not in note
+    assert "only nodes on this machine can join" in join_note(LaunchSpec(nodes=2), 8118)
+
+
 def test_launch_spec_problems_name_the_option():
     from shufflenet.train.launch import LaunchSpec
 

@@ -187,6 +187,21 @@ def distributed_summary(cfg, spec: LaunchSpec, command: list | None = None) -> d
             "launcher_command": shlex.join(command) if command else None}
 
 
+def join_note(spec: LaunchSpec, port: int) -> str:
+    """What a node of a several-node run waits for (it prints nothing else until all have joined).
+
+    >>> join_note(LaunchSpec(devices=8, nodes=2, node_rank=1, master_addr="10.0.0.1"), 8118)
+    'node 1 of 2 (8 rank(s) here, 16 in all): waiting until every node has joined 10.0.0.1:8118'
+    """
+    note = (f"node {spec.node_rank} of {spec.nodes} ({spec.devices} rank(s) here, "
+            f"{spec.world_size} in all): waiting until every node has joined "
+            f"{spec.master_addr}:{port}")
+    if spec.master_addr in ("127.0.0.1", "localhost", "::1"):
+        note += (" -- a loopback master: only nodes on this machine can join; on a cluster "
+                 "give every node --master NODE0_ADDRESS")
+    return note
+
+
 def _msrun_command(spec: LaunchSpec, port: int, log_dir: Path, spec_path: Path) -> list[str]:
     # msrun itself, or (several nodes) msrun's process manager with the scheduler on node 0 only
     module = "shufflenet.train.msrun_node" if spec.nodes > 1 else "mindspore.parallel.cluster.run"
@@ -260,6 +275,8 @@ def launch_training(cfg, spec: LaunchSpec, *, resume: bool = False, log_dir: str
     port = spec.master_port or (free_port() if spec.nodes == 1 else DEFAULT_MASTER_PORT)
     cmd = _msrun_command(spec, port, log_dir, spec_path)
     start = time.perf_counter()
+    if spec.nodes > 1 and stream is not None:
+        print(join_note(spec, port), file=stream, flush=True)
     sup = RankWatcher(spec, cmd, _environment(log_dir), log_dir, stream)
     sup.run()
     shown = ["msrun", *cmd[3:]] if spec.nodes == 1 else ["python", *cmd[1:]]

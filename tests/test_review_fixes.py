@@ -108,7 +108,14 @@ def test_validate_cache_key_changes_with_the_gate(tmp_path):
     def key(gate):
         opts = PipelineOptions(run_dir=str(tmp_path), min_top1_pct=gate)
         stage = _stage_validate(opts, _train_config(opts, tmp_path))
-        return stable_hash(stage.inputs({"checkpoint_sha256": "0" * 64}))
+        # since issue 10's review the stage reads the checkpoint (its metadata may name the data)
+        return stable_hash(stage.inputs({"checkpoint_sha256": "0" * 64, "checkpoint": str(ckpt)}))
+
+    from shufflenet import create_model
+    from shufflenet.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(create_model("shufflenet_v2_x0_5", num_classes=10), tmp_path / "b.ckpt",
+                           {"model": "shufflenet_v2_x0_5", "num_classes": 10, "image_size": 32})
 
     assert key(None) != key(90.0) != key(99.0)
 

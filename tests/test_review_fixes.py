@@ -92,7 +92,20 @@ def _weight_step(cfg_overrides):
                              for a, b in zip(after, before))))
 
 
-def test_clip_grad_is_applied_with_dynamic_loss_scaling():
+@pytest.mark.parametrize("mode", ["PYNATIVE_MODE", "GRAPH_MODE"])
+def test_clip_grad_is_applied_with_dynamic_loss_scaling(mode):
+    # graph mode is how training runs on Ascend/GPU: the step must compile there too
+    import mindspore as ms
+
+    previous = ms.get_context("mode")
+    ms.set_context(mode=getattr(ms, mode))
+    try:
+        _clip_grad_with_dynamic_scaling()
+    finally:
+        ms.set_context(mode=previous)
+
+
+def _clip_grad_with_dynamic_scaling():
     base = {"dynamic_loss_scale": True, "amp_on_cpu": True, "amp_level": "O2"}
     unclipped = _weight_step(base)
     clipped = _weight_step({**base, "clip_grad": True, "clip_value": 1e-3})

@@ -158,6 +158,14 @@ def _dynamic_scale_step_cell():
     import mindspore as ms
     from mindspore import nn, ops
 
+    # Defined here, not at module level with an import inside: graph mode
+    # compiles these and refuses import statements ('Unsupported statement').
+    def _all_finite(grad):
+        return ops.isfinite(grad).all()
+
+    def _unscale(inv, grad):
+        return grad * ops.cast(inv, ops.dtype(grad))
+
     class DynamicScaleStep(nn.TrainOneStepWithLossScaleCell):
         """MindSpore's dynamic loss-scale step, plus global-norm clipping of the unscaled grads.
 
@@ -194,15 +202,3 @@ def _dynamic_scale_step_cell():
             return loss, cond, scaling_sens
 
     return DynamicScaleStep
-
-
-def _all_finite(grad):
-    from mindspore import ops
-
-    return ops.isfinite(grad).all()
-
-
-def _unscale(inv, grad):
-    from mindspore import ops
-
-    return grad * ops.cast(inv, ops.dtype(grad))

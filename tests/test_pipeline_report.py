@@ -97,3 +97,52 @@ def test_min_top1_gate_met_exactly_passes():
     assert 100.0 * 0.29 < 29                       # the rounding that failed a met gate
     assert top1_gate(0.29, 29)["passed"] is True
     assert top1_gate(0.28, 29)["passed"] is False
+
+
+def _with_unjudged_gates():
+    """A passing run whose two latency budgets and int8 accuracy budget were NOT JUDGED."""
+    rec = _with_parity_gates([{"name": "parity onnx", "passed": True, "verdict": "PASS"}], True)
+    rec.stages["bench"].gates = [
+        {"name": f"latency {t}", "status": "NOT JUDGED", "passed": None,
+         "detail": "budgets sized for x1_0 at 224 px"} for t in ("host-cpu", "cortex-a76")]
+    rec.stages["export"].gates = [
+        {"name": "onnx-int8 accuracy budget 2.0 pp (held-out train)", "passed": None,
+         "detail": "no held-out images"}]
+    rec.verdict = "PASS"
+    return rec
+
+
+def test_pass_with_unjudged_gates_says_so_in_every_headline(tmp_path):
+    from toolchain.commands.pipeline import verdict_line
+
+    rec = _with_unjudged_gates()
+    write_reports(tmp_path, rec.to_dict(), [])
+    md = (tmp_path / "report.md").read_text()
+    assert "**Verdict: PASS (3 gates NOT JUDGED)**" in md
+    assert "Verdict: PASS (3 gates NOT JUDGED)</p>" in (tmp_path / "report.html").read_text()
+    assert verdict_line(rec) == "PASS (3 gates NOT JUDGED)"
+    # all gates judged: the plain headline
+    rec.stages["bench"].gates, rec.stages["export"].gates = [], []
+    assert verdict_line(rec) == "PASS"
+
+
+def test_not_judged_row_counts_latency_and_other_gates_apart(tmp_path):
+    write_reports(tmp_path, _with_unjudged_gates().to_dict(), [])
+    row = next(line for line in (tmp_path / "report.md").read_text().splitlines()
+               if line.startswith("| not judged |"))
+    assert "3 gate(s): 2 latency (latency host-cpu; latency cortex-a76" in row
+    assert "1 other (onnx-int8 accuracy budget 2.0 pp (held-out train): no held-out images)" in row
+    assert "3 latency gate(s)" not in row
+
+
+def test_inconclusive_and_unjudged_qualifiers_combine(tmp_path):
+    from toolchain.commands.pipeline import verdict_line
+
+    rec = _with_unjudged_gates()
+    rec.stages["parity"].gates = [{"name": "parity int8 INCONCLUSIVE (allowed)", "passed": True,
+                                   "verdict": "INCONCLUSIVE"}]
+    rec.verdict = "INCONCLUSIVE"
+    write_reports(tmp_path, rec.to_dict(), [])
+    assert ("**Verdict: INCONCLUSIVE (allowed by --allow-inconclusive; 3 gates NOT JUDGED)**"
+            in (tmp_path / "report.md").read_text())
+    assert verdict_line(rec) == "INCONCLUSIVE (allowed by --allow-inconclusive; 3 gates NOT JUDGED)"

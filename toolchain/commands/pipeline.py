@@ -129,11 +129,24 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
                          "failed": "; ".join(bad) or "-"})
         echo_table(rows, [("stage", "stage"), ("status", "status"), ("seconds", "seconds"),
                           ("gates", "gates"), ("failed", "failed gates")])
-        click.echo(f"\nverdict: {record.verdict}" + (" (allowed by --allow-inconclusive)"
-                   if record.verdict == "INCONCLUSIVE" and record.passed else ""))
+        click.echo(f"\nverdict: {verdict_line(record)}")
         click.echo(f"report: {Path(run_dir) / 'report.html'}  (also report.md, run.json)")
     if not record.passed:
         raise click.ClickException("pipeline gates failed: " + "; ".join(record.failed_gates))
+
+
+def verdict_line(record) -> str:
+    """The CLI's final verdict, qualified like report.md's headline: INCONCLUSIVE let through by
+    --allow-inconclusive says so, and a PASS with unjudged gates says how many
+    (``PASS (3 gates NOT JUDGED)``); ``record.passed`` alone decides the exit code."""
+    from toolchain.pipeline.record import not_judged_note
+
+    gates = [g for st in record.stages.values() for g in (st.gates or [])]
+    qualifiers = (["allowed by --allow-inconclusive"]
+                  if record.verdict == "INCONCLUSIVE" and record.passed else [])
+    if not_judged_note(gates):
+        qualifiers.append(not_judged_note(gates))
+    return record.verdict + (f" ({'; '.join(qualifiers)})" if qualifiers else "")
 
 
 def _command_line(ctx) -> list[str]:

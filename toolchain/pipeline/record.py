@@ -168,3 +168,32 @@ def run_verdict(gates: list[dict]) -> str:
     if any(g.get("passed") is False and g.get("verdict") != "INCONCLUSIVE" for g in gates):
         return "FAIL"
     return "INCONCLUSIVE" if any(g.get("verdict") == "INCONCLUSIVE" for g in gates) else "PASS"
+
+
+def unjudged_gates(gates: list[dict]) -> list[dict]:
+    """The gates that were NOT JUDGED (passed None): a latency budget on the wrong device class or
+    model size, an int8 accuracy budget without held-out images."""
+    return [g for g in gates if g.get("passed") is None]
+
+
+def not_judged_note(gates: list[dict]) -> str:
+    """``"3 gates NOT JUDGED"`` (``""`` when every gate was judged), for a verdict headline: a
+    plain "PASS" over unjudged gates would claim more than the run checked."""
+    n = len(unjudged_gates(gates))
+    return f"{n} gate{'s' if n != 1 else ''} NOT JUDGED" if n else ""
+
+
+def not_judged_summary(gates: list[dict]) -> str:
+    """The unjudged gates named and counted by kind, e.g. ``"3 gate(s): 2 latency (latency a;
+    latency b), 1 other (onnx-int8 accuracy budget 2.0 pp ...)"``; ``""`` when there are none."""
+    unjudged = unjudged_gates(gates)
+    if not unjudged:
+        return ""
+    latency = [g["name"] for g in unjudged if str(g.get("name", "")).startswith("latency ")]
+    # no table says why for these: the gate's own detail does
+    other = [g["name"] + (f": {g['detail']}" if g.get("detail") else "")
+             for g in unjudged if not str(g.get("name", "")).startswith("latency ")]
+    parts = ([f"{len(latency)} latency ({'; '.join(latency)}; see the latency table for why)"]
+             if latency else [])
+    parts += [f"{len(other)} other ({'; '.join(other)})"] if other else []
+    return f"{len(unjudged)} gate(s): " + ", ".join(parts)

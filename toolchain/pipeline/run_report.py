@@ -14,7 +14,7 @@ from pathlib import Path
 
 from shufflenet.checkpoint import atomic_write
 
-from .record import run_verdict
+from .record import not_judged_note, not_judged_summary, run_verdict
 
 
 def _png(fig) -> bytes:
@@ -241,20 +241,22 @@ def write_reports(run_dir: str | Path, record: dict, history: list[dict]) -> tup
             atomic_write(run_dir / name, lambda tmp, d=data: Path(tmp).write_bytes(d))
 
     # three states: an INCONCLUSIVE run says so even when --allow-inconclusive let it pass
-    verdict = run_verdict([g for st in (record.get("stages") or {}).values()
-                           for g in (st.get("gates") or [])])
-    if verdict == "PASS" and not record.get("passed"):
-        verdict = "FAIL"
-    if verdict == "INCONCLUSIVE":
-        verdict += " (allowed by --allow-inconclusive)" if record.get("passed") else " (fails the run)"
+    gates = [g for st in (record.get("stages") or {}).values() for g in (st.get("gates") or [])]
+    state = run_verdict(gates)
+    if state == "PASS" and not record.get("passed"):
+        state = "FAIL"
+    qualifiers = []
+    if state == "INCONCLUSIVE":
+        qualifiers.append("allowed by --allow-inconclusive" if record.get("passed") else "fails the run")
+    # a plain "PASS" over unjudged gates would claim more than the run checked
+    if not_judged_note(gates):
+        qualifiers.append(not_judged_note(gates))
+    verdict = state + (f" ({'; '.join(qualifiers)})" if qualifiers else "")
     failed = record.get("failed_gates") or []
-    unjudged = [g["name"] for st in (record.get("stages") or {}).values()
-                for g in (st.get("gates") or []) if g.get("passed") is None]
     opts = record.get("options", {})
     summary = [
         ("verdict", verdict + (f" ({'; '.join(failed)})" if failed else "")),
-        ("not judged", f"{len(unjudged)} latency gate(s): {'; '.join(unjudged)} (see the latency "
-                       "table for why)" if unjudged else "-"),
+        ("not judged", not_judged_summary(gates) or "-"),
         ("model", record.get("recipe", {}).get("model")),
         ("dataset", _judged_on(s["val"].get("data")) or record.get("recipe", {}).get("dataset")),
         ("val top-1 %", _pct(s["val"].get("top1"))), ("val top-5 %", _pct(s["val"].get("top5"))),
@@ -302,7 +304,7 @@ def write_reports(run_dir: str | Path, record: dict, history: list[dict]) -> tup
          "font-size:13px}th{background:#f3f3f3}.pass{color:#096;font-weight:bold}"
          ".fail{color:#c00;font-weight:bold}img{max-width:100%}</style></head><body>",
          "<h1>ShuffleNetV2 pipeline report</h1>",
-         f"<p class='{'pass' if verdict == 'PASS' else 'fail'}'>Verdict: {esc(verdict)}</p>",
+         f"<p class='{'pass' if state == 'PASS' else 'fail'}'>Verdict: {esc(verdict)}</p>",
          "<table>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in summary)
          + "</table>",
          "<h2>Training</h2>", img("training.png", "training curves"),

@@ -164,10 +164,7 @@ def test_corrupt_and_truncated_images_are_skipped_and_counted(tmp_path, photo_ro
     (root / "train" / "c1" / "00003.jpg").write_bytes(data[: len(data) // 2])  # truncated
     (root / "train" / "c2" / "zz_text.jpg").write_bytes(b"not an image")
     (root / "train" / "c0" / "zz_empty.png").write_bytes(b"")
-    # well-formed markers, bogus sampling factors: only the C++ decoder itself finds out
-    bogus = bytearray(good[1].read_bytes())
-    bogus[bogus.index(b"\xff\xc0") + 11] = 0
-    (root / "train" / "c2" / "00005.jpg").write_bytes(bytes(bogus))
+    (root / "train" / "c2" / "00005.jpg").write_bytes(_decoder_only_corrupt(good[1]))
     monkeypatch.chdir(tmp_path)  # MindSpore dumps undecodable input to ./abnormal_image.jpg
     cfg = _cfg(root, batch_size=8)
     src = open_source(cfg, "train")
@@ -179,6 +176,35 @@ def test_corrupt_and_truncated_images_are_skipped_and_counted(tmp_path, photo_ro
     assert any("truncated JPEG" in m and "00003.jpg" in m for m in loader.skipped.first)
     ev = eval_loader(src, cfg)
     assert sum(len(y) for _, y in ev) == 50 and ev.skipped.count == 4
+    # the decoder's dump of the refused file is not left in the user's working directory
+    assert not list(tmp_path.glob("abnormal_image.*"))
+
+
+def _decoder_only_corrupt(jpeg: Path) -> bytes:
+    """Well-formed markers, bogus sampling factors: only the C++ decoder itself finds out."""
+    bogus = bytearray(jpeg.read_bytes())
+    bogus[bogus.index(b"\xff\xc0") + 11] = 0
+    return bytes(bogus)
+
+
+def test_decoder_dump_is_removed_but_a_users_own_file_of_that_name_is_kept(tmp_path, photo_root,
+                                                                            monkeypatch):
+    import shutil
+
+    root = tmp_path / "d"
+    shutil.copytree(photo_root / "train", root / "train")
+    good = sorted((root / "train" / "c1").glob("*.jpg"))
+    (root / "train" / "c2" / "00005.jpg").write_bytes(_decoder_only_corrupt(good[1]))
+    cfg = _cfg(root, batch_size=8)
+    src = open_source(cfg, "train")
+    for cwd, users in ((tmp_path / "clean", None), (tmp_path / "users", b"mine")):
+        cwd.mkdir()
+        if users:
+            (cwd / "abnormal_image.jpg").write_bytes(users)
+        monkeypatch.chdir(cwd)
+        loader = eval_loader(src, cfg)  # Decode dumps; RandomCropDecodeResize does not
+        assert sum(len(y) for _, y in loader) == 48 and loader.skipped.count == 1
+        assert [p.name for p in cwd.iterdir()] == (["abnormal_image.jpg"] if users else [])
 
 
 def test_native_eval_agrees_with_the_export_preprocessing(photo_root):

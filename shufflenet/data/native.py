@@ -26,6 +26,8 @@ Guarantees, and what they cost:
 - **Unreadable images** (not an image, truncated JPEG/PNG, undecodable) are
   replaced by the next readable sample and counted, as before; batch shapes
   and step counts do not change.
+  The decoder's dump of a refused file (``./abnormal_image.<ext>``) is deleted
+  afterwards unless a file of that name was in the working directory before.
 
 The trainer asks for uint8 NHWC batches (``uint8=True``) and normalises them
 with :func:`graph_normaliser` where the network runs: the host skips
@@ -37,7 +39,9 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -50,6 +54,39 @@ log = logging.getLogger(__name__)
 SEGMENT_STEPS = 32  # resume replays at most this many batches minus one
 PREFETCH = 2  # rows/batches queued between the ops of one pipeline (MindSpore's default: 16)
 _MAX_REPLACE = 50
+
+# MindSpore's C++ decoder dumps a file it refuses to "./abnormal_image.<ext>" (a path compiled into
+# _c_dataengine; no dataset.config setting moves or stops it, MindSpore 2.3-2.7)
+DECODER_DUMP_GLOB = "abnormal_image.*"
+
+
+class _DecoderDumps:
+    """Removes the files the decoder dumped into the working directory during one pass, and only
+    those: a file of that name that was there before is the user's and stays."""
+
+    def __init__(self) -> None:
+        self.cwd = Path.cwd()
+        self.before = {p.name for p in self.cwd.glob(DECODER_DUMP_GLOB)}
+        self.started = time.time()
+
+    def clean(self) -> None:
+        try:
+            if Path.cwd() != self.cwd:  # moved since: cannot tell our dumps from files there
+                return
+        except OSError:
+            return
+        for p in self.cwd.glob(DECODER_DUMP_GLOB):
+            try:
+                if p.name in self.before:
+                    if p.stat().st_mtime >= self.started:
+                        log.warning("MindSpore's decoder overwrote %s (it dumps refused images "
+                                    "there); left in place", p)
+                    continue
+                if p.is_file() and p.stat().st_mtime >= self.started - 1:
+                    p.unlink()
+            except OSError:
+                pass
+
 
 def _unwrap(source, i: int):
     """(base source, index in it) through any :class:`Subset` wrappers."""
@@ -268,6 +305,7 @@ class NativeLoader:
         if step >= total:
             return
         g = step // seg
+        dumps = _DecoderDumps()
         current, upcoming = self._segment(g), None
         try:
             while step < total:
@@ -295,6 +333,7 @@ class NativeLoader:
                     log.warning("MindSpore's decoder refused %d image(s) near step %d; replaced, "
                                 "replaying the segment", found, step)
                     _stop(current)
+                    dumps.clean()
                     current = self._segment(g)
                     continue
                 step = end
@@ -303,6 +342,7 @@ class NativeLoader:
         finally:
             _stop(current)
             _stop(upcoming)
+            dumps.clean()  # also what a prefetched segment's decoder dumped
 
 
 def _stop(pipes) -> None:

@@ -306,8 +306,10 @@ def test_parity_cli_on_an_emulated_target_and_pipeline_default_arm_check(arts32,
     assert pair["engine"] == "mnn" and pair["engine_version"] and pair["status"] == "PASS"
     # the default pipeline checks the built-in ARM targets' engines on the emulated device
     run_dir = tmp_path / "run"
+    # the test checkpoint names no training data: say which data judges it (pre-flight asks)
     r = CliRunner().invoke(main, ["pipeline", "-o", str(run_dir), "--ckpt-path", str(ckpt),
-                                  "--formats", "mnn", "--samples", "8", "--bench-seconds", "0.2"])
+                                  "--dataset", "demo", "--formats", "mnn", "--samples", "8",
+                                  "--bench-seconds", "0.2"])
     assert r.exit_code == 0, r.output
     rec = json.loads((run_dir / "run.json").read_text())
     pairs = rec["stages"]["parity"]["metrics"]["pairs"]

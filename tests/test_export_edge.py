@@ -58,6 +58,14 @@ def reference(edge_exports):
     return x, net(ms.Tensor(x)).asnumpy()
 
 
+def _exported(edge_exports, fmt):
+    """(checkpoint, export result) for ``fmt``; missing (fails under CI's strict mode) without its tools."""
+    if fmt not in AVAILABLE:
+        missing(f"{' / '.join(_NEEDS[fmt])} not installed (pip install \"shufflenet-toolchain[{fmt}]\")")
+    ckpt, results = edge_exports
+    return ckpt, results[fmt]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", EDGE_PARAMS)
 def test_edge_format_round_trip_and_metadata(edge_exports, reference, fmt):
@@ -66,10 +74,7 @@ def test_edge_format_round_trip_and_metadata(edge_exports, reference, fmt):
     from exporters.smoke import run_artifact
     from shufflenet.checkpoint import sha256_file
 
-    if fmt not in AVAILABLE:
-        missing(f"{' / '.join(_NEEDS[fmt])} not installed (pip install \"shufflenet-toolchain[{fmt}]\")")
-    ckpt, results = edge_exports
-    r = results[fmt]
+    ckpt, r = _exported(edge_exports, fmt)
     for f in r.files:
         assert os.path.getsize(f) > 0
     x, ref = reference
@@ -94,10 +99,7 @@ def test_edge_sidecar_contract_is_checked_by_parity(edge_exports, fmt, tmp_path)
     from shufflenet.artifact import sidecar_path
     from toolchain.parity import run_parity
 
-    if fmt not in AVAILABLE:
-        missing(f"{' / '.join(_NEEDS[fmt])} not installed (pip install \"shufflenet-toolchain[{fmt}]\")")
-    ckpt, results = edge_exports
-    r = results[fmt]
+    ckpt, r = _exported(edge_exports, fmt)
     for f in r.files:
         shutil.copy(f, tmp_path)
     copy = tmp_path / os.path.basename(r.path)

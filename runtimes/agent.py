@@ -158,7 +158,12 @@ ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55"
              "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd48": "Cortex-X2",
              "0xd49": "Neoverse-N2", "0xd40": "Neoverse-V1", "0xd4f": "Neoverse-V2",
              "0xd4d": "Cortex-A715", "0xd4e": "Cortex-X3", "0xd80": "Cortex-A520",
-             "0xd81": "Cortex-A720", "0xd82": "Cortex-X4"}
+             "0xd81": "Cortex-A720", "0xd82": "Cortex-X4", "0xd0e": "Cortex-A76AE",
+             "0xd42": "Cortex-A78AE", "0xd4b": "Cortex-A78C"}
+# Qualcomm's own part numbers (implementer 0x51) for Kryo cores built on Arm's designs
+# (Snapdragon 845/855/865 generation); later Snapdragons report Arm's implementer and part.
+QCOM_PARTS = {"0x802": "Kryo 3xx Gold (Cortex-A75)", "0x803": "Kryo 3xx Silver (Cortex-A55)",
+              "0x804": "Kryo 4xx Gold (Cortex-A76)", "0x805": "Kryo 4xx Silver (Cortex-A55)"}
 # cpuinfo flags that change inference numerics or kernels, by a readable name
 NUMERIC_FEATURES = {"fphp": "fp16", "asimdhp": "fp16", "asimddp": "dotprod", "i8mm": "i8mm",
                     "bf16": "bf16", "sve": "sve", "sve2": "sve2", "avx2": "avx2",
@@ -166,29 +171,48 @@ NUMERIC_FEATURES = {"fphp": "fp16", "asimdhp": "fp16", "asimddp": "dotprod", "i8
                     "avx512_bf16": "bf16", "amx_tile": "amx", "f16c": "f16c"}
 
 
-def _cpuinfo() -> tuple[str, list]:
-    """``(CPU model, numerics-relevant features)`` from /proc/cpuinfo (first core)."""
-    fields: dict = {}
+def _core_model(block: dict) -> str | None:
+    """One core's model: Arm's core name from its part number, else ``model name``."""
+    part, implementer = block.get("cpu part"), block.get("cpu implementer")
+    if part and implementer == "0x41":
+        return ARM_PARTS.get(part, f"Arm part {part}")
+    if part and implementer == "0x51" and part in QCOM_PARTS:
+        return QCOM_PARTS[part]
+    return block.get("model name")
+
+
+def parse_cpuinfo(text: str) -> tuple[str, list, list]:
+    """``(CPU model, numerics-relevant features, every distinct core model)`` from /proc/cpuinfo.
+
+    The model and features are the first core's. A big.LITTLE phone lists its
+    little cores first (``Cortex-A55``), so the core list is what says it also
+    has ``Cortex-A76`` big cores.
+    """
+    blocks, block = [], {}
+    for line in text.splitlines() + [""]:
+        if not line.strip():
+            if block:
+                blocks.append(block)
+            block = {}
+            continue
+        key, _, value = line.partition(":")
+        block.setdefault(key.strip().lower(), value.strip())
+    first = blocks[0] if blocks else {}
+    flags = (first.get("features") or first.get("flags") or "").split()
+    features = sorted({NUMERIC_FEATURES[f] for f in flags if f in NUMERIC_FEATURES})
+    models = list(dict.fromkeys(m for m in map(_core_model, blocks) if m))
+    hardware = next((b["hardware"] for b in blocks if b.get("hardware")), None)
+    model = _core_model(first) or hardware or platform.processor() or platform.machine()
+    return model, features, models or [model]
+
+
+def _cpuinfo() -> tuple[str, list, list]:
+    """:func:`parse_cpuinfo` of this machine's /proc/cpuinfo."""
     try:
         with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if not line.strip():
-                    if fields:
-                        break
-                    continue
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip().lower(), value.strip())
+            return parse_cpuinfo(fh.read())
     except OSError:
-        pass
-    flags = (fields.get("features") or fields.get("flags") or "").split()
-    features = sorted({NUMERIC_FEATURES[f] for f in flags if f in NUMERIC_FEATURES})
-    part = fields.get("cpu part")
-    if part and fields.get("cpu implementer") == "0x41":
-        model = ARM_PARTS.get(part, f"Arm part {part}")
-    else:
-        model = fields.get("model name") or fields.get("hardware") or platform.processor() \
-            or platform.machine()
-    return model, features
+        return parse_cpuinfo("")
 
 
 def machine_fingerprint() -> dict:
@@ -201,8 +225,8 @@ def machine_fingerprint() -> dict:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    model, features = _cpuinfo()
-    return {"cpu": model, "cpu_features": features, "arch": platform.machine(),
+    model, features, models = _cpuinfo()
+    return {"cpu": model, "cpu_models": models, "cpu_features": features, "arch": platform.machine(),
             "emulated": os.environ.get("SHUFFLENET_EMULATED") or None,
             "logical_cores": os.cpu_count(), "usable_cores": usable,
             "machine": platform.machine(), "system": platform.platform(),

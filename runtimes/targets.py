@@ -9,15 +9,19 @@ shape adds targets or replaces built-ins of the same name::
         threads: 4
         arch: aarch64
         sized_for: {model: shufflenet_v2_x1_0, input_size: 224}
+        cpu_class: [Cortex-A76]     # optional for an ssh device (see below)
         budgets: {p50_ms: 8, p99_ms: 15, peak_rss_mb: 400}
         where: ssh://pi@edge-box.local:22
         ssh: {identity_file: ~/.ssh/id_ed25519}
 
 A target with budgets states what they mean: ``arch`` (the CPU architecture
-of the device they are for) and ``sized_for`` (the model and input size they
-were sized for). :func:`toolchain.bench.budgets.check_budgets` judges a measurement
-only when both match and the device is real (see the README's devices
-section); otherwise it is shown as NOT JUDGED.
+of the device they are for), ``sized_for`` (the model and input size they
+were sized for) and ``cpu_class`` (the CPU models of the device class they
+are for: substrings or ``re:`` patterns, see :mod:`runtimes.cpu_class`).
+:func:`toolchain.bench.budgets.check_budgets` judges a measurement only when
+arch and size match, the device is real, and its CPU is in the class. Without
+``cpu_class`` only an ``ssh://`` target is judged (the device it names is the
+device); a ``local`` one could run on any machine and is NOT JUDGED.
 
 A bad file is a :class:`~shufflenet.errors.ConfigError` naming the file,
 line and field (the loader keeps YAML marks).
@@ -112,6 +116,7 @@ class Target:
     sized_for: SizedFor = SizedFor()   # model + input size the budgets are for
     where: str = "local"
     cpu: str | None = None             # CPU model of the emulated device (where: emu:arm64)
+    cpu_class: tuple | None = None     # CPU model patterns of the device class the budgets are for
     description: str = ""
     options: dict = field(default_factory=dict, hash=False, compare=False)
     ssh: SshOptions = SshOptions()
@@ -245,6 +250,15 @@ def _target(loader, name, name_node, node, at) -> Target:
                                     not all(isinstance(c, int) and c >= 0 for c in raw)):
                 raise at.error(vnode, f"must be a list of CPU ids, got {raw!r}", name, key)
             kw[key] = tuple(raw) if raw else None
+        elif key == "cpu_class":
+            from .cpu_class import CpuClassError, check_cpu_class
+
+            try:
+                kw[key] = check_cpu_class(raw)
+            except CpuClassError as exc:  # point at the bad entry's own line
+                items = vnode.value if isinstance(vnode, yaml.SequenceNode) else []
+                bad = vnode if exc.index is None or exc.index >= len(items) else items[exc.index]
+                raise at.error(bad, str(exc), name, key) from None
         else:
             value = _typed(raw, _SCALARS[key], at, vnode, name, key)
             if key == "engine" and value not in ENGINES:

@@ -23,8 +23,11 @@ from toolchain.cli import main
 
 FAST = {"warmup_min": 3, "warmup_window": 3, "warmup_max": 30, "iterations": 25}
 HOST_ARCH = normalize_arch(platform.machine())
-# what the test artifacts are: budgets sized for them can be judged here
-SIZED_HERE = f"    arch: {HOST_ARCH}\n    sized_for: {{model: shufflenet_v2_x0_5, input_size: 64}}\n"
+# this machine's CPU model, as the agent reads it: a cpu_class naming it makes this the device
+HOST_CPU = agent.machine_fingerprint()["cpu"]
+# what the test artifacts are and where they run: budgets sized for them can be judged here
+SIZED_HERE = (f"    arch: {HOST_ARCH}\n    cpu_class: [{json.dumps(HOST_CPU)}]\n"
+              "    sized_for: {model: shufflenet_v2_x0_5, input_size: 64}\n")
 
 
 def _targets_file(tmp_path, body: str):
@@ -87,7 +90,7 @@ def test_check_budgets_pass_and_fail():
     onnx = built_artifacts()[1]["onnx"]
     t = Target(name="t", engine="onnxruntime", batch=BATCH, iterations=15, threads=1,
                budgets=Budgets(p50_ms=10_000, p99_ms=0.0001, peak_rss_mb=100_000),
-               arch=HOST_ARCH, sized_for=SizedFor("shufflenet_v2_x0_5", 64))
+               arch=HOST_ARCH, cpu_class=(HOST_CPU,), sized_for=SizedFor("shufflenet_v2_x0_5", 64))
     res = bench_target(onnx, t)
     checks = check_budgets(res, t)
     assert [c.metric for c in checks] == ["p50_ms", "p99_ms", "peak_rss_mb"]
@@ -102,6 +105,14 @@ def test_check_budgets_pass_and_fail():
         unjudged = check_budgets(res, bare)
         assert {c.status for c in unjudged} == {"NOT JUDGED"}, bare
         assert "the target does not say" in unjudged[0].reason
+    # a local target that names no device class could be judged on any machine of its arch
+    classless = check_budgets(res, dataclasses.replace(t, cpu_class=None))
+    assert {c.status for c in classless} == {"NOT JUDGED"}
+    assert "names no cpu_class" in classless[0].reason and json.dumps(HOST_CPU) in classless[0].reason
+    # ... and one whose class is not this CPU is not judged either, with the CPU named
+    elsewhere = check_budgets(res, dataclasses.replace(t, cpu_class=("Cortex-A76",)))
+    assert {c.status for c in elsewhere} == {"NOT JUDGED"}
+    assert f"measured on {HOST_CPU}" in elsewhere[0].reason
 
 
 def test_compatibility_errors():
@@ -266,8 +277,8 @@ def test_arm_phone_target_on_x86_is_not_judged():
     assert checks[0].measured == res.p50_ms > 0          # the number is still shown
     assert f"budgets are for aarch64, measured on {HOST_ARCH}" in checks[0].reason
     assert "ssh" in checks[0].reason and overall_verdict(checks) == "NOT JUDGED"
-    # the same budget on a target declared for this arch is judged (and fails)
-    here = dataclasses.replace(t, arch=HOST_ARCH)
+    # the same budget on a target declared for this arch and this CPU is judged (and fails)
+    here = dataclasses.replace(t, arch=HOST_ARCH, cpu_class=(HOST_CPU,))
     assert [c.status for c in check_budgets(res, here)] == ["FAIL"]
 
 
@@ -275,14 +286,16 @@ def test_emulated_timings_are_never_judged():
     from types import SimpleNamespace
 
     t = Target(name="e", engine="onnxruntime", arch="aarch64", budgets=Budgets(p50_ms=10),
-               sized_for=SizedFor("shufflenet_v2_x0_5", 64), where="emu:arm64")
+               sized_for=SizedFor("shufflenet_v2_x0_5", 64), where="emu:arm64",
+               cpu_class=("Cortex-A72",))
     res = SimpleNamespace(p50_ms=1.0, measured_on={"device_arch": "aarch64", "emulated": True,
                                                    "cpu": "cortex-a72"},
                           artifact_info={"model": "shufflenet_v2_x0_5", "image_size": 64})
     verdict = judgement(res, t)
     assert not verdict.judged and "emulated" in verdict.why
     assert [c.status for c in check_budgets(res, t)] == ["NOT JUDGED"]
-    real = SimpleNamespace(**{**vars(res), "measured_on": {"device_arch": "aarch64", "emulated": False}})
+    real = SimpleNamespace(**{**vars(res), "measured_on": {"device_arch": "aarch64", "emulated": False,
+                                                           "cpu": "Cortex-A72"}})
     assert [c.status for c in check_budgets(real, t)] == ["PASS"]
 
 
@@ -290,7 +303,8 @@ def test_budget_sized_for_another_model_is_not_judged_cli(tmp_path):
     onnx = built_artifacts()[1]["onnx"]
     body = (f"  edge-224:\n    engine: onnxruntime\n    threads: 1\n    batch: {BATCH}\n"
             f"    iterations: 5\n    warmup: {{min: 2, window: 2, tolerance: 0.5}}\n"
-            f"    arch: {HOST_ARCH}\n    sized_for: {{model: shufflenet_v2_x1_0, input_size: 224}}\n"
+            f"    arch: {HOST_ARCH}\n    cpu_class: [{json.dumps(HOST_CPU)}]\n"
+            "    sized_for: {model: shufflenet_v2_x1_0, input_size: 224}\n"
             "    budgets: {p50_ms: 0.000001}\n")
     f = _targets_file(tmp_path, body)
     res = CliRunner().invoke(main, ["bench", str(onnx), "--targets", f, "-t", "edge-224"])

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from runtimes.targets import normalize_arch
+from runtimes.agent import machine_fingerprint
+from runtimes.cpu_class import matching_cpu
+from runtimes.targets import load_targets, normalize_arch
 from toolchain.cli import main
 
 pytestmark = pytest.mark.slow
@@ -72,6 +74,13 @@ def test_demo_pipeline_end_to_end(demo_run):
     # shown, and NOT JUDGED (no PASS that means nothing), which does not fail the run
     assert bench and all(b["verdict"] == "NOT JUDGED" for b in bench)
     assert all("sized for shufflenet_v2_x1_0 at 224 px" in b["not_judged_reason"] for b in bench)
+    # ... and the x86 edge-box budgets are judged only on an edge-box CPU, never on a server
+    edge_class = load_targets()["x86-edge-ort-1t"].cpu_class
+    for b in bench:
+        on = b["measured_on"]
+        if b["target"].startswith("x86-edge") and on["device_arch"] == "x86_64" \
+                and not matching_cpu(edge_class, on["cpu_models"]):
+            assert "not in the target's cpu_class" in b["not_judged_reason"], b["not_judged_reason"]
     assert all(b["measured_on"]["device_arch"] and "emulated" in b["measured_on"] for b in bench)
     gates = rec["stages"]["bench"]["gates"]
     assert gates and all(g["passed"] is None and g["status"] == "NOT JUDGED" for g in gates)
@@ -95,8 +104,10 @@ def test_rerun_skips_every_stage(demo_run):
 def test_failing_latency_gate_exits_nonzero(demo_run, tmp_path):
     run_dir, _ = demo_run
     tight = tmp_path / "targets.yaml"
+    # a local target is judged only on the CPU class it names: name this machine's CPU
     tight.write_text("targets:\n  impossible-box:\n    engine: onnxruntime\n    format: onnx\n"
                      f"    threads: 1\n    arch: {normalize_arch(platform.machine())}\n"
+                     f"    cpu_class: [{json.dumps(machine_fingerprint()['cpu'])}]\n"
                      "    sized_for: {model: shufflenet_v2_x0_5, input_size: 32}\n"
                      "    budgets: {p50_ms: 0.000001}\n")
     res = CliRunner().invoke(main, ["pipeline", "-o", str(run_dir), "--targets-file", str(tight)] + FAST)

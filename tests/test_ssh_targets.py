@@ -105,6 +105,12 @@ def test_ssh_target_from_yaml_through_cli(sshd, quoted_python, tmp_path):
     report = json.loads(res.stdout)
     assert report["passed"] is True and report["results"][0]["where"] == sshd.where
     assert [c["status"] for c in report["budgets"]] == ["PASS", "PASS"]
+    # without cpu_class the named ssh device is the device; with one, it must be of that class
+    f.write_text(f.read_text().replace("    where:", "    cpu_class: [Cortex-X925]\n    where:"))
+    res = CliRunner().invoke(main, ["bench", str(onnx), "--targets", str(f), "-t", "loopback", "--json"])
+    report = json.loads(res.stdout)
+    assert res.exit_code == 0 and report["passed"] is None, res.output
+    assert "not in the target's cpu_class (Cortex-X925)" in report["budgets"][0]["reason"]
 
 
 def test_host_key_checking_stays_on(sshd, quoted_python, tmp_path):

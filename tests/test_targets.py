@@ -27,6 +27,9 @@ def test_builtin_targets_are_valid_and_honest():
         if t.has_budgets:  # every budget says what device and what model size it is for
             assert t.arch == ("aarch64" if t.name.startswith("arm-") else "x86_64"), t.name
             assert (t.sized_for.model, t.sized_for.input_size) == ("shufflenet_v2_x1_0", 224)
+            assert t.cpu_class, t.name  # ... and which device class (built-ins all run local)
+    # a reference point on whatever host runs it is measured and shown, never judged
+    assert not targets["mindir-cpu-1t"].has_budgets
     ort4 = targets["x86-edge-ort-4t"]
     assert ort4.threads == 4 and ort4.budgets.p99_ms == 20 and ort4.policy()["iterations"] == 100
     with pytest.raises(Exception):  # frozen
@@ -75,6 +78,14 @@ def test_user_file_adds_and_replaces(tmp_path):
      r"field 'sized_for.input_size': must be positive"),
     ("  a:\n    engine: mnn\n    where: emu:x86\n", 4, r"field 'where': the emulated device is 'emu:arm64'"),
     ("  a:\n    engine: [mnn\n", 4, r"not valid YAML"),
+    ("  a:\n    engine: mnn\n    cpu_class: []\n", 4,
+     r"field 'cpu_class': must be a CPU model pattern or a non-empty list"),
+    ("  a:\n    engine: mnn\n    cpu_class: {atom: 1}\n", 4, r"field 'cpu_class': must be a CPU model"),
+    ("  a:\n    engine: mnn\n    cpu_class: [Atom, 5]\n", 4,
+     r"field 'cpu_class': every entry must be a non-empty string, got 5"),
+    ("  a:\n    engine: mnn\n    cpu_class: ['re:']\n", 4, r"field 'cpu_class': every entry must be a non-empty"),
+    ("  a:\n    engine: mnn\n    cpu_class:\n      - Atom\n      - 're:core i[57'\n", 6,
+     r"field 'cpu_class': 're:core i\[57' is not a valid regular expression: unterminated"),
 ])
 def test_bad_targets_file_names_line_and_field(tmp_path, body, line, match):
     f = tmp_path / "t.yaml"
@@ -82,6 +93,19 @@ def test_bad_targets_file_names_line_and_field(tmp_path, body, line, match):
     with pytest.raises(ConfigError, match=match) as err:
         load_targets(f)
     assert f"{f}:{line}:" in str(err.value)
+
+
+def test_cpu_class_loads_as_a_tuple_and_old_files_still_load(tmp_path):
+    f = tmp_path / "t.yaml"
+    f.write_text("targets:\n  one:\n    engine: mnn\n    cpu_class: Cortex-A76\n"
+                 "  many:\n    engine: mnn\n    cpu_class: [Atom, 're:core i[357]-']\n"
+                 "  old:\n    engine: onnxruntime\n    arch: x86_64\n"
+                 "    sized_for: {model: shufflenet_v2_x1_0, input_size: 224}\n"
+                 "    budgets: {p50_ms: 5}\n")
+    t = load_targets(f)
+    assert t["one"].cpu_class == ("Cortex-A76",)
+    assert t["many"].cpu_class == ("Atom", "re:core i[357]-")
+    assert t["old"].cpu_class is None and t["old"].has_budgets  # no cpu_class: loads, NOT JUDGED locally
 
 
 def test_top_level_shape_errors():
@@ -123,6 +147,21 @@ def test_targets_cli_table_and_json(tmp_path):
     host = normalize_arch(platform.machine())
     assert phone["judged"] == ("here" if host == "aarch64" else "not here: needs aarch64")
     assert next(r for r in rows if r["name"] == "reference-mindspore-cpu")["judged"] == "-"
+    assert "Atom" in row["cpu_class"] and row["cpu_class_short"].startswith("Core i3-")
+
+
+def test_targets_judged_column_follows_the_cpu_class():
+    from toolchain.commands.targets import judged_where
+
+    edge = load_targets()["x86-edge-ort-1t"]
+    assert judged_where(edge, "x86_64", ["AMD EPYC"]) == "not here: AMD EPYC is not in cpu_class"
+    assert judged_where(edge, "x86_64", ["Intel(R) Core(TM) i5-8250U CPU @ 1.60GHz"]) == "here"
+    assert judged_where(edge, "aarch64", ["Cortex-A76"]) == "not here: needs x86_64"
+    mine = Target(name="m", engine="onnxruntime", arch="x86_64", budgets=Budgets(p50_ms=5))
+    assert judged_where(mine, "x86_64", ["AMD EPYC"]) == "not here: no cpu_class"
+    remote = Target(name="r", engine="onnxruntime", arch="x86_64", budgets=Budgets(p50_ms=5),
+                    where="ssh://me@box")
+    assert judged_where(remote, "x86_64", ["AMD EPYC"]) == "on the device if it is x86_64"
 
 
 def test_targets_cli_bad_file_is_one_clean_line(tmp_path):

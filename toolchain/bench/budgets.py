@@ -6,7 +6,13 @@ for, so a measurement is judged only when
 * it ran on a real device (``measured_on["emulated"]`` is false: emulated
   timings are 200-850x off and vary with the emulated CPU model),
 * that device's CPU architecture is the target's ``arch`` (a phone budget is
-  never judged with x86 timings), and
+  never judged with x86 timings),
+* that device is of the class the budgets name: one of its CPU models
+  matches the target's ``cpu_class`` (an edge-box budget is never judged on
+  a cloud Xeon or EPYC that happens to be x86-64). A target without
+  ``cpu_class`` is judged only on the ``ssh://`` device it names, which is
+  the device by the user's own declaration; a ``local`` one without it could
+  run on any machine, so it is NOT JUDGED with a hint to name the class, and
 * the artifact is the model at the input size the budgets were sized for
   (``sized_for``): a 32 px x0_5 artifact passing a 224 px x1_0 budget is a
   gate that cannot fail. Budgets are not scaled: at small sizes fixed
@@ -18,7 +24,10 @@ pass nor a failure.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+
+from runtimes.cpu_class import describe_cpu_class, matching_cpu
 
 PASS, FAIL, NOT_JUDGED = "PASS", "FAIL", "NOT JUDGED"
 
@@ -83,6 +92,11 @@ def judgement(result, target) -> Judgement:
                        f" ({where.get('cpu') or 'unknown CPU'})")
         hints.append(f"to judge them, give the target an ssh device of that arch "
                      f"(where: ssh://user@host of arch {target.arch})")
+    else:
+        wrong_class = _not_of_class(where, target)
+        if wrong_class:
+            reasons.append(wrong_class[0])
+            hints.append(wrong_class[1])
     sized = target.sized_for
     info = getattr(result, "artifact_info", None) or {}
     model, size = info.get("model"), info.get("image_size")
@@ -96,6 +110,30 @@ def judgement(result, target) -> Judgement:
         hints.append(f"export {sized.model} at {sized.input_size} px, or use a target whose "
                      "sized_for matches this artifact")
     return Judgement(not reasons, tuple(reasons), "; ".join(hints))
+
+
+def _not_of_class(where: dict, target) -> tuple[str, str] | None:
+    """``(reason, hint)`` when the measuring device is not shown to be of the budgets' class."""
+    models = [m for m in (where.get("cpu_models") or [where.get("cpu")]) if m] or ["unknown CPU"]
+    measured = " + ".join(models)
+    cpu_class = getattr(target, "cpu_class", None)
+    if cpu_class:
+        if matching_cpu(cpu_class, models):
+            return None
+        return (f"measured on {measured}, which is not in the target's cpu_class "
+                f"({describe_cpu_class(cpu_class)})",
+                "run it on a device of that class with where: ssh://user@host, or copy it into "
+                "your own targets file with a cpu_class naming your device's CPU and budgets "
+                "sized for that device")
+    kind = where.get("kind") or str(target.where).split(":", 1)[0]
+    if kind == "ssh":  # the device the user named is, by their declaration, the device
+        return None
+    known = models[0] if models[0].lower() not in ("unknown", "unknown cpu") else None
+    example = f"cpu_class: [{json.dumps(known)}]" if known else "a cpu_class naming this device's CPU"
+    return (f"measured on {measured}, but the target names no cpu_class, so its budgets do not "
+            f"say which {target.arch} devices they are for",
+            f"add {example} if they were sized for this device, or run it on the device they "
+            "are for with where: ssh://user@host")
 
 
 def check_budgets(result, target) -> list[BudgetCheck]:

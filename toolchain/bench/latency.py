@@ -69,7 +69,8 @@ class LatencyResult:
 def measured_on(fingerprint: dict, where: str = "local") -> dict:
     """Where a measurement was taken, as budgets are judged on it.
 
-    ``host_arch`` is this (toolchain) machine's, ``device_arch`` and ``cpu``
+    ``host_arch`` is this (toolchain) machine's, ``device_arch``, ``cpu`` and
+    ``cpu_models`` (every distinct core model: a phone's little and big cores)
     the measuring device's (from the agent's fingerprint); ``emulated`` is
     true for an ``emu:`` target or when the device says it is emulated.
     """
@@ -82,6 +83,8 @@ def measured_on(fingerprint: dict, where: str = "local") -> dict:
     return {"where": where, "kind": kind, "host_arch": normalize_arch(platform.machine()),
             "device_arch": normalize_arch(fingerprint.get("machine")),
             "cpu": fingerprint.get("cpu") or "unknown",
+            "cpu_models": list(fingerprint.get("cpu_models")
+                               or [fingerprint.get("cpu") or "unknown"]),
             "emulated": bool(kind == "emu" or fingerprint.get("emulated")),
             "emulator": fingerprint.get("emulated") if isinstance(fingerprint.get("emulated"), str)
             else None}

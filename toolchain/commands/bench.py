@@ -72,8 +72,9 @@ def bench(artifact, names, all_targets, targets_file, with_builtin, plot_path, a
 
     Load time, first inference, warm-up until the latency is stable, then
     the measured runs: p50/p90/p99/mean/std/min/max, throughput, peak RSS.
-    A budget is judged only on a real device of the target's arch and for
-    the model and input size it was sized for; otherwise the numbers are
+    A budget is judged only on a real device of the target's arch whose CPU
+    is in its cpu_class (or the ssh device of a target without one), and
+    for the model and input size it was sized for; otherwise the numbers are
     shown as NOT JUDGED (with the reason). Exits non-zero when any budget fails.
     """
     from tqdm import tqdm

@@ -133,17 +133,27 @@ class RankWatcher:
             self.stream.flush()
 
     def _dead_rank(self) -> tuple[int | None, str] | None:
-        """(rank, how) of a rank that ended without finishing, else None."""
+        """(rank, how) of the rank that ended first without finishing, else None.
+
+        Several ranks can be found dead in one poll: msrun checks its workers
+        once a second and, on the first failure, logs that worker's exit and
+        SIGKILLs the others, so a poll landing just after that sees the
+        killed survivors too. Rank order would then blame rank 0 for rank 1's
+        death; msrun's line names the one that went first.
+        """
         pids = self.pids()
-        for r, pid in pids.items():
-            if not _alive(pid) and not self._done(r):
-                return r, f"process {pid} died"
-        m = self._msrun_exit()
+        dead = [r for r, pid in pids.items() if not _alive(pid) and not self._done(r)]
+        m = self._msrun_exit()  # read after the scan: msrun logs before it kills the rest
         if m:
             pid, code = int(m.group(1)), int(m.group(2))
             rank = next((r for r, p in pids.items() if p == pid), None)
-            how = f"exit code {code}" + (f" (signal {-code})" if code < 0 else "")
-            return rank, how
+            if rank in dead or not dead:
+                return rank, f"exit code {code}" + (f" (signal {-code})" if code < 0 else "")
+        if len(dead) == 1:
+            return dead[0], f"process {pids[dead[0]]} died"
+        if dead:
+            return None, ("ranks " + ", ".join(f"{r} (process {pids[r]})" for r in dead)
+                          + " died between two checks; which went first is unknown")
         return None
 
     def _msrun_exit(self):

@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import numpy as np
 
-__all__ = ["OnnxGraph", "node_attr"]
+__all__ = ["OnnxGraph", "drop_unused_initializers", "node_attr"]
 
 
 class OnnxGraph:
@@ -61,3 +61,11 @@ def node_attr(node, name, default=None):
         if a.name == name:
             return onnx.helper.get_attribute_value(a)
     return default
+
+
+def drop_unused_initializers(graph) -> None:
+    """Remove the initializers no node of ``graph`` reads (after a pass rewired inputs)."""
+    used = {i for n in graph.node for i in n.input}
+    keep = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)

@@ -9,6 +9,8 @@ import numpy as np
 
 from shufflenet.errors import ExportError
 
+from .onnx_graph import drop_unused_initializers
+
 log = logging.getLogger(__name__)
 _FP16_MAX = float(np.finfo(np.float16).max)
 # ops ONNX Runtime runs on uint8 only with equal input / output quantisation
@@ -102,6 +104,7 @@ def quantize_int8(model, images: np.ndarray, work_dir: Path):
             raise ExportError(f"int8 quantisation failed: {str(exc).splitlines()[0][:200]}") from None
         q = onnx.load(str(dst))
     share_concat_qparams(q)
+    float_outputs(q)
     q.graph.name = model.graph.name
     q.producer_name, q.producer_version = model.producer_name, model.producer_version
     return q
@@ -145,8 +148,45 @@ def share_concat_qparams(model) -> int:
             q.input[1], q.input[2] = scale, zero
             dq.input[1], dq.input[2] = scale, zero
             changed += 1
-    used = {i for n in g.node for i in n.input}
-    keep = [t for t in g.initializer if t.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    drop_unused_initializers(g)
+    return changed
+
+
+def float_outputs(model) -> int:
+    """Give the graph outputs (the logits) in float: drop the Quantize/Dequantize
+    pair ONNX Runtime's quantiser puts after the classifier; returns how many.
+
+    8-bit logits are a grid of 256 values over the logit range (a step of ~0.05
+    for a typical classifier): two classes close to each other land on the same
+    value and argmax picks the lower index, so near-boundary images change
+    class for no reason but the output's rounding. Softmax and top-k want the
+    float values anyway; the classifier's int32 accumulator already has them.
+    """
+    g = model.graph
+    prod = {o: n for n in g.node for o in n.output}
+    cons: dict = {}
+    for n in g.node:
+        for i in n.input:
+            cons.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+    dropped, changed = set(), 0
+    for name in outputs:
+        dq = prod.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        q = prod.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear" or len(cons.get(q.output[0], [])) != 1:
+            continue
+        source = q.input[0]
+        src = prod.get(source)
+        if src is None or source in outputs or len(cons.get(source, [])) != 1:
+            continue        # the float tensor is needed elsewhere under its own name
+        src.output[:] = [name if o == source else o for o in src.output]
+        dropped.update((id(q), id(dq)))
+        changed += 1
+    if changed:
+        keep = [n for n in g.node if id(n) not in dropped]
+        del g.node[:]
+        g.node.extend(keep)
+        drop_unused_initializers(g)
     return changed

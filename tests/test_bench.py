@@ -340,3 +340,14 @@ def test_pipeline_names_the_targets_of_a_users_file_it_cannot_run(tmp_path, caps
     # the built-in defaults stay best effort: no line for each default the run cannot use
     choose_targets([], None, {"onnx": onnx})
     assert "skipping" not in capsys.readouterr().err
+
+
+def test_the_measured_on_label_names_the_cpu_budgets_are_judged_against():
+    from toolchain.bench.latency import measured_on, measured_on_label
+
+    fp = {"machine": "aarch64", "cpu": "Cortex-A76", "emulated": "qemu-aarch64"}
+    assert measured_on_label(measured_on(fp, "emu:arm64"), "emu:arm64") == \
+        "emu:arm64 aarch64 Cortex-A76 (emulated)"
+    on = measured_on({"machine": "x86_64", "cpu": "Intel(R) Core(TM) i5-8250U CPU"})
+    assert measured_on_label(on, "local") == "local x86_64 Intel(R) Core(TM) i5-8250U CPU"
+    assert measured_on_label(measured_on({"machine": "x86_64"}), "local") == "local x86_64"

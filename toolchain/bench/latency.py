@@ -90,6 +90,17 @@ def measured_on(fingerprint: dict, where: str = "local") -> dict:
             else None}
 
 
+def measured_on_label(on: dict, where: str) -> str:
+    """``local x86_64 AMD EPYC 7B13`` / ``emu:arm64 aarch64 Cortex-A76 (emulated)``: where a
+    number was measured, with the CPU model its budgets are judged against."""
+    if not on:
+        return where
+    cpu = on.get("cpu")
+    cpu = "" if not cpu or cpu == "unknown" else f" {cpu}"
+    return (f"{where} {on.get('device_arch') or '?'}{cpu}"
+            + (" (emulated)" if on.get("emulated") else ""))
+
+
 def measure_latency(runner, batch: np.ndarray, policy: dict | None = None,
                     progress=None) -> LatencyResult:
     """Measure ``runner`` on ``batch``; pass it inactive so the load time is measured too.

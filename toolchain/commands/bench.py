@@ -130,8 +130,10 @@ def bench(artifact, names, all_targets, targets_file, with_builtin, plot_path, a
 
 
 def _print_tables(results, checks, verdicts) -> None:
+    from ..bench.latency import measured_on_label
+
     rows = [{"target": r.target, "engine": f"{r.engine} {r.engine_version}",
-             "where": _where(r.measured_on, r.where), "verdict": v,
+             "where": measured_on_label(r.measured_on, r.where), "verdict": v,
              "threads": r.threads, "batch": r.batch, "load_s": r.load_s,
              "first_ms": r.first_inference_ms, "warmup": r.warmup.get("iterations"),
              "p50_ms": r.p50_ms, "p90_ms": r.p90_ms, "p99_ms": r.p99_ms, "mean_ms": r.mean_ms,
@@ -161,8 +163,3 @@ def _print_tables(results, checks, verdicts) -> None:
                    f"({fp.get('usable_cores')} usable), {fp.get('system')}")
 
 
-def _where(on: dict, where: str) -> str:
-    """``local x86_64`` / ``emu:arm64 aarch64 (emulated)`` / ``ssh://pi@h aarch64``."""
-    if not on:
-        return where
-    return f"{where} {on.get('device_arch') or '?'}" + (" (emulated)" if on.get("emulated") else "")

@@ -131,7 +131,13 @@ def _int8_line(result) -> str:
             f"(budget {found['max_drop_pp']:g} pp: {'met' if found['budget_met'] else 'MISSED'})")
     lat = found.get("latency_ms", {})
     speed = ", ".join(f"{k} {v:.3g} ms" for k, v in lat.items())
-    return (f"int8: {found.get('method')}{'' if found.get('per_channel') else ' per-tensor'}, "
+    line = (f"int8: {found.get('method')}{'' if found.get('per_channel') else ' per-tensor'}, "
             f"{len(found.get('fp32_layers', []))} layer(s) in fp32, {drop}; calibrated on "
             f"{calib.get('samples')} images of {calib.get('source')} (fingerprint "
             f"{str(calib.get('fingerprint'))[:12]}); latency {speed}")
+    if found.get("drop_pp") is not None and calib.get("kind") == "train-split":
+        # the network was fit on these images: their margins are wider than val's
+        line += ("\n  the held-out images are training images, on which the network is more "
+                 "confident than on new ones: check the artifact on val before shipping "
+                 "(shufflenet parity CKPT ARTIFACT --dataset DIR --split val; the pipeline does)")
+    return line

@@ -85,6 +85,7 @@ def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
 
     def run(ctx):
         from toolchain.bench.budgets import check_budgets, overall_verdict
+        from toolchain.bench.latency import measured_on_label
         from toolchain.bench.session import bench_target
 
         arts = artifacts_of(ctx)
@@ -110,8 +111,7 @@ def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
             rows.append({"target": target.name, "artifact_name": name_of.get(str(art), art.name),
                          "engine": res.engine, "engine_version": res.engine_version,
                          "threads": res.threads,
-                         "where": f"{res.where} {on.get('device_arch')}"
-                                  + (" (emulated)" if on.get("emulated") else ""),
+                         "where": measured_on_label(on, res.where),
                          "measured_on": on, "artifact_info": res.artifact_info,
                          "p50": res.p50_ms, "p90": res.p90_ms, "p99": res.p99_ms,
                          "mean": res.mean_ms, "throughput": res.throughput_ips,

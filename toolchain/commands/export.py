@@ -121,11 +121,15 @@ def export(checkpoint, model, num_classes, formats, out_dir, batch, image_size, 
 
 
 def _int8_line(result) -> str:
-    """One line on what the int8 search chose, for humans."""
     from exporters.metadata import read_artifact_metadata
 
     opts = read_artifact_metadata(result.path).get("export_options", {})
-    found, calib = result.details.get("int8") or opts.get("int8", {}), opts.get("calibration", {})
+    return int8_summary(result.details.get("int8") or opts.get("int8", {}),
+                        opts.get("calibration", {}))
+
+
+def int8_summary(found: dict, calib: dict) -> str:
+    """What the int8 search chose, for humans: one line, plus a line per caveat."""
     drop = ("unmeasured" if found.get("drop_pp") is None else
             f"{found['metric']} {found['drop_pp']:.2f} pp on {found['heldout_samples']} held-out "
             f"(budget {found['max_drop_pp']:g} pp: {'met' if found['budget_met'] else 'MISSED'})")
@@ -135,6 +139,11 @@ def _int8_line(result) -> str:
             f"{len(found.get('fp32_layers', []))} layer(s) in fp32, {drop}; calibrated on "
             f"{calib.get('samples')} images of {calib.get('source')} (fingerprint "
             f"{str(calib.get('fingerprint'))[:12]}); latency {speed}")
+    shipped = lat.get("mixed", lat.get("int8_all"))
+    if shipped is not None and lat.get("fp32") is not None and shipped >= lat["fp32"]:
+        line += (f"\n  this int8 is not faster than fp32 on this machine ({shipped:.3g} vs "
+                 f"{lat['fp32']:.3g} ms, 1 thread, this input size): time both on the target "
+                 "device (shufflenet bench) before choosing int8")
     if found.get("drop_pp") is not None and calib.get("kind") == "train-split":
         # the network was fit on these images: their margins are wider than val's
         line += ("\n  the held-out images are training images, on which the network is more "

@@ -7,8 +7,9 @@ same weights), ``onnx`` (optimised fp32) and ``onnx-int8`` twice: *int8-all*
 *mixed* (the default accuracy-aware export: layers kept in fp32 until the
 held-out drop is within ``--max-accuracy-drop``), then times batch-1
 inference with ORT_ENABLE_ALL at 1 and 2 threads, all sessions interleaved
-round-robin in one run (this machine's speed swings minute to minute, so
-only interleaved numbers compare). Prints median / p90,
+in one run (this machine's speed swings minute to minute, so only
+interleaved numbers compare), the order within a round balanced so that no
+model always runs right after the same one. Prints median / p90,
 the ratios vs naive, int8 top-1 agreement with fp32 on real photos (views
 of the photos shipped with scikit-learn/-image, disjoint from the
 calibration views), and the compute floor 2 x MACs / peak FLOP/s.
@@ -84,8 +85,31 @@ def make_checkpoint(path: Path, model: str, size: int) -> Path:
                                                 "image_size": size})
 
 
+def balanced_orders(n: int) -> list[list[int]]:
+    """Run orders for ``n`` models in which each model directly follows every
+    other one equally often (a Williams design: ``n`` rows, ``2n`` for odd ``n``).
+
+    A fixed round-robin order taxes whoever runs right after the big fp32
+    model: two byte-identical int8 files timed 0.77x and 0.74x of fp32 by
+    position alone (x1_0, 224 px, 1 thread).
+
+    >>> balanced_orders(4)
+    [[0, 1, 3, 2], [1, 2, 0, 3], [2, 3, 1, 0], [3, 0, 2, 1]]
+    """
+    first, lo, hi = [0], 1, n - 1
+    while lo <= hi:
+        first.append(lo)
+        lo += 1
+        if lo <= hi:
+            first.append(hi)
+            hi -= 1
+    rows = [[(j + i) % n for j in first] for i in range(n)]
+    return rows + [row[::-1] for row in rows] if n % 2 else rows
+
+
 def time_sessions(paths: dict, x: np.ndarray, threads_list, rounds: int, warmup: int) -> dict:
-    """Median/p90 ms per (model, threads), models interleaved round by round.
+    """Median/p90 ms per (model, threads), models interleaved round by round
+    in :func:`balanced_orders`.
 
     Each thread count is its own pass: a 2-thread session's worker keeps
     spinning after a run and steals a core from whatever runs next, which
@@ -105,8 +129,12 @@ def time_sessions(paths: dict, x: np.ndarray, threads_list, rounds: int, warmup:
             s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             sessions[(name, t)] = (s, {s.get_inputs()[0].name: x})
         times = {k: [] for k in sessions}
+        keys = list(sessions)
+        orders = balanced_orders(len(keys))
         for r in range(warmup + rounds):
-            for k, (s, feed) in sessions.items():  # interleaved: one run of each per round
+            for j in orders[r % len(orders)]:       # interleaved: one run of each per round
+                k = keys[j]
+                s, feed = sessions[k]
                 t0 = time.perf_counter()
                 s.run(None, feed)
                 if r >= warmup:

@@ -217,6 +217,9 @@ def _int8_findings(meta: dict) -> tuple[str | None, list]:
                    f"{found['heldout_samples']} held-out training images ({found['stopped']}); "
                    f"the best artifact found was written ({found['method']}, "
                    f"{len(found['fp32_layers'])} layers in fp32)")
+        if "no faster than fp32" in str(found.get("stopped")):
+            problem += ("; int8 cannot meet this budget here and stay faster than fp32: ship "
+                        "the fp32 onnx, or allow a larger --max-accuracy-drop")
     return problem, notes
 
 

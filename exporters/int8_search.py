@@ -11,7 +11,9 @@ stays an independent test of the artifact. The search:
    one wholly in fp32 (input activation, weights, bias:
    :mod:`exporters.float_layers`) removes on held-out images, and greedily
    keeps the best of them in fp32, one more per step, until the budget holds;
-4. stops when the budget holds or ``search_seconds`` is spent, and returns
+4. stops when the budget holds, when ``search_seconds`` is spent, or when
+   the float layers make the model no faster than fp32 (where int8-all was
+   faster: a mixed model slower than fp32 is worse than fp32 in every way), and returns
    the best model found either way (a missed budget is reported, not hidden:
    the caller writes the artifact and exits non-zero).
 
@@ -329,6 +331,12 @@ def search_int8(fp32_model, images: np.ndarray, heldout: np.ndarray | None,
             ranked = layer_sensitivity(quant.pre_model, all_int8, quant.layers, heldout,
                                        deadline=start + search_seconds)
             log.info("int8 sensitivity order: %s", [n for n, _ in ranked[:8]])
+            # Float layers cost time (each also turns its producer's output float): once
+            # the mixed model is no faster than fp32 it is worse than fp32 in every way, so
+            # the search stops there -- unless int8 was never faster here (small inputs),
+            # when speed is not what int8 buys and only accuracy counts.
+            probe = heldout[:1]
+            speed_matters = _faster(all_int8, fp32_model, probe)
             kept: list[str] = []
             for name, _ in ranked:
                 if best.drop <= max_drop:
@@ -340,6 +348,9 @@ def search_int8(fp32_model, images: np.ndarray, heldout: np.ndarray | None,
                 model = keep_layers_float(all_int8, quant.pre_model, kept)
                 trial = measure(model, best.method, best.per_channel, kept)
                 trials.append(trial)
+                if speed_matters and not _faster(model, fp32_model, probe):
+                    stopped = f"{len(kept)} fp32 layers made it no faster than fp32"
+                    break
                 if trial.key() < best.key() or trial.drop <= max_drop:
                     best_model, best = model, trial
             else:
@@ -355,6 +366,12 @@ def search_int8(fp32_model, images: np.ndarray, heldout: np.ndarray | None,
     finally:
         bar.close()
         quant.close()
+
+
+def _faster(model, fp32_model, x: np.ndarray, seconds: float = 0.4) -> bool:
+    """Is ``model`` faster than ``fp32_model`` here (batch 1, 1 thread, timed interleaved)?"""
+    lat = interleaved_latency_ms({"fp32": fp32_model, "model": model}, x, seconds=seconds)
+    return lat["model"] < lat["fp32"]
 
 
 def interleaved_latency_ms(models: dict, x: np.ndarray, seconds: float = 2.0,

@@ -130,8 +130,9 @@ def test_search_keeps_sensitive_layers_in_fp32_until_the_budget_holds(trained, t
     assert layer_trials, "over budget after every method: layers must be tried in fp32"
     assert [len(t.fp32_layers) for t in layer_trials] == list(range(1, len(layer_trials) + 1))
     assert strict.drop <= min(t.drop for t in strict.trials)
-    assert strict.met == (strict.drop == 0) and strict.stopped in (
+    assert strict.met == (strict.drop == 0) and (strict.stopped in (
         "budget met", "search time spent", "every layer tried")
+        or strict.stopped.endswith("fp32 layers made it no faster than fp32"))
     g = strict.model.graph
     producers = {o: n.op_type for n in g.node for o in n.output}
     nodes = {n.name: n for n in g.node}

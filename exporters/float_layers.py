@@ -73,6 +73,10 @@ def keep_layers_float(qdq_model, fp32_model, layers):
                 again.name = f"{clamp.name}.float"
                 again.input[0] = source
                 again.output[:] = [f"{source}.float"]
+                for extra in again.input[1:]:           # Clip's min / max
+                    if extra and extra not in have_inits and extra in fp_inits:
+                        g.initializer.append(fp_inits[extra])
+                        have_inits.add(extra)
                 added.append(again)
                 restored[source] = again.output[0]
             source = restored[source]

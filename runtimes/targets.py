@@ -29,6 +29,7 @@ line and field (the loader keeps YAML marks).
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -190,6 +191,9 @@ def _typed(value, typ, at, node, name, key):
         return value
     if typ in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise at.error(node, f"must be a number, got {value!r}", name, key)
+    if typ in (int, float) and not math.isfinite(value):
+        # an .inf budget would pass any measurement, a .nan one fail every one
+        raise at.error(node, f"must be a finite number, got {value!r}", name, key)
     if typ is int and float(value) != int(value):
         raise at.error(node, f"must be a whole number, got {value!r}", name, key)
     if typ is str and not isinstance(value, str):
@@ -359,8 +363,20 @@ def load_targets(user_file: str | os.PathLike | None = None) -> dict[str, Target
         path = Path(user_file).expanduser()
         if not path.is_file():
             raise ConfigError(f"targets file not found: {path}")
-        targets.update(parse_targets(path.read_text(), str(path)))
+        targets.update(parse_targets(read_targets_text(path), str(path)))
     return targets
+
+
+def read_targets_text(path: str | os.PathLike) -> str:
+    """A targets file's text, or a :class:`ConfigError` saying why it cannot be read."""
+    path = Path(path).expanduser()
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason})") \
+            from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read targets file {path}: {exc.strerror}") from None
 
 
 def get_target(name: str, targets: dict[str, Target]) -> Target:

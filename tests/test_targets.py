@@ -175,6 +175,32 @@ def test_targets_cli_bad_file_is_one_clean_line(tmp_path):
     assert res.exit_code == 1 and "targets file not found" in res.output
 
 
+@pytest.mark.parametrize("field,value", [
+    ("budgets: {p50_ms: .inf}", "inf"),      # a budget every measurement passes
+    ("budgets: {p99_ms: .nan}", "nan"),      # a budget every measurement fails
+    ("threads: .inf", "inf"), ("iterations: .nan", "nan"),   # were an OverflowError / ValueError
+    ("sized_for: {model: shufflenet_v2_x1_0, input_size: .inf}", "inf"),
+    ("time_budget_s: .inf", "inf"),
+])
+def test_non_finite_numbers_are_refused_with_the_line(tmp_path, field, value):
+    f = tmp_path / "t.yaml"
+    f.write_text("targets:\n  a:\n    engine: onnxruntime\n    arch: x86_64\n"
+                 "    sized_for: {model: shufflenet_v2_x1_0, input_size: 224}\n"
+                 f"    {field}\n")
+    with pytest.raises(ConfigError, match=rf"{f}:6: target 'a' field .*must be a finite number, "
+                                          rf"got {value}"):
+        load_targets(f)
+
+
+def test_targets_file_that_is_not_text_is_one_clean_line(tmp_path):
+    f = tmp_path / "t.yaml"
+    f.write_bytes(b"\xff\xfetargets:\n")
+    res = CliRunner().invoke(main, ["targets", "--targets-file", str(f)])
+    assert res.exit_code == 1, res.output
+    assert f"{f}: not a UTF-8 text file" in res.output   # was a UnicodeDecodeError traceback
+    assert isinstance(res.exception, SystemExit)
+
+
 def test_target_is_a_plain_frozen_dataclass():
     t = Target(name="x", engine="onnxruntime")
     assert t.where == "local" and not t.is_remote and t.batch == 1 and t.precision == "fp32"

@@ -33,9 +33,9 @@ def _select(artifact, names, all_targets, targets_file, with_builtin=False):
     if names:
         return [get_target(n, table) for n in names], []
     if targets_file and not with_builtin:
-        from runtimes.targets import parse_targets
+        from runtimes.targets import parse_targets, read_targets_text
 
-        own = parse_targets(Path(targets_file).expanduser().read_text(), str(targets_file))
+        own = parse_targets(read_targets_text(targets_file), str(targets_file))
         table = {n: table[n] for n in own}
     installed, chosen, skipped = available_engines(), [], []
     for t in table.values():

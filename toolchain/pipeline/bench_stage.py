@@ -57,9 +57,9 @@ def choose_targets(names, targets_file, artifacts: dict) -> list:
         return chosen
     defaults = list(DEFAULT_TARGETS)
     if targets_file:  # a user's file: its own targets are the point of passing it
-        from runtimes.targets import parse_targets
+        from runtimes.targets import parse_targets, read_targets_text
 
-        defaults = list(parse_targets(Path(targets_file).read_text(), str(targets_file)))
+        defaults = list(parse_targets(read_targets_text(targets_file), str(targets_file)))
     for name in defaults:
         t = table.get(name)
         if t is None:

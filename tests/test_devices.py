@@ -211,6 +211,28 @@ def test_pipeline_plans_arm_parity_only_when_the_device_is_set_up(tmp_path, monk
         [("pi", "cortex-a76", str(arts["ncnn"]))] and notes == []
 
 
+def test_device_parity_checks_the_artifact_the_bench_stage_measures(tmp_path):
+    """An int8 target's device parity ran the fp32 file (the first the engine could load)
+    while its latency was measured on the int8 one; with no fp16 file it still ran fp32."""
+    from toolchain.pipeline.bench_stage import format_for_target
+    from toolchain.pipeline.device_parity import plan_device_checks
+
+    arts = {"onnx": tmp_path / "m.onnx", "onnx-int8": tmp_path / "m.int8.onnx"}
+    f = tmp_path / "t.yaml"
+    f.write_text("targets:\n  q:\n    engine: onnxruntime\n    precision: int8\n"
+                 "    where: emu:arm64\n  h:\n    engine: onnxruntime\n    precision: fp16\n"
+                 "    where: emu:arm64\n  w:\n    engine: onnxruntime\n    format: onnx\n"
+                 "    precision: int8\n    where: emu:arm64\n")
+    checks, notes = plan_device_checks(["q", "h", "w"], str(f), arts)
+    assert [(c.target.name, c.artifact) for c in checks] == [("q", str(arts["onnx-int8"]))]
+    assert notes == ["device parity for target h: no onnxruntime fp16 artifact was exported",
+                     "device parity for target w: no onnx int8 artifact was exported"]
+    from runtimes.targets import load_targets
+
+    table = load_targets(f)
+    assert format_for_target(table["q"], {"onnx": "fp32", "onnx-int8": "int8"}) == "onnx-int8"
+
+
 def test_device_cli_lists_and_refuses_bad_input(tmp_path, monkeypatch):
     from click.testing import CliRunner
 

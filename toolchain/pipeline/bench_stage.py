@@ -15,22 +15,27 @@ DEFAULT_TARGETS = ("x86-edge-ort-1t", "x86-edge-ort-int8-1t", "x86-edge-openvino
                    "arm-phone-bigcore-mnn-1t", "arm-phone-bigcore-ncnn-1t")
 
 
-def _artifact_for(target, resolved: dict):
-    """The exported artifact this target runs, or None. ``resolved``: format -> Artifact."""
+def format_for_target(target, precisions: dict) -> str | None:
+    """The export format whose artifact ``target`` runs, or None.
+
+    ``precisions`` is ``{export format: precision}`` of what was exported. The
+    bench stage and the device-parity half both choose with this, so parity on a
+    target's device checks the very artifact its latency is measured on (an int8
+    target never gets the fp32 file).
+    """
     from runtimes import get_engine
 
     if target.format:
-        return resolved.get(target.format)
+        return target.format if precisions.get(target.format) == target.precision else None
     engine = get_engine(target.engine)
-    found = {}
-    for art in resolved.values():
-        if art.format in engine.formats and art.precision == target.precision:
-            found.setdefault(art.format, art)
     # the engine's own format first (OpenVINO IR before ONNX), then its listed order
-    for fmt in engine.formats:
-        if fmt in found:
-            return found[fmt]
-    return None
+    return next((fmt for fmt in engine.formats if precisions.get(fmt) == target.precision), None)
+
+
+def _artifact_for(target, resolved: dict):
+    """The exported artifact this target runs, or None. ``resolved``: format -> Artifact."""
+    fmt = format_for_target(target, {f: art.precision for f, art in resolved.items()})
+    return None if fmt is None else resolved[fmt]
 
 
 def choose_targets(names, targets_file, artifacts: dict) -> list:

@@ -41,14 +41,14 @@ class DeviceCheck:
 
 
 def _artifact_for(target, artifacts: dict) -> str | None:
-    from runtimes import ENGINES
+    """The artifact the bench stage measures for ``target`` (same format and precision)."""
+    from exporters.formats import FORMATS
 
-    if target.format:
-        return str(artifacts[target.format]) if target.format in artifacts else None
-    for fmt, path in artifacts.items():
-        if fmt in ENGINES[target.engine].formats:
-            return str(path)
-    return None
+    from .bench_stage import format_for_target
+
+    precisions = {fmt: FORMATS[fmt].precision for fmt in artifacts if fmt in FORMATS}
+    fmt = format_for_target(target, precisions)
+    return None if fmt is None else str(artifacts[fmt])
 
 
 def plan_device_checks(target_names, targets_file, artifacts: dict) -> tuple[list, list]:
@@ -79,7 +79,7 @@ def plan_device_checks(target_names, targets_file, artifacts: dict) -> tuple[lis
         if art is None:
             if target_names:  # by default only the ARM engines whose artifact was exported run
                 notes.append(f"device parity for target {t.name}: no {t.format or t.engine} "
-                             "artifact was exported")
+                             f"{t.precision} artifact was exported")
             continue
         checks.append(DeviceCheck(t, art, None if target_names else EMULATED_DEFAULT_SAMPLES))
     return checks, notes

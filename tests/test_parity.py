@@ -82,6 +82,26 @@ def test_int8_passes_its_profile_and_would_fail_fp32(arts):
 
 
 @pytest.mark.slow
+def test_int8_judged_on_its_own_calibration_images_fails(arts):
+    # the int8 export calibrated on demo train digits; parity on that split is no evidence.
+    # Before, standalone parity judged it there without a word (and passed with
+    # --allow-inconclusive); only the pipeline checked that the two sets are disjoint.
+    ckpt, files, _ = arts
+    seen = run_parity(ckpt, [files["onnx-int8"]], engines=["onnxruntime"], dataset="demo",
+                      split="train", samples=48, localize=False, progress=False,
+                      allow_inconclusive=True)
+    pair = seen.pairs[0]
+    gate = [c for c in pair.checks if c.gate == "unseen_images"]
+    assert gate and gate[0].state == "FAIL" and gate[0].value >= 1, pair.summary()
+    assert pair.status == "FAIL" and not seen.passed
+    assert "calibrated or tuned this artifact" in pair.summary()
+    unseen = run_parity(ckpt, [files["onnx-int8"]], engines=["onnxruntime"], dataset="demo",
+                        split="val", samples=48, localize=False, progress=False,
+                        allow_inconclusive=True)
+    assert not [c for c in unseen.pairs[0].checks if c.gate == "unseen_images"]
+
+
+@pytest.mark.slow
 def test_broken_artifacts_name_their_first_divergent_layer(arts):
     ckpt, files, _ = arts
     report = run_parity(ckpt, [files["broken-bn"], files["broken-conv"]], engines=["onnxruntime"],

@@ -255,6 +255,7 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
                                     num_classes=int(ref_meta["num_classes"]))
         pairs = _open_pairs(stack, checked, requested, profile, threads, engine_options, device)
         first = _stream(inputs, transform, batch_size, reference, pairs, progress)
+    seen_at_export = _seen_at_export(checked, inputs)
     for pair in pairs:
         pair.allow_inconclusive = bool(allow_inconclusive)
         ran = pair.runner is not None
@@ -269,6 +270,14 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
             continue
         pair.metrics = pair.accumulator.result()
         pair.checks = [contract] + pair.gate_profile.evaluate(pair.metrics)
+        if pair.artifact in seen_at_export:
+            shared = seen_at_export[pair.artifact]
+            pair.checks.append(GateCheck(
+                "unseen_images", 0, shared, False,
+                "no parity image was used to calibrate or tune the artifact at export",
+                detail=f"{shared} of the {len(inputs)} parity images calibrated or tuned this "
+                       "artifact at export, so its agreement and accuracy here are optimistic; "
+                       "judge it on a split the export did not use"))
         numbers_failed = any(c.state != "PASS" for c in pair.checks if c.gate != "deployment_contract")
         if numbers_failed and localize and first is not None and device is not None:
             from .report import LayerDivergence
@@ -306,6 +315,23 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
     return report
 
 
+def _seen_at_export(checked, inputs) -> dict:
+    """``{artifact: n}``: how many of the parity images its export calibrated or held out on.
+
+    An int8 artifact records the 16-hex-digit digests of every image its export
+    used (calibration and the held-out part its search was judged on); parity
+    images hashed the same way (file bytes, or pixels) are compared with them.
+    """
+    here = {d[:16] for d in inputs.hashes if d}
+    out = {}
+    for path, meta, _, _ in checked:
+        calib = (meta.get("export_options") or {}).get("calibration") or {}
+        shared = len(here & set(calib.get("images_sha256") or []))
+        if shared:
+            out[path] = shared
+    return out
+
+
 def _localize(checkpoint, pair: PairResult, x: np.ndarray, prof, threads, ref_meta, options):
     from .layers import localize_divergence
 
@@ -330,6 +356,7 @@ def failure_message(report: ParityReport) -> str:
         tail = f", first divergent layer {where}" if where else ""
         if getattr(p, "contract", None):
             tail += f", deployment contract: {'; '.join(p.contract)}"
+        tail += "".join(f", {c.detail}" for c in p.checks if c.gate == "unseen_images")
         if p.status == "INCONCLUSIVE" and p.samples_needed:
             tail += f", ~{p.samples_needed} samples would settle it (or --allow-inconclusive)"
         names.append(f"{p.name} ({p.status.lower()}{tail})")

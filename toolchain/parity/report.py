@@ -105,6 +105,8 @@ class PairResult:
                 parts.append(f"significant accuracy drop (exact McNemar p={c.value:.3g} < {c.threshold:g})")
             elif c.gate == "deployment_contract":
                 parts.append(f"deployment contract: {c.detail}")
+            elif c.gate == "unseen_images":
+                parts.append(c.detail)
             elif c.state == "INCONCLUSIVE":
                 metric = GATE_METRIC.get(c.gate, c.gate)
                 side = "<=" if c.gate.startswith("max_") else ">="

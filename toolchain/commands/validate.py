@@ -52,6 +52,13 @@ def validate(model, ckpt_path, pretrained, dataset, data_dir, val_split, batch_s
                        num_classes=num_classes, image_size=image_size, crop_pct=crop_pct,
                        device_target=device_target, mode=int(mode),
                        num_parallel_workers=workers, num_samples=num_samples)
+    if res.get("skipped_images"):
+        # the loader put a neighbouring image in each one's place: the top-1 would count that
+        # neighbour twice and claim images it never read
+        raise click.ClickException(
+            f"{res['skipped_images']} unreadable image(s) in the {val_split} split (the first are "
+            f"named in the warning above): fix or remove them; top-1 would count a neighbouring "
+            f"image in their place")
     if as_json:
         echo_json(res)
         return

@@ -17,12 +17,23 @@ from toolchain.bench.budgets import check_budgets, judgement
 from toolchain.bench.latency import measured_on
 
 SERVERS = ["AMD EPYC", "AMD EPYC 7B13 64-Core Processor",
-           "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", "Intel Xeon Processor (Icelake)"]
+           "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", "Intel Xeon Processor (Icelake)",
+           # desktop parts: faster than any edge box, were in the class (substring 'Core i7-')
+           "13th Gen Intel(R) Core(TM) i7-13700K", "Intel(R) Core(TM) i7-6950X CPU @ 3.00GHz",
+           "Intel(R) Core(TM) i5-12600KF", "Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz",
+           "Intel(R) Core(TM) Ultra 7 265K", "12th Gen Intel(R) Core(TM) i7-12800HX",
+           "AMD Ryzen 7 5800X 8-Core Processor"]
 EDGE_BOXES = ["Intel(R) Core(TM) i5-8250U CPU @ 1.60GHz", "12th Gen Intel(R) Core(TM) i7-1260P",
               "Intel(R) Celeron(R) J4125 CPU @ 2.00GHz", "Intel(R) N100", "Intel(R) Core(TM) i3-N305",
               "Intel(R) Atom(TM) x6425E @ 2.00GHz", "Intel(R) Pentium(R) Silver J5005 CPU @ 1.50GHz",
               "AMD Ryzen Embedded V1605B with Radeon Vega Gfx",
-              "AMD Ryzen 7 7840U w/ Radeon  780M Graphics"]
+              "AMD Ryzen 7 7840U w/ Radeon  780M Graphics",
+              "11th Gen Intel(R) Core(TM) i7-1185G7E @ 2.80GHz", "Intel(R) Core(TM) i5-1145GRE",
+              "Intel(R) Core(TM) i7-8700T CPU @ 2.40GHz", "Intel(R) Core(TM) i5-6500TE CPU @ 2.30GHz",
+              "Intel(R) Core(TM) i7-7700HQ CPU @ 2.80GHz", "Intel(R) Core(TM) i7-8665UE CPU",
+              "Intel(R) Core(TM) i5-1035G1 CPU @ 1.00GHz", "Intel(R) Core(TM) Ultra 7 155H",
+              "Intel(R) Core(TM) Ultra 5 125U", "Intel(R) Core(TM) Ultra 7 258V",
+              "Intel(R) Core(TM) i3-7100U CPU @ 2.40GHz"]
 
 
 def _result(cpu, arch="x86_64", models=None, kind="local", p50=1.0, size=224,

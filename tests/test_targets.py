@@ -147,7 +147,7 @@ def test_targets_cli_table_and_json(tmp_path):
     host = normalize_arch(platform.machine())
     assert phone["judged"] == ("here" if host == "aarch64" else "not here: needs aarch64")
     assert next(r for r in rows if r["name"] == "reference-mindspore-cpu")["judged"] == "-"
-    assert "Atom" in row["cpu_class"] and row["cpu_class_short"].startswith("Core i3-")
+    assert "Atom" in row["cpu_class"] and row["cpu_class_short"].startswith("Atom")
 
 
 def test_targets_judged_column_follows_the_cpu_class():

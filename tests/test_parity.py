@@ -248,8 +248,33 @@ def test_folder_datasets_labelled_and_flat(tmp_path):
     assert batch.x.shape == (4, 3, 32, 32) and batch.labels.shape == (4,)
     flat = resolve_inputs(dataset=tmp_path / "flat", samples=5)
     assert not flat.labelled and len(flat) == 5
-    with pytest.raises(DataError, match="class folders but the model has 2"):
+    with pytest.raises(DataError, match="class folders that are not the model's labels"):
         resolve_inputs(dataset=tmp_path / "ds", model_labels=["a", "b"], num_classes=2)
+    with pytest.raises(DataError, match="class folders but the model has 2"):
+        resolve_inputs(dataset=tmp_path / "ds", model_labels=["0", "1"], num_classes=2)
+
+
+def test_folder_names_that_are_not_the_labels_are_refused_not_guessed(tmp_path):
+    # 4 folders for a 4-class model, named otherwise: they were mapped by sorted order
+    # (a_gravel -> brick, ...) and parity reported accuracies against wrong labels
+    from PIL import Image
+
+    from shufflenet.errors import DataError
+
+    labels = ["brick", "coins", "grass", "gravel"]
+    for name in ("d_brick", "c_coins", "b_grass", "a_gravel"):
+        (tmp_path / "ds" / "val" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "ds" / "val" / name / "0.png")
+    with pytest.raises(DataError, match="not the model's labels: a_gravel, b_grass, c_coins, d_brick"):
+        resolve_inputs(dataset=tmp_path / "ds", split="val", model_labels=labels, num_classes=4)
+    # a missing split names the splits there instead of taking train/ and val/ for classes
+    with pytest.raises(DataError, match="has no vall/ split"):
+        resolve_inputs(dataset=tmp_path / "ds", split="vall", model_labels=labels, num_classes=4)
+    # a checkpoint without labels ("0".."3"): sorted order, MindCV's convention for wnid folders
+    unnamed = resolve_inputs(dataset=tmp_path / "ds", split="val",
+                             model_labels=[str(i) for i in range(4)], num_classes=4)
+    assert sorted(zip(unnamed.names, unnamed.labels)) == [
+        ("a_gravel/0.png", 0), ("b_grass/0.png", 1), ("c_coins/0.png", 2), ("d_brick/0.png", 3)]
 
 
 def test_random_tensors_only_on_request():

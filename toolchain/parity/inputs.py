@@ -115,9 +115,23 @@ def _cap(items: list, samples: int | None) -> list:
 
 def _class_index(folder_classes: list[str], model_labels: list[str] | None,
                  num_classes: int | None, root: Path) -> dict[str, int]:
-    """Map subfolder names to the model's class indices: by label name, else sorted order."""
+    """Map subfolder names to the model's class indices: by label name, else sorted order.
+
+    Sorted order is a guess, taken only when the model has no real labels (a
+    checkpoint without them reads as ``"0", "1", ...``, e.g. MindCV's ImageNet
+    weights against wnid folders). A model with labels and folders it does
+    not name is refused: guessed labels would give accuracies of nothing.
+    """
     if model_labels and set(folder_classes) <= set(model_labels):
         return {c: model_labels.index(c) for c in folder_classes}
+    named = model_labels and list(model_labels) != [str(i) for i in range(len(model_labels))]
+    if named:
+        unknown = sorted(set(folder_classes) - set(model_labels))
+        more = f" +{len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise DataError(f"{root} has class folders that are not the model's labels: "
+                        f"{', '.join(unknown[:5])}{more} (labels: {', '.join(model_labels[:5])}"
+                        f"{', ...' if len(model_labels) > 5 else ''}); name the folders after the "
+                        f"labels, or pass --images for an unlabelled check")
     if num_classes is None or len(folder_classes) == num_classes:
         return {c: i for i, c in enumerate(sorted(folder_classes))}
     hint = ""
@@ -130,7 +144,8 @@ def _class_index(folder_classes: list[str], model_labels: list[str] | None,
 def _folder_dataset(root: Path, split: str, samples, model_labels, num_classes) -> InputSet:
     if not root.exists():
         raise DataError(f"dataset folder not found: {root}")
-    if (root / split).is_dir():
+    has_split = (root / split).is_dir()
+    if has_split:
         root = root / split
     try:
         subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -141,7 +156,11 @@ def _folder_dataset(root: Path, split: str, samples, model_labels, num_classes) 
         files = _cap(list_images(root), samples)
         return InputSet("folder", f"{root} (unlabelled)", [_file_loader(p) for p in files],
                         [str(p.relative_to(root)) for p in files])
-    index = _class_index([d.name for d in subdirs], model_labels, num_classes, root)
+    names = [d.name for d in subdirs]
+    if not has_split and {"train", "val", "test"} & set(names) and not set(names) <= set(model_labels or []):
+        raise DataError(f"{root} has no {split}/ split (it has {', '.join(names)}); pass --split "
+                        f"with one of them")
+    index = _class_index(names, model_labels, num_classes, root)
     files, labels = [], []
     for d in subdirs:
         try:

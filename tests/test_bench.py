@@ -88,7 +88,7 @@ def test_summarize_percentiles():
 
 def test_check_budgets_pass_and_fail():
     onnx = built_artifacts()[1]["onnx"]
-    t = Target(name="t", engine="onnxruntime", batch=BATCH, iterations=15, threads=1,
+    t = Target(name="t", engine="onnxruntime", batch=BATCH, iterations=100, threads=1,
                budgets=Budgets(p50_ms=10_000, p99_ms=0.0001, peak_rss_mb=100_000),
                arch=HOST_ARCH, cpu_class=(HOST_CPU,), sized_for=SizedFor("shufflenet_v2_x0_5", 64))
     res = bench_target(onnx, t)
@@ -149,6 +149,23 @@ def test_mindspore_reference_in_process():
                warmup=WarmupPolicy(min=1, max=3, window=1, tolerance=0.5))
     res = bench_target(ckpt, t)
     assert res.engine == "mindspore" and res.iterations == 3 and res.p50_ms > 0
+
+
+def test_a_percentile_of_too_few_runs_is_not_judged():
+    """A 'p99' of 15 runs (their largest but one) was judged PASS or FAIL like a real p99."""
+    onnx = built_artifacts()[1]["onnx"]
+    t = Target(name="t", engine="onnxruntime", batch=BATCH, iterations=15, threads=1,
+               budgets=Budgets(p50_ms=10_000, p90_ms=10_000, p99_ms=10_000),
+               arch=HOST_ARCH, cpu_class=(HOST_CPU,), sized_for=SizedFor("shufflenet_v2_x0_5", 64))
+    res = bench_target(onnx, t)
+    assert res.iterations == 15
+    checks = check_budgets(res, t)
+    assert [c.status for c in checks] == ["PASS", "PASS", "NOT JUDGED"]
+    assert "p99 needs at least 100 measured runs, 15 were measured" in checks[2].reason
+    assert checks[2].measured == res.p99_ms                  # still shown
+    assert overall_verdict(checks) == "NOT JUDGED"
+    tight = dataclasses.replace(t, budgets=Budgets(p50_ms=0.0001, p99_ms=0.0001))
+    assert [c.status for c in check_budgets(res, tight)] == ["FAIL", "NOT JUDGED"]
 
 
 def test_bench_cli_pass_json_and_plot(tmp_path):

@@ -19,8 +19,10 @@ for, so a measurement is judged only when
   per-layer costs dominate and latency is far from proportional to MACs.
 
 Otherwise every budget gets the status ``NOT JUDGED`` with the reasons and
-what to pass instead; the numbers are still shown. NOT JUDGED is neither a
-pass nor a failure.
+what to pass instead; the numbers are still shown. A percentile budget is
+also NOT JUDGED when too few runs were measured to estimate that percentile
+(:data:`MIN_RUNS`: a p99 needs 100). NOT JUDGED is neither a pass nor a
+failure.
 """
 from __future__ import annotations
 
@@ -30,6 +32,10 @@ from dataclasses import asdict, dataclass
 from runtimes.cpu_class import describe_cpu_class, matching_cpu
 
 PASS, FAIL, NOT_JUDGED = "PASS", "FAIL", "NOT JUDGED"
+
+# A percentile budget is judged only on enough measured runs that at least one of them
+# lies at or above that percentile: a "p99" of 50 runs is their 2nd-largest, not a p99.
+MIN_RUNS = {"p50_ms": 2, "p90_ms": 10, "p99_ms": 100}
 
 # budget field -> (result field, human name)
 _METRICS = {"p50_ms": ("p50_ms", "p50 latency (ms)"), "p90_ms": ("p90_ms", "p90 latency (ms)"),
@@ -143,15 +149,20 @@ def check_budgets(result, target) -> list[BudgetCheck]:
     (``passed`` None, ``reason`` set) that still carry the measured numbers.
     """
     verdict = judgement(result, target)
+    runs = getattr(result, "iterations", None)   # None: a hand-built result, count unknown
     checks = []
     for key, (attr, _) in _METRICS.items():
         limit = getattr(target.budgets, key)
         if limit is None:
             continue
         measured = float(getattr(result, attr))
-        passed = bool(measured <= float(limit)) if verdict.judged else None
-        checks.append(BudgetCheck(target.name, key, float(limit), measured, passed,
-                                  "" if verdict.judged else verdict.why))
+        why = "" if verdict.judged else verdict.why
+        if not why and runs is not None and int(runs) < MIN_RUNS.get(key, 0):
+            why = (f"{key.split('_')[0]} needs at least {MIN_RUNS[key]} measured runs, "
+                   f"{int(runs)} were measured (raise the target's iterations or time_budget_s; "
+                   "in the pipeline, --bench-seconds)")
+        passed = bool(measured <= float(limit)) if not why else None
+        checks.append(BudgetCheck(target.name, key, float(limit), measured, passed, why))
     return checks
 
 

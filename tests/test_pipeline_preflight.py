@@ -43,6 +43,15 @@ def test_bad_option_stops_before_training(tmp_path, args, message):
     _no_training_happened(run_dir)
 
 
+def test_a_typo_in_formats_is_not_also_blamed_on_the_targets(tmp_path):
+    # '--formats onnx,onxx-int8 --target x86-edge-ort-1t' also said the target 'needs an onnx
+    # artifact; add its format to --formats' although onnx was there
+    run_dir, res = _pipeline(tmp_path, "--formats", "onnx,onxx-int8", "--target", "x86-edge-ort-1t")
+    assert res.exit_code == 1 and "unknown export format 'onxx-int8'" in res.output, res.output
+    assert "needs an onnx artifact" not in res.output
+    _no_training_happened(run_dir)
+
+
 def test_a_missing_checkpoint_is_said_once(tmp_path):
     # two checks read --ckpt_path; the error was printed twice, joined by '; '
     run_dir, res = _pipeline(tmp_path, "--ckpt_path", str(tmp_path / "nope.ckpt"))

@@ -202,7 +202,7 @@ def _check_targets(opts, cfg, state) -> list[str]:
     try:
         formats = chosen_formats(opts)
     except ShuffleNetError:
-        formats = []  # reported by _check_formats
+        formats = None  # a typo, reported by _check_formats: which formats feed what is unknown
     installed = set(available_engines())
     out = []
     for name in opts.target_names:
@@ -215,6 +215,8 @@ def _check_targets(opts, cfg, state) -> list[str]:
             spec = get_engine(t.engine)
             out.append(f"target {name!r} runs on {t.engine}, which is not installed here "
                        f"(Python module {spec.module!r})")
+            continue
+        if formats is None:
             continue
         if t.format:
             feeds = t.format in formats

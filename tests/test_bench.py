@@ -359,6 +359,19 @@ def test_pipeline_names_the_targets_of_a_users_file_it_cannot_run(tmp_path, caps
     assert "skipping" not in capsys.readouterr().err
 
 
+def test_pipeline_target_whose_format_was_exported_at_another_precision(tmp_path):
+    """format: onnx with precision: int8 was handed the fp32 .onnx (then 'precision mismatch'
+    at measuring time); now it is refused up front, saying what the exported file is."""
+    from toolchain.pipeline.bench_stage import choose_targets
+
+    f = _targets_file(tmp_path, "  w:\n    engine: onnxruntime\n    format: onnx\n"
+                                "    precision: int8\n")
+    onnx = built_artifacts()[1]["onnx"]
+    with pytest.raises(ConfigError, match=r"target 'w' runs a onnx int8 artifact, the exported "
+                                          r"onnx is fp32; fix the target's format or precision"):
+        choose_targets(["w"], f, {"onnx": onnx})
+
+
 def test_the_measured_on_label_names_the_cpu_budgets_are_judged_against():
     from toolchain.bench.latency import measured_on, measured_on_label
 

@@ -55,6 +55,10 @@ def choose_targets(names, targets_file, artifacts: dict) -> list:
         for name in names:
             t = get_target(name, table)
             art = _artifact_for(t, resolved)
+            if art is None and t.format in resolved:
+                raise ConfigError(f"target {name!r} runs a {t.format} {t.precision} artifact, the "
+                                  f"exported {t.format} is {resolved[t.format].precision}; fix the "
+                                  "target's format or precision")
             if art is None:
                 raise ConfigError(f"target {name!r} needs a {t.format or t.engine} {t.precision} "
                                   f"artifact; add its format to --formats")

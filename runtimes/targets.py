@@ -223,8 +223,15 @@ def _nested(loader, node, cls, at, name, key):
         value = _typed(_value(loader, vnode), want, at, vnode, name, f"{key}.{sub}")
         if want in (int, float) and value is not None and value <= 0 and sub != "tolerance":
             raise at.error(vnode, f"must be positive, got {value}", name, f"{key}.{sub}")
+        if sub == "tolerance" and value is not None and not 0 <= value < 1:
+            # a relative change: below 0 the warm-up is never stable and always runs to its cap
+            raise at.error(vnode, f"must be a fraction from 0 to below 1 (0.05: 5 %), got {value}",
+                           name, f"{key}.{sub}")
         kwargs[sub] = value
-    return cls(**{k: v for k, v in kwargs.items() if v is not None})
+    built = cls(**{k: v for k, v in kwargs.items() if v is not None})
+    if isinstance(built, WarmupPolicy) and built.min > built.max:
+        raise at.error(node, f"min ({built.min}) is more than max ({built.max})", name, key)
+    return built
 
 
 def _target(loader, name, name_node, node, at) -> Target:

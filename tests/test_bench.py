@@ -372,6 +372,29 @@ def test_pipeline_target_whose_format_was_exported_at_another_precision(tmp_path
         choose_targets(["w"], f, {"onnx": onnx})
 
 
+def test_bench_table_names_each_measuring_machine(capsys):
+    """The footer described only the first result's machine: after a local row, an emulated
+    Cortex-A76 row was printed under 'machine: AMD EPYC'."""
+    from toolchain.bench.latency import LatencyResult, measured_on
+    from toolchain.commands.bench import _print_tables
+
+    def result(where, cpu, system):
+        fp = {"cpu": cpu, "cpu_models": [cpu], "machine": "x", "logical_cores": 2,
+              "usable_cores": 2, "system": system}
+        return LatencyResult("onnxruntime", "1", "m.onnx", "fp32", 1, 1, 0.1, 1.0, {}, 10,
+                             *[1.0] * 7, 100.0, 50.0, fp, where=where, target=where,
+                             measured_on=measured_on(fp, where))
+
+    _print_tables([result("local", "AMD EPYC", "Linux-x86_64"),
+                   result("emu:arm64", "Cortex-A76", "Linux-aarch64")], [],
+                  [("NOT JUDGED", ""), ("NOT JUDGED", "")])
+    out = capsys.readouterr().out
+    assert "machine local: AMD EPYC, 2 logical cores (2 usable), Linux-x86_64" in out
+    assert "machine emu:arm64: Cortex-A76, 2 logical cores (2 usable), Linux-aarch64" in out
+    _print_tables([result("local", "AMD EPYC", "Linux-x86_64")], [], [("NOT JUDGED", "")])
+    assert "\nmachine: AMD EPYC" in capsys.readouterr().out
+
+
 def test_the_measured_on_label_names_the_cpu_budgets_are_judged_against():
     from toolchain.bench.latency import measured_on, measured_on_label
 

@@ -157,9 +157,14 @@ def _print_tables(results, checks, verdicts) -> None:
                 reasons.setdefault(c.target, c.reason)
         for target, why in reasons.items():
             click.echo(f"NOT JUDGED {target}: {why}")
-    if results:
-        fp = results[0].fingerprint
-        click.echo(f"\nmachine: {fp.get('cpu')}, {fp.get('logical_cores')} logical cores "
-                   f"({fp.get('usable_cores')} usable), {fp.get('system')}")
+    # one line per measuring device: the first result's alone mislabelled an emulated or
+    # ssh device as the machine of every row
+    machines = {}
+    for r in results:
+        machines.setdefault(r.where, r.fingerprint)
+    for i, (where, fp) in enumerate(machines.items()):
+        label = "machine" if len(machines) == 1 else f"machine {where}"
+        click.echo(f"{'' if i else chr(10)}{label}: {fp.get('cpu')}, {fp.get('logical_cores')} "
+                   f"logical cores ({fp.get('usable_cores')} usable), {fp.get('system')}")
 
 

@@ -6,6 +6,7 @@ they skip here and fail under SHUFFLENET_STRICT.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -231,6 +232,19 @@ def test_device_parity_checks_the_artifact_the_bench_stage_measures(tmp_path):
 
     table = load_targets(f)
     assert format_for_target(table["q"], {"onnx": "fp32", "onnx-int8": "int8"}) == "onnx-int8"
+
+
+def test_default_arm_parity_emulates_a_cpu_of_the_targets_class():
+    """The default ARM check ran the A76-class targets on the emulator's default Cortex-A72
+    (ARMv8.0, no fp16 arithmetic): other kernels than the device class they name."""
+    from runtimes.targets import load_targets
+    from toolchain.pipeline.device_parity import _on_emulator
+
+    table = load_targets()
+    phone = _on_emulator(table["arm-phone-bigcore-ncnn-1t"])
+    assert (phone.where, phone.cpu) == ("emu:arm64", "cortex-a76")
+    classless = _on_emulator(dataclasses.replace(table["arm-phone-bigcore-ncnn-1t"], cpu_class=None))
+    assert classless.cpu is None     # the device's own default
 
 
 def test_device_cli_lists_and_refuses_bad_input(tmp_path, monkeypatch):

@@ -7,9 +7,9 @@ pairs, the pipeline runs parity again on the devices its targets live on:
 * targets you picked (``-t NAME``) that live on an ssh host or on
   ``emu:arm64``: their artifact, engine, options and threads, there;
 * the default run (no ``-t``): the built-in ARM targets' engines and options
-  on the emulated ARM64 device when ``shufflenet device setup arm64`` has
-  built it; otherwise one line says how to add it (the demo stays fast and
-  needs no apt).
+  on the emulated ARM64 device, as a CPU of their ``cpu_class`` (Cortex-A76),
+  when ``shufflenet device setup arm64`` has built it; otherwise one line says
+  how to add it (the demo stays fast and needs no apt).
 
 Inputs are the host pairs' (the same images, preprocessed here); the
 reference is the checkpoint in MindSpore here.
@@ -86,9 +86,19 @@ def plan_device_checks(target_names, targets_file, artifacts: dict) -> tuple[lis
 
 
 def _on_emulator(target):
+    """``target`` on the emulated device, as a CPU of its ``cpu_class`` where qemu has one.
+
+    The built-in ARM targets are for Cortex-A76-class cores; the emulator's default
+    (Cortex-A72, ARMv8.0: no fp16 arithmetic, no dotprod) would run other kernels.
+    """
     import dataclasses
 
-    return dataclasses.replace(target, where="emu:arm64")
+    from runtimes.cpu_class import matching_cpu
+    from runtimes.emulated import CPU_MODELS
+
+    cpu = next((m for m in CPU_MODELS if target.cpu_class and matching_cpu(target.cpu_class, [m])),
+               None)
+    return dataclasses.replace(target, where="emu:arm64", cpu=cpu)
 
 
 def planned_key(target_names, targets_file, artifacts: dict) -> list:

@@ -49,5 +49,20 @@ def test_export_refuses_a_dataset_root_as_calib_before_exporting(tmp_path):
     res = CliRunner().invoke(main, ["export", str(ckpt), "-f", "onnx-int8", "-o",
                                     str(tmp_path / "out"), "--calib", str(data)])
     assert res.exit_code == 2, res.output
-    assert "class folders (train, val) do not match the checkpoint's labels" in res.output
+    assert "class folders (train, val) do not match the model's labels" in res.output
     assert "Traceback" not in res.output and not (tmp_path / "out").exists()
+
+
+def test_export_dataset_whose_train_folders_are_not_the_labels_is_refused(tmp_path):
+    from shufflenet.checkpoint import save_checkpoint
+    from shufflenet.models import create_model
+
+    meta = dict(H.ckpt_metadata(num_classes=4), labels=LABELS)
+    ckpt = save_checkpoint(create_model(H.MODEL, num_classes=4), tmp_path / "t.ckpt", metadata=meta)
+    data = tmp_path / "data"
+    _tree(data / "train", ["d_brick", "c_coins", "b_grass", "a_gravel"])
+    res = CliRunner().invoke(main, ["export", str(ckpt), "-f", "onnx-int8", "-o",
+                                    str(tmp_path / "out"), "--dataset", str(data)])
+    assert res.exit_code == 2, res.output
+    assert "Invalid value for --dataset" in res.output and "by position" in res.output
+    assert not (tmp_path / "out").exists()

@@ -107,3 +107,30 @@ class Subset:
 
     def fingerprint(self) -> str:
         return hashlib.sha256(f"{self.source.fingerprint()}:{self.n}".encode()).hexdigest()
+
+
+def label_position_problem(folders, labels) -> str | None:
+    """Why class folders read by sorted position would get wrong labels (None: they would not).
+
+    :class:`FolderSource` without ``classes`` labels a folder by its sorted
+    position; that is right only where each folder's position is its label's
+    index in ``labels`` (the model's). Labels ``"0", "1", ...`` (a checkpoint
+    without names, e.g. MindCV's) keep the positional convention.
+
+    >>> label_position_problem(["train", "val"], ["cat", "dog"])
+    "class folders (train, val) do not match the model's labels (cat, dog) by position"
+    >>> label_position_problem(["cat"], ["cat", "dog"]) is None
+    True
+    """
+    labels = list(labels or [])
+    names = sorted(folders)
+    if not labels or not names or labels == [str(i) for i in range(len(labels))]:
+        return None
+    if set(names) <= set(labels) and all(labels.index(n) == i for i, n in enumerate(names)):
+        return None
+
+    def short(xs):
+        return ", ".join(xs[:6]) + (", ..." if len(xs) > 6 else "")
+
+    return (f"class folders ({short(names)}) do not match the model's labels ({short(labels)}) "
+            f"by position")

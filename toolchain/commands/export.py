@@ -1,6 +1,8 @@
 """``shufflenet export``: checkpoint -> MindIR / ONNX / fp16 / int8 / edge formats."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from exporters.formats import FORMATS, formats_help
@@ -95,12 +97,13 @@ def export(checkpoint, model, num_classes, formats, out_dir, batch, image_size, 
         if ctx.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE:
             given[key] = ctx.params[key]
     check_options(formats, given)
-    if calib_dir:
-        from shufflenet.checkpoint import read_metadata
+    for hint, folder in (("--calib", calib_dir), ("--dataset", dataset and Path(dataset) / "train")):
+        if folder and Path(folder).is_dir():
+            from shufflenet.checkpoint import read_metadata
 
-        problem = calib_folder_problem(calib_dir, read_metadata(checkpoint).get("labels"))
-        if problem:
-            raise click.BadParameter(problem, param_hint="--calib")
+            problem = calib_folder_problem(folder, read_metadata(checkpoint).get("labels"))
+            if problem:
+                raise click.BadParameter(problem, param_hint=hint)
     results = export_checkpoint(checkpoint, formats, out_dir, model=model, num_classes=num_classes,
                                 batch=batch, calib_dir=calib_dir, dataset=dataset,
                                 calib_samples=calib_samples, image_size=image_size,
@@ -135,33 +138,29 @@ def _int8_line(result) -> str:
 
 
 def calib_folder_problem(calib_dir, labels) -> str | None:
-    """Why a class-per-folder ``--calib`` tree would be read with wrong labels (None: it would not).
+    """Why a class-per-folder ``--calib`` tree (or a ``--dataset`` folder's train split) would be
+    read with wrong labels (None: it would not).
 
     Its images are labelled by the folders' sorted position, and the held-out
-    accuracy that steers the int8 search is judged with those labels; so each
-    folder's position must be its label's index. A dataset root (train/, val/),
-    folders that are not labels, or a subset that shifts them is refused.
-    Checkpoints without labels (read as "0", "1", ...) keep that convention.
-
-    >>> calib_folder_problem("data", ["cat", "dog"])  # data/{train,val}/   # doctest: +SKIP
-    '... its class folders (train, val) do not match the checkpoint's labels ...'
+    accuracy that steers the int8 search is judged with those labels
+    (:func:`shufflenet.data.folder.label_position_problem`): a dataset root
+    (train/, val/), folders that are not labels, or a subset that shifts them
+    is refused.
     """
     from pathlib import Path
 
+    from shufflenet.data.folder import label_position_problem
+
     root = Path(calib_dir)
-    if not root.is_dir() or not labels or list(labels) == [str(i) for i in range(len(labels))]:
+    if not root.is_dir():
         return None
-    names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    labels = list(labels)
-    if not names or (set(names) <= set(labels)
-                     and all(labels.index(n) == i for i, n in enumerate(names))):
+    names = [d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    problem = label_position_problem(names, labels)
+    if not problem:
         return None
     hint = (f"pass its training split ({root / 'train'})" if (root / "train").is_dir()
-            else "pass a folder with one subfolder per label, or a flat folder of images")
-    return (f"{root}: its class folders ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''}) "
-            f"do not match the checkpoint's labels ({', '.join(labels[:6])}"
-            f"{', ...' if len(labels) > 6 else ''}) by position, so its images would get "
-            f"wrong labels; {hint}")
+            else "name its class folders after the labels, or pass a flat folder of images")
+    return f"{root}: its {problem}, so its images would get wrong labels; {hint}"
 
 
 def int8_summary(found: dict, calib: dict) -> str:

@@ -109,9 +109,18 @@ def _check_int8_evidence(opts, cfg, state) -> list[str]:
                                   "given: onnx-int8 will be calibrated on stand-in photos "
                                   "(accuracy unverified)")
     elif spec is not None:
+        from shufflenet.checkpoint import read_metadata
+        from shufflenet.data.folder import label_position_problem
         from shufflenet.data.pipeline import open_source
 
-        open_source(cfg, cfg.train_split)   # a clear DataError (listed) when unreachable
+        src = open_source(cfg, cfg.train_split)   # a clear DataError (listed) when unreachable
+        # calibration reads the split by folder position; another tree's names would give its
+        # held-out images (the int8 budget's evidence) wrong labels
+        problem = ("onnx-int8" in formats and
+                   label_position_problem(src.classes, read_metadata(opts.ckpt_path).get("labels")))
+        if problem:
+            out.append(f"training split {cfg.train_split!r} of {cfg.data_dir} (onnx-int8 calibrates "
+                       f"on it): its {problem}; use the data the checkpoint was trained on")
     return out
 
 

@@ -132,6 +132,9 @@ def test_a_users_own_target_can_still_be_judged():
                      dataclasses.replace(remote, cpu_class=("Celeron",))).judged
     named = judgement(_result("AMD EPYC", kind="ssh"), dataclasses.replace(remote, cpu_class=("Celeron",)))
     assert not named.judged and "measured on AMD EPYC" in named.why
+    # the hint names the host as the wrong device (it used to tell an ssh target to use ssh)
+    assert "ssh://me@box.local is not a device of that class" in named.why
+    assert "with where: ssh://user@host" not in named.why
     # a local target without cpu_class (e.g. an older targets file) is shown, not judged ...
     local = judgement(_result(edge_box), base)
     assert not local.judged and "names no cpu_class" in local.why

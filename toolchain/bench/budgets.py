@@ -123,15 +123,20 @@ def _not_of_class(where: dict, target) -> tuple[str, str] | None:
     models = [m for m in (where.get("cpu_models") or [where.get("cpu")]) if m] or ["unknown CPU"]
     measured = " + ".join(models)
     cpu_class = getattr(target, "cpu_class", None)
+    kind = where.get("kind") or str(target.where).split(":", 1)[0]
     if cpu_class:
         if matching_cpu(cpu_class, models):
             return None
+        if kind == "ssh":  # the user already named a device: that host is the wrong one
+            hint = (f"{where.get('where') or target.where} is not a device of that class: point "
+                    "the target's where at one, or name this device's CPU in cpu_class if the "
+                    "budgets were sized for it")
+        else:
+            hint = ("run it on a device of that class with where: ssh://user@host, or copy it "
+                    "into your own targets file with a cpu_class naming your device's CPU and "
+                    "budgets sized for that device")
         return (f"measured on {measured}, which is not in the target's cpu_class "
-                f"({describe_cpu_class(cpu_class)})",
-                "run it on a device of that class with where: ssh://user@host, or copy it into "
-                "your own targets file with a cpu_class naming your device's CPU and budgets "
-                "sized for that device")
-    kind = where.get("kind") or str(target.where).split(":", 1)[0]
+                f"({describe_cpu_class(cpu_class)})", hint)
     if kind == "ssh":  # the device the user named is, by their declaration, the device
         return None
     known = models[0] if models[0].lower() not in ("unknown", "unknown cpu") else None

@@ -121,15 +121,30 @@ def _digest(src, i: int) -> str:
     return _pixel_digest(np.asarray(src.load(i)))
 
 
-def _folder_source(root: Path, description: str):
-    """A class-per-folder tree (labelled) or a flat folder (unlabelled)."""
-    from shufflenet.data.folder import FolderSource
+def _folder_source(root: Path, description: str, labels=None):
+    """A class-per-folder tree (labelled) or a flat folder (unlabelled).
+
+    Class folders named like the model's ``labels`` are labelled by name (a
+    subset, in any order); folders that are not are refused, since labelling
+    them by sorted position would measure the held-out drop against wrong
+    labels. Positional labels (``"0", "1", ...``: no names) keep positions.
+    """
+    from shufflenet.data.folder import FolderSource, label_position_problem
     from shufflenet.data.preprocess import list_images
 
     if not root.is_dir():
         raise DataError(f"calibration folder not found: {root}")
-    subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    subdirs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if subdirs:
+        labels = list(labels or [])
+        named = labels and labels != [str(i) for i in range(len(labels))]
+        if named and set(subdirs) <= set(labels):
+            return FolderSource(root, classes=labels), {"kind": "folder", "source": description,
+                                                        "labelled": True}
+        problem = label_position_problem(subdirs, labels)
+        if problem:
+            raise DataError(f"calibration folder {root}: {problem}; name each class folder after "
+                            "its label (or calibrate on a flat folder of images)")
         return FolderSource(root), {"kind": "folder", "source": description, "labelled": True}
     return _Listed(list_images(root)), {"kind": "folder", "source": description, "labelled": False}
 
@@ -156,7 +171,7 @@ def _training_source(meta: dict):
                  "dataset": name, "split": split, "labelled": True}
 
 
-def _named_source(dataset: str, image_size: int):
+def _named_source(dataset: str, image_size: int, labels=None):
     key = dataset.lower()
     if key.startswith("demo"):
         from shufflenet.data.demo import DEMO_CLASSES, demo_arrays
@@ -174,10 +189,10 @@ def _named_source(dataset: str, image_size: int):
                           f"{', '.join(DATASETS)}, a dataset folder, or --calib DIR")
     train = root / "train"
     if train.is_dir():
-        src, desc = _folder_source(train, f"{root} (split train)")
+        src, desc = _folder_source(train, f"{root} (split train)", labels)
         desc.update(kind="train-split", split="train")
         return src, desc
-    return _folder_source(root, str(root))
+    return _folder_source(root, str(root), labels)
 
 
 def check_dataset(dataset: str) -> None:
@@ -247,11 +262,11 @@ def calibration_data(source, calib_dir=None, dataset: str | None = None,
                               tuple(source.preprocess["mean"]), tuple(source.preprocess["std"]),
                               source.preprocess["interpolation"])
     if calib_dir is not None:
-        src, desc = _folder_source(Path(calib_dir), str(calib_dir))
+        src, desc = _folder_source(Path(calib_dir), str(calib_dir), source.labels)
     elif dataset is not None and dataset.lower() == "photos":
         return _stand_in(transform, samples, source.in_channels, "asked for (--dataset photos)")
     elif dataset is not None:
-        src, desc = _named_source(dataset, source.image_size)
+        src, desc = _named_source(dataset, source.image_size, source.labels)
     else:
         meta = source.checkpoint_meta
         if train_data:

@@ -98,3 +98,31 @@ def test_heldout_drop_equal_to_the_budget_is_within_it():
     cand = np.where(np.arange(100) < 53, 0, 1)
     assert heldout_drop(ref, cand, labels) == 0.01 <= 0.01
     assert heldout_drop(ref, cand, None) == 0.01          # unlabelled: one changed decision
+
+
+def _photo_tree(root, folders):
+    from shufflenet.data.preprocess import sample_photos
+
+    photos = [img for _, img in sample_photos()]
+    for k, name in enumerate(folders):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            photos[(3 * k + i) % len(photos)].convert("RGB").save(root / name / f"{i}.jpg")
+    return root
+
+
+def test_calibration_folders_are_labelled_by_name_not_by_position(source, tmp_path):
+    import dataclasses
+
+    from shufflenet.errors import DataError
+
+    names = ["ant", "bee", "cat", "dog", "eel", "fox", "gnu", "hen", "ibis", "jay"]
+    named = dataclasses.replace(source, labels=names)
+    # a subset of the classes, so sorted position (0, 1) is not the label index (2, 3)
+    data = calibration_data(named, calib_dir=_photo_tree(tmp_path / "ok", ["dog", "cat"]),
+                            samples=4, heldout=2)
+    assert len(data.heldout_labels) == 2 and set(data.heldout_labels.tolist()) == {2, 3}
+    # folders that are not the model's classes (here the dataset root: train/ and val/)
+    with pytest.raises(DataError, match=r"class folders \(train, val\) do not match"):
+        calibration_data(named, calib_dir=_photo_tree(tmp_path / "root", ["train", "val"]),
+                         samples=4, heldout=2)

@@ -247,6 +247,35 @@ def test_default_arm_parity_emulates_a_cpu_of_the_targets_class():
     assert classless.cpu is None     # the device's own default
 
 
+def test_device_status_of_a_target_says_whether_its_budgets_are_judged_there(tmp_path):
+    """`device status TARGET` showed the device but not whether the target's budgets would be
+    judged on it, nor every core model cpu_class is matched against."""
+    import platform
+
+    from click.testing import CliRunner
+
+    from runtimes.agent import machine_fingerprint
+    from runtimes.targets import normalize_arch
+    from toolchain.cli import main
+
+    cpu = machine_fingerprint()["cpu"]
+    sized = (f"    arch: {normalize_arch(platform.machine())}\n"
+             "    sized_for: {model: shufflenet_v2_x0_5, input_size: 32}\n"
+             "    budgets: {p50_ms: 5}\n")
+    f = tmp_path / "t.yaml"
+    f.write_text(f"targets:\n  mine:\n    engine: onnxruntime\n    cpu_class: [{json.dumps(cpu)}]\n"
+                 + sized + "  theirs:\n    engine: onnxruntime\n    cpu_class: [Cortex-X925]\n"
+                 + sized)
+    r = CliRunner().invoke(main, ["device", "status", "mine", "--targets-file", str(f), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["judged"] is True and cpu in out["cpu_models"]
+    r = CliRunner().invoke(main, ["device", "status", "theirs", "--targets-file", str(f)])
+    assert r.exit_code == 0, r.output
+    assert f"judged        no: measured on {cpu}, which is not in the target's cpu_class" in r.output
+    assert "cpu_models" in r.output
+
+
 def test_device_cli_lists_and_refuses_bad_input(tmp_path, monkeypatch):
     from click.testing import CliRunner
 

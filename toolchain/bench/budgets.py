@@ -81,7 +81,35 @@ def judgement(result, target) -> Judgement:
     ``artifact_info`` (model, input size); a result that lacks either is not
     judged.
     """
-    where = getattr(result, "measured_on", None) or {}
+    reasons, hints = _device_reasons(getattr(result, "measured_on", None) or {}, target)
+    sized = target.sized_for
+    info = getattr(result, "artifact_info", None) or {}
+    model, size = info.get("model"), info.get("image_size")
+    if not (sized.model and sized.input_size):
+        reasons.append("the target does not say what its budgets are sized for")
+        hints.append(f"set the target's sized_for (this artifact: {model or 'unknown model'} at "
+                     f"{size or '?'} px)")
+    elif model != sized.model or int(size or 0) != int(sized.input_size):
+        reasons.append(f"budgets are sized for {sized.model} at {sized.input_size} px, the artifact "
+                       f"is {model or 'an unknown model'} at {size or '?'} px")
+        hints.append(f"export {sized.model} at {sized.input_size} px, or use a target whose "
+                     "sized_for matches this artifact")
+    return Judgement(not reasons, tuple(reasons), "; ".join(hints))
+
+
+def device_judgement(measured_on: dict, target) -> Judgement:
+    """The device half of :func:`judgement`: is a measurement taken where ``measured_on``
+    (a :func:`~toolchain.bench.latency.measured_on` record) says judged against ``target``?
+
+    ``shufflenet device status TARGET`` uses it to say whether a device is one the
+    target's budgets are for before anything is measured.
+    """
+    reasons, hints = _device_reasons(measured_on or {}, target)
+    return Judgement(not reasons, tuple(reasons), "; ".join(hints))
+
+
+def _device_reasons(where: dict, target) -> tuple[list, list]:
+    """``(reasons, hints)`` the device ``where`` describes cannot judge ``target``'s budgets."""
     reasons, hints = [], []
     device = where.get("device_arch")
     if where.get("emulated"):
@@ -103,19 +131,7 @@ def judgement(result, target) -> Judgement:
         if wrong_class:
             reasons.append(wrong_class[0])
             hints.append(wrong_class[1])
-    sized = target.sized_for
-    info = getattr(result, "artifact_info", None) or {}
-    model, size = info.get("model"), info.get("image_size")
-    if not (sized.model and sized.input_size):
-        reasons.append("the target does not say what its budgets are sized for")
-        hints.append(f"set the target's sized_for (this artifact: {model or 'unknown model'} at "
-                     f"{size or '?'} px)")
-    elif model != sized.model or int(size or 0) != int(sized.input_size):
-        reasons.append(f"budgets are sized for {sized.model} at {sized.input_size} px, the artifact "
-                       f"is {model or 'an unknown model'} at {size or '?'} px")
-        hints.append(f"export {sized.model} at {sized.input_size} px, or use a target whose "
-                     "sized_for matches this artifact")
-    return Judgement(not reasons, tuple(reasons), "; ".join(hints))
+    return reasons, hints
 
 
 def _not_of_class(where: dict, target) -> tuple[str, str] | None:

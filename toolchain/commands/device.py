@@ -111,7 +111,7 @@ def status(where, cpu, targets_file, as_json):
     from runtimes.devices import device_for, device_info
     from runtimes.targets import load_targets
 
-    ssh_options = None
+    ssh_options, t = None, None
     targets = load_targets(targets_file)
     if where in targets:
         t = targets[where]
@@ -124,12 +124,25 @@ def status(where, cpu, targets_file, as_json):
     info = device_info(dev)
     d = info["device"]
     out = {"device": dev.label(), "arch": d["arch"], "cpu": d["cpu"],
+           "cpu_models": d.get("cpu_models") or [d["cpu"]],   # what cpu_class is matched against
            "cpu_features": d["cpu_features"], "emulated": d["emulated"], "python": d["python"],
            "cores": d["usable_cores"], "engines": info["engines"]}
+    if t is not None and t.has_budgets:  # would this device's numbers be judged against them?
+        from ..bench.budgets import device_judgement
+        from ..bench.latency import measured_on
+
+        verdict = device_judgement(measured_on(d, t.where), t)
+        out["judged"] = verdict.judged
+        out["judged_detail"] = (f"yes: {t.name}'s budgets are for this device (if the artifact "
+                                f"is {t.sized_for.model} at {t.sized_for.input_size} px)"
+                                if verdict.judged else f"no: {verdict.why}")
     if as_json:
         echo_json(out)
         return
-    for key in ("device", "arch", "cpu", "cpu_features", "emulated", "python", "cores"):
+    for key in ("device", "arch", "cpu", "cpu_models", "cpu_features", "emulated", "python",
+                "cores"):
         value = out[key]
         click.echo(f"{key:13s} {', '.join(value) if isinstance(value, list) else value}")
     click.echo("engines       " + ", ".join(f"{k} {v}" for k, v in info["engines"].items() if v))
+    if "judged" in out:
+        click.echo(f"judged        {out['judged_detail']}")

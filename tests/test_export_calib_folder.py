@@ -1,8 +1,9 @@
-"""shufflenet export --calib DIR: class folders are labelled by position, so they must match.
+"""shufflenet export --calib DIR: class folders must be the model's classes.
 
 Seen: ``--calib data`` (a dataset root) calibrated on train/ and val/ images
 labelled 0 and 1 ("accuracy drop 0.00 pp on 80 held-out: budget met"), and
-a calibration folder missing a class shifted every later label by one.
+a calibration folder missing a class shifted every later label by one (now
+folders named after labels are read by name: see test_int8_search).
 """
 import conftest_parity as H
 import pytest
@@ -26,11 +27,12 @@ def _tree(root, names):
 @pytest.mark.parametrize("names, ok", [
     (LABELS, True),
     (["brick", "coins"], True),              # a prefix keeps every index
-    (["coins", "grass", "gravel"], False),   # brick missing: coins would read as brick
+    (["coins", "grass", "gravel"], True),    # brick missing: read by name, not shifted
+    (["coins", "sand"], False),              # a folder that is no class
     (["train", "val"], False),               # a dataset root
     ([], True),                              # a flat folder: unlabelled
 ])
-def test_calib_folder_positions_must_be_label_indices(tmp_path, names, ok):
+def test_calib_folders_must_be_the_models_classes(tmp_path, names, ok):
     root = _tree(tmp_path / "calib", names)
     Image.new("RGB", (8, 8)).save(root / "flat.png")
     assert (calib_folder_problem(root, LABELS) is None) == ok

@@ -141,11 +141,11 @@ def calib_folder_problem(calib_dir, labels) -> str | None:
     """Why a class-per-folder ``--calib`` tree (or a ``--dataset`` folder's train split) would be
     read with wrong labels (None: it would not).
 
-    Its images are labelled by the folders' sorted position, and the held-out
-    accuracy that steers the int8 search is judged with those labels
+    Folders named after the model's labels are read by name (any subset);
+    others would be labelled by sorted position, and the held-out accuracy
+    that steers the int8 search judged with those labels
     (:func:`shufflenet.data.folder.label_position_problem`): a dataset root
-    (train/, val/), folders that are not labels, or a subset that shifts them
-    is refused.
+    (train/, val/) or folders that are not labels are refused.
     """
     from pathlib import Path
 
@@ -155,6 +155,8 @@ def calib_folder_problem(calib_dir, labels) -> str | None:
     if not root.is_dir():
         return None
     names = [d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    if names and labels and set(names) <= set(labels):
+        return None         # calibration labels folders named after classes by name
     problem = label_position_problem(names, labels)
     if not problem:
         return None

@@ -215,11 +215,47 @@ def _cpuinfo() -> tuple[str, list, list]:
         return parse_cpuinfo("")
 
 
+# userland arch -> kernel archs that run it natively (a 32-bit userland on a 64-bit kernel)
+_NATIVE_ON = {"armv7l": ("aarch64", "arm64"), "armv8l": ("aarch64", "arm64"),
+              "i386": ("x86_64",), "i686": ("x86_64",), "arm64": ("aarch64",),
+              "amd64": ("x86_64",)}
+
+
+def user_mode_emulator(kernel_arch: str | None, machine: str) -> str | None:
+    """``qemu-user``-style emulation seen from inside: the kernel is of another arch.
+
+    Under qemu-user (the emulated device, or Docker's ``--platform linux/arm64`` through
+    binfmt) ``uname`` reports the guest arch but ``/proc/sys/kernel/arch`` is the host
+    kernel's. Returns e.g. ``"user-mode: aarch64 on a x86_64 kernel"``, or None.
+
+    >>> user_mode_emulator("x86_64", "aarch64")
+    'user-mode: aarch64 on a x86_64 kernel'
+    >>> user_mode_emulator("aarch64", "armv7l") is None   # native 32-bit userland
+    True
+    """
+    if not kernel_arch or not machine:
+        return None
+    kernel, mine = kernel_arch.strip().lower(), machine.strip().lower()
+    if kernel == mine or kernel in _NATIVE_ON.get(mine, ()):
+        return None
+    return f"user-mode: {machine} on a {kernel_arch.strip()} kernel"
+
+
+def _kernel_arch() -> str | None:
+    try:  # Linux 6.1+; absent elsewhere, and then there is nothing to compare
+        with open("/proc/sys/kernel/arch") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
 def machine_fingerprint() -> dict:
     """Where the numbers were taken: arch, CPU model and features, emulated or not, cores, OS.
 
     ``emulated`` is the emulator and CPU model the host started this process
-    under (``qemu:cortex-a76``), or None on real hardware.
+    under (``qemu:cortex-a76``), else what the process sees itself (a userland of
+    another arch than the kernel's: qemu-user through binfmt, e.g. a Docker
+    ``--platform`` container), or None on real hardware.
     """
     try:
         usable = len(os.sched_getaffinity(0))
@@ -227,7 +263,8 @@ def machine_fingerprint() -> dict:
         usable = os.cpu_count()
     model, features, models = _cpuinfo()
     return {"cpu": model, "cpu_models": models, "cpu_features": features, "arch": platform.machine(),
-            "emulated": os.environ.get("SHUFFLENET_EMULATED") or None,
+            "emulated": os.environ.get("SHUFFLENET_EMULATED")
+            or user_mode_emulator(_kernel_arch(), platform.machine()),
             "logical_cores": os.cpu_count(), "usable_cores": usable,
             "machine": platform.machine(), "system": platform.platform(),
             "python": platform.python_version(), "hostname": platform.node()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -23,6 +24,8 @@ from runtimes.bundle import BUNDLED, agent_zipapp
 from runtimes.devices import AgentSession, DeviceRunner, LocalDevice, device_for, device_info
 from shufflenet.artifact import resolve_artifact
 from shufflenet.errors import RuntimeEngineError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (format, engine, options): every engine an edge device runs, at its precisions
 EDGE_CASES = [("onnx", "onnxruntime", {}), ("mnn", "mnn", {}), ("mnn", "mnn", {"precision": "low"}),
@@ -118,6 +121,28 @@ def _emulated(cpu: str):
     except DeviceError as exc:
         missing(str(exc))
     return device_for("emu:arm64", cpu=cpu)
+
+
+def test_user_mode_emulation_is_seen_from_inside():
+    """A Python under qemu-user that nobody told it was emulated (a Docker --platform
+    linux/arm64 container through binfmt, or `where: local` run inside one) reported
+    emulated None: its Cortex-A76 timings were judged like a real phone's."""
+    from runtimes.agent import machine_fingerprint, user_mode_emulator
+
+    assert user_mode_emulator("x86_64", "aarch64") == "user-mode: aarch64 on a x86_64 kernel"
+    assert user_mode_emulator("aarch64", "x86_64") is not None
+    for kernel, machine in (("x86_64", "x86_64"), ("aarch64", "aarch64"), ("aarch64", "armv7l"),
+                            ("x86_64", "i686"), (None, "aarch64")):
+        assert user_mode_emulator(kernel, machine) is None, (kernel, machine)
+    assert machine_fingerprint()["emulated"] is None      # this machine runs natively
+    dev = _emulated("cortex-a76")
+    env = {**dev.env(), "PYTHONPATH": f"{dev.dev.site}{os.pathsep}{REPO}"}
+    env.pop("SHUFFLENET_EMULATED")
+    out = subprocess.run(dev.python_argv() + ["-c", "from runtimes.agent import machine_fingerprint "
+                                              "as f; d = f(); print(d['machine'], d['emulated'])"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == "aarch64 user-mode: aarch64 on a x86_64 kernel"
 
 
 @pytest.mark.slow

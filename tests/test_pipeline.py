@@ -120,6 +120,25 @@ def test_failing_latency_gate_exits_nonzero(demo_run, tmp_path):
     assert rec["stages"]["bench"]["status"] == "done"
 
 
+def test_a_stage_that_stops_with_an_error_leaves_no_stale_pass_report(demo_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(demo_run[0], run_dir)
+    assert "FAIL" not in (run_dir / "report.md").read_text().split("\n", 3)[1]
+    gone = tmp_path / "targets.yaml"          # nothing listens on port 1: the bench stage errors
+    gone.write_text("targets:\n  gone-box:\n    engine: onnxruntime\n    format: onnx\n"
+                    "    where: ssh://nobody@127.0.0.1:1\n")
+    res = CliRunner().invoke(main, ["pipeline", "-o", str(run_dir), "--targets-file", str(gone),
+                                    "--target", "gone-box"] + FAST)
+    assert res.exit_code != 0 and "Traceback" not in res.output, res.output
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert rec["passed"] is False and rec["verdict"] == "FAIL"
+    assert rec["failed_gates"] == ["bench stage stopped with an error"]
+    report = (run_dir / "report.md").read_text()
+    assert "FAIL" in report and "bench stage stopped with an error" in report, report[:600]
+
+
 def test_diff_of_two_runs(demo_run, tmp_path):
     run_dir, _ = demo_run
     res = CliRunner().invoke(main, ["pipeline", "-o", str(run_dir), "--diff", str(run_dir), "--json"])

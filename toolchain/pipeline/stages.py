@@ -306,12 +306,27 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord | None:
     stages += [_stage_validate(opts, cfg), _stage_export(opts, cfg, run_dir),
                _stage_parity(opts, cfg, run_dir), _stage_bench(opts, run_dir)]
 
-    for stage in stages:
-        if stage.name != "train" and "checkpoint_sha256" not in ctx:
-            ctx["checkpoint_sha256"] = sha256_file(ctx["checkpoint"])
-        run_stage(stage, ctx, record, run_dir, force)
-        if stage.name == "train":
-            ctx["checkpoint"] = record.stages["train"].outputs["checkpoint"]["path"]
+    try:
+        for stage in stages:
+            if stage.name != "train" and "checkpoint_sha256" not in ctx:
+                ctx["checkpoint_sha256"] = sha256_file(ctx["checkpoint"])
+            run_stage(stage, ctx, record, run_dir, force)
+            if stage.name == "train":
+                ctx["checkpoint"] = record.stages["train"].outputs["checkpoint"]["path"]
+    except BaseException:
+        # a stage that stopped with an error fails the run; the reports must say so rather
+        # than keep showing the previous run's verdict beside this run's run.json
+        failed = [n for n, st in record.stages.items() if st.status in ("failed", "running")]
+        record.passed, record.verdict = False, "FAIL"
+        record.failed_gates = [f"{n} stage stopped with an error" for n in failed] or \
+            ["a stage stopped with an error"]
+        record.save(run_dir)
+        try:
+            write_run_reports(run_dir, record)
+        except Exception:           # never mask the stage's own error; drop what is stale
+            for name in ("report.md", "report.html"):
+                (run_dir / name).unlink(missing_ok=True)
+        raise
 
     train_rec = record.stages.get("train")
     record.distributed = (train_rec.metrics.get("distributed") or {}) if train_rec else {}

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from shufflenet.artifact import MODEL_NAMES
 from shufflenet.errors import ConfigError
 
 BUILTIN_FILE = Path(__file__).with_name("targets.yaml")
@@ -227,6 +228,12 @@ def _nested(loader, node, cls, at, name, key):
             # a relative change: below 0 the warm-up is never stable and always runs to its cap
             raise at.error(vnode, f"must be a fraction from 0 to below 1 (0.05: 5 %), got {value}",
                            name, f"{key}.{sub}")
+        if cls is SizedFor and sub == "model" and value not in MODEL_NAMES:
+            # a typo here would leave the budgets NOT JUDGED on every artifact, for good
+            near = difflib.get_close_matches(str(value), MODEL_NAMES, n=1)
+            raise at.error(vnode, f"unknown model {value!r}"
+                           f"{'; did you mean ' + repr(near[0]) + '?' if near else ''} "
+                           f"(known: {', '.join(MODEL_NAMES)})", name, f"{key}.{sub}")
         kwargs[sub] = value
     built = cls(**{k: v for k, v in kwargs.items() if v is not None})
     if isinstance(built, WarmupPolicy) and built.min > built.max:

@@ -54,6 +54,10 @@ __all__ = ["Artifact", "ONNX_KEY", "PREPROCESS_KEYS", "REQUIRED_FIELDS", "SCHEMA
            "weights_path"]
 
 SCHEMA_VERSION = 1
+# the model zoo's names, for readers that may not import MindSpore (targets files name the model
+# their budgets are sized for); tests check it equals shufflenet.models.list_models()
+MODEL_NAMES = ("shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5",
+               "shufflenet_v2_x2_0")
 ONNX_KEY = "shufflenet.metadata"
 SIDECAR_SUFFIX = ".meta.json"
 

@@ -74,8 +74,10 @@ def test_user_file_adds_and_replaces(tmp_path):
     ("  a:\n    engine: mnn\n    budgets: {p50_ms: 5}\n", 4,
      r"field 'budgets': budgets need 'arch' .* and 'sized_for'"),
     ("  a:\n    engine: mnn\n    arch: sparc\n", 4, r"field 'arch': must be one of x86_64, aarch64"),
-    ("  a:\n    engine: mnn\n    sized_for: {model: m, input_size: 0}\n", 4,
+    ("  a:\n    engine: mnn\n    sized_for: {model: shufflenet_v2_x1_0, input_size: 0}\n", 4,
      r"field 'sized_for.input_size': must be positive"),
+    ("  a:\n    engine: mnn\n    sized_for: {model: shufflenetv2_x1_0, input_size: 224}\n", 4,
+     r"field 'sized_for.model': unknown model 'shufflenetv2_x1_0'; did you mean 'shufflenet_v2_x1_0'"),
     ("  a:\n    engine: mnn\n    where: emu:x86\n", 4, r"field 'where': the emulated device is 'emu:arm64'"),
     ("  a:\n    engine: mnn\n    warmup: {tolerance: -1}\n", 4,
      r"field 'warmup.tolerance': must be a fraction from 0 to below 1"),
@@ -208,3 +210,10 @@ def test_targets_file_that_is_not_text_is_one_clean_line(tmp_path):
 def test_target_is_a_plain_frozen_dataclass():
     t = Target(name="x", engine="onnxruntime")
     assert t.where == "local" and not t.is_remote and t.batch == 1 and t.precision == "fp32"
+
+
+def test_model_names_targets_accept_are_the_model_zoo():
+    from shufflenet.artifact import MODEL_NAMES
+    from shufflenet.models import list_models
+
+    assert sorted(MODEL_NAMES) == sorted(list_models())

@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import numpy as np
 
-__all__ = ["OnnxGraph", "drop_unused_initializers", "node_attr"]
+__all__ = ["OnnxGraph", "drop_unused_initializers", "graph_index", "node_attr"]
 
 
 class OnnxGraph:
@@ -61,6 +61,17 @@ def node_attr(node, name, default=None):
         if a.name == name:
             return onnx.helper.get_attribute_value(a)
     return default
+
+
+def graph_index(graph) -> tuple[dict, dict]:
+    """``(producer of each tensor, [nodes reading it])`` of an ``onnx.GraphProto``, as is
+    (no initializer copies: for passes that only rewire nodes)."""
+    prod = {o: n for n in graph.node for o in n.output}
+    cons: dict = defaultdict(list)
+    for n in graph.node:
+        for i in n.input:
+            cons[i].append(n)
+    return prod, cons
 
 
 def drop_unused_initializers(graph) -> None:

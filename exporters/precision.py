@@ -9,7 +9,7 @@ import numpy as np
 
 from shufflenet.errors import ExportError
 
-from .onnx_graph import drop_unused_initializers
+from .onnx_graph import drop_unused_initializers, graph_index
 
 log = logging.getLogger(__name__)
 _FP16_MAX = float(np.finfo(np.float16).max)
@@ -123,11 +123,7 @@ def share_concat_qparams(model) -> int:
     match), keep their parameters.
     """
     g = model.graph
-    prod = {o: n for n in g.node for o in n.output}
-    cons: dict = {}
-    for n in g.node:
-        for i in n.input:
-            cons.setdefault(i, []).append(n)
+    prod, cons = graph_index(g)
     changed = 0
     for concat in g.node:
         if concat.op_type != "Concat":
@@ -163,11 +159,7 @@ def float_outputs(model) -> int:
     float values anyway; the classifier's int32 accumulator already has them.
     """
     g = model.graph
-    prod = {o: n for n in g.node for o in n.output}
-    cons: dict = {}
-    for n in g.node:
-        for i in n.input:
-            cons.setdefault(i, []).append(n)
+    prod, cons = graph_index(g)
     outputs = {o.name for o in g.output}
     dropped, changed = set(), 0
     for name in outputs:

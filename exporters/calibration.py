@@ -124,28 +124,25 @@ def _digest(src, i: int) -> str:
 def _folder_source(root: Path, description: str, labels=None):
     """A class-per-folder tree (labelled) or a flat folder (unlabelled).
 
-    Class folders named like the model's ``labels`` are labelled by name (a
-    subset, in any order); folders that are not are refused, since labelling
-    them by sorted position would measure the held-out drop against wrong
-    labels. Positional labels (``"0", "1", ...``: no names) keep positions.
+    Class folders are labelled as :func:`shufflenet.data.folder.class_folder_labels`
+    says: by name when they are among the model's ``labels``, else by sorted
+    position where that is right; otherwise refused, since wrong labels would
+    measure the held-out drop against nothing.
     """
-    from shufflenet.data.folder import FolderSource, label_position_problem
+    from shufflenet.data.folder import FolderSource, class_folder_labels
     from shufflenet.data.preprocess import list_images
 
     if not root.is_dir():
         raise DataError(f"calibration folder not found: {root}")
     subdirs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if subdirs:
-        labels = list(labels or [])
-        named = labels and labels != [str(i) for i in range(len(labels))]
-        if named and set(subdirs) <= set(labels):
-            return FolderSource(root, classes=labels), {"kind": "folder", "source": description,
-                                                        "labelled": True}
-        problem = label_position_problem(subdirs, labels)
-        if problem:
-            raise DataError(f"calibration folder {root}: {problem}; name each class folder after "
-                            "its label (or calibrate on a flat folder of images)")
-        return FolderSource(root), {"kind": "folder", "source": description, "labelled": True}
+        try:
+            classes = class_folder_labels(subdirs, labels)
+        except DataError as exc:
+            raise DataError(f"calibration folder {root}: {exc}; name each class folder after "
+                            "its label (or calibrate on a flat folder of images)") from None
+        return FolderSource(root, classes=classes), {"kind": "folder", "source": description,
+                                                     "labelled": True}
     return _Listed(list_images(root)), {"kind": "folder", "source": description, "labelled": False}
 
 

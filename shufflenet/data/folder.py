@@ -109,6 +109,28 @@ class Subset:
         return hashlib.sha256(f"{self.source.fingerprint()}:{self.n}".encode()).hexdigest()
 
 
+def class_folder_labels(folders, labels) -> list | None:
+    """The ``classes`` to read class ``folders`` with, for a model with ``labels``.
+
+    Folders that are all among the labels are read by name (any subset, any
+    order): the labels are returned. Otherwise they can only be read by sorted
+    position (None), which is refused with :class:`DataError` where it would
+    give wrong labels (:func:`label_position_problem`).
+
+    >>> class_folder_labels(["dog", "cat"], ["ant", "cat", "dog"])
+    ['ant', 'cat', 'dog']
+    >>> class_folder_labels(["n01", "n02"], ["0", "1"]) is None
+    True
+    """
+    labels = list(labels or [])
+    if folders and labels and set(folders) <= set(labels):
+        return labels
+    problem = label_position_problem(folders, labels)
+    if problem:
+        raise DataError(problem)
+    return None
+
+
 def label_position_problem(folders, labels) -> str | None:
     """Why class folders read by sorted position would get wrong labels (None: they would not).
 

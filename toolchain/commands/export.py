@@ -149,17 +149,18 @@ def calib_folder_problem(calib_dir, labels) -> str | None:
     """
     from pathlib import Path
 
-    from shufflenet.data.folder import label_position_problem
+    from shufflenet.data.folder import class_folder_labels
+    from shufflenet.errors import DataError
 
     root = Path(calib_dir)
     if not root.is_dir():
         return None
     names = [d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
-    if names and labels and set(names) <= set(labels):
-        return None         # calibration labels folders named after classes by name
-    problem = label_position_problem(names, labels)
-    if not problem:
+    try:
+        class_folder_labels(names, labels)       # the rule calibration reads the tree with
         return None
+    except DataError as exc:
+        problem = str(exc)
     hint = (f"pass its training split ({root / 'train'})" if (root / "train").is_dir()
             else "name its class folders after the labels, or pass a flat folder of images")
     return f"{root}: its {problem}, so its images would get wrong labels; {hint}"

@@ -86,11 +86,16 @@ def test_summarize_percentiles():
     assert s["throughput_ips"] == pytest.approx(2 * 1e3 / 50.5)
 
 
+def _judged_here(iterations: int, budgets) -> Target:
+    """An ONNX Runtime target this machine may judge: its arch, its CPU, the test artifact's size."""
+    return Target(name="t", engine="onnxruntime", batch=BATCH, iterations=iterations, threads=1,
+                  budgets=budgets, arch=HOST_ARCH, cpu_class=(HOST_CPU,),
+                  sized_for=SizedFor("shufflenet_v2_x0_5", 64))
+
+
 def test_check_budgets_pass_and_fail():
     onnx = built_artifacts()[1]["onnx"]
-    t = Target(name="t", engine="onnxruntime", batch=BATCH, iterations=100, threads=1,
-               budgets=Budgets(p50_ms=10_000, p99_ms=0.0001, peak_rss_mb=100_000),
-               arch=HOST_ARCH, cpu_class=(HOST_CPU,), sized_for=SizedFor("shufflenet_v2_x0_5", 64))
+    t = _judged_here(100, Budgets(p50_ms=10_000, p99_ms=0.0001, peak_rss_mb=100_000))
     res = bench_target(onnx, t)
     checks = check_budgets(res, t)
     assert [c.metric for c in checks] == ["p50_ms", "p99_ms", "peak_rss_mb"]
@@ -154,9 +159,7 @@ def test_mindspore_reference_in_process():
 def test_a_percentile_of_too_few_runs_is_not_judged():
     """A 'p99' of 15 runs (their largest but one) was judged PASS or FAIL like a real p99."""
     onnx = built_artifacts()[1]["onnx"]
-    t = Target(name="t", engine="onnxruntime", batch=BATCH, iterations=15, threads=1,
-               budgets=Budgets(p50_ms=10_000, p90_ms=10_000, p99_ms=10_000),
-               arch=HOST_ARCH, cpu_class=(HOST_CPU,), sized_for=SizedFor("shufflenet_v2_x0_5", 64))
+    t = _judged_here(15, Budgets(p50_ms=10_000, p90_ms=10_000, p99_ms=10_000))
     res = bench_target(onnx, t)
     assert res.iterations == 15
     checks = check_budgets(res, t)

@@ -19,13 +19,13 @@ parity check on val stays independent.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from shufflenet.artifact import DEFAULT_IMAGE_SIZE
 from shufflenet.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -86,16 +86,6 @@ def split_counts(total: int, samples: int, heldout: int, labelled: bool) -> tupl
     return min(samples, total - h), h
 
 
-def _pixel_digest(arr) -> str:
-    arr = np.ascontiguousarray(np.asarray(arr))
-    # the same digest the parity inputs use for in-memory images
-    return hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()
-
-
-def _file_digest(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 class _Listed:
     """Unlabelled image files (a flat folder)."""
 
@@ -110,15 +100,9 @@ class _Listed:
 
         return load_image(self.files[i])
 
-
-def _digest(src, i: int) -> str:
-    files = getattr(src, "files", None)
-    if files is not None:
-        return _file_digest(files[i])
-    images = getattr(src, "images", None)
-    if images is not None:
-        return _pixel_digest(images[i])
-    return _pixel_digest(np.asarray(src.load(i)))
+    def digest(self, i) -> str:
+        # the digest every source gives (shufflenet.data.folder): the file's bytes
+        return hashlib.sha256(Path(self.files[i]).read_bytes()).hexdigest()
 
 
 def _folder_source(root: Path, description: str, labels=None):
@@ -129,20 +113,18 @@ def _folder_source(root: Path, description: str, labels=None):
     position where that is right; otherwise refused, since wrong labels would
     measure the held-out drop against nothing.
     """
-    from shufflenet.data.folder import FolderSource, class_folder_labels
+    from shufflenet.data.folder import class_folders, open_class_folders
     from shufflenet.data.preprocess import list_images
 
     if not root.is_dir():
         raise DataError(f"calibration folder not found: {root}")
-    subdirs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if subdirs:
+    if class_folders(root):
         try:
-            classes = class_folder_labels(subdirs, labels)
+            src = open_class_folders(root, labels)
         except DataError as exc:
             raise DataError(f"calibration folder {root}: {exc}; name each class folder after "
                             "its label (or calibrate on a flat folder of images)") from None
-        return FolderSource(root, classes=classes), {"kind": "folder", "source": description,
-                                                     "labelled": True}
+        return src, {"kind": "folder", "source": description, "labelled": True}
     return _Listed(list_images(root)), {"kind": "folder", "source": description, "labelled": False}
 
 
@@ -156,7 +138,8 @@ def _training_source(meta: dict):
 
     split = recipe.get("train_split") or "train"
     cfg = {"dataset": name, "data_dir": recipe.get("data_dir"),
-           "image_resize": int(meta.get("image_size") or recipe.get("image_resize") or 224),
+           "image_resize": int(meta.get("image_size") or recipe.get("image_resize")
+                               or DEFAULT_IMAGE_SIZE),
            "dataset_download": False}
     try:
         src = open_source(cfg, split)
@@ -171,12 +154,12 @@ def _training_source(meta: dict):
 def _named_source(dataset: str, image_size: int, labels=None):
     key = dataset.lower()
     if key.startswith("demo"):
-        from shufflenet.data.demo import DEMO_CLASSES, demo_arrays
-        from shufflenet.data.folder import ArraySource
+        from shufflenet.data.pipeline import open_source
 
         split = key.split(":")[1] if ":" in key else "train"
-        images, labels = demo_arrays(split, size=max(image_size, 32))
-        return ArraySource(images, labels, list(DEMO_CLASSES)), {
+        # the demo set as validate and parity open it (the same pixels, the same digests)
+        src = open_source({"dataset": "demo", "image_resize": image_size}, split)
+        return src, {
             "kind": "train-split" if split == "train" else "dataset",
             "source": f"demo digits (split {split})", "dataset": key, "split": split,
             "labelled": True}
@@ -204,35 +187,33 @@ def check_dataset(dataset: str) -> None:
 def _stand_in(transform, samples: int, in_channels: int, reason: str) -> CalibrationData:
     from shufflenet.data.preprocess import sample_photos
 
+    from shufflenet.data.preprocess import pixel_digest
+
     photos = sample_photos()[:samples]
-    arrays = [transform(img) for _, img in photos]
-    digests = [_pixel_digest(np.asarray(img)) for _, img in photos]
-    x = _stack(arrays, in_channels)
+    digests = [pixel_digest(np.asarray(img)) for _, img in photos]
+    x = _stack(transform, [img for _, img in photos], in_channels)
     desc = {"kind": "stand-in", "source": "stand-in photos shipped with scikit-learn/scikit-image",
             "stand_in": True, "note": STAND_IN_NOTE, "reason": reason, "labelled": False,
             "samples": len(arrays), "heldout_samples": 0}
-    desc.update(_fingerprints(digests, [], transform))
+    desc.update(_fingerprints(digests, [], None, None))
     return CalibrationData(x, None, None, desc)
 
 
-def _stack(arrays, in_channels: int) -> np.ndarray:
-    if not arrays:
+def _stack(transform, images, in_channels: int) -> np.ndarray:
+    """The images through the artifact's eval preprocessing, as validate and parity feed them."""
+    if not images:
         raise DataError("no calibration images")
-    x = np.stack(arrays).astype(np.float32)
-    if in_channels == 1:
-        x = x.mean(axis=1, keepdims=True)
-    return np.ascontiguousarray(x)
+    return transform.batch(images, in_channels)
 
 
-def _fingerprints(calib: list, heldout: list, transform) -> dict:
-    def combine(digests):
-        h = hashlib.sha256(json.dumps(transform.to_dict(), sort_keys=True).encode())
-        for d in digests:
-            h.update(d.encode())
-        return h.hexdigest()
+def _fingerprints(calib: list, heldout: list, calib_labels, heldout_labels) -> dict:
+    from shufflenet.data.preprocess import image_set_fingerprint
 
+    # the one image-set fingerprint (the number parity and validate show for the same images);
     # short per-image digests let a pipeline prove calibration and parity never overlap
-    return {"fingerprint": combine(calib), "heldout_fingerprint": combine(heldout) if heldout else None,
+    return {"fingerprint": image_set_fingerprint(calib, calib_labels),
+            "heldout_fingerprint": (image_set_fingerprint(heldout, heldout_labels) if heldout
+                                    else None),
             "images_sha256": [d[:16] for d in calib + heldout]}
 
 
@@ -255,9 +236,8 @@ def calibration_data(source, calib_dir=None, dataset: str | None = None,
 
     if samples is None or int(samples) < 1:
         raise ConfigError(f"calibration samples must be >= 1, got {samples}")
-    transform = EvalTransform(source.image_size, source.preprocess["crop_pct"],
-                              tuple(source.preprocess["mean"]), tuple(source.preprocess["std"]),
-                              source.preprocess["interpolation"])
+    # the artifact's contract: the metadata the export writes, read as every consumer reads it
+    transform = EvalTransform.from_metadata({**source.preprocess, "image_size": source.image_size})
     if calib_dir is not None:
         src, desc = _folder_source(Path(calib_dir), str(calib_dir), source.labels)
     elif dataset is not None and dataset.lower() == "photos":
@@ -279,10 +259,10 @@ def calibration_data(source, calib_dir=None, dataset: str | None = None,
     held_idx, cal_idx = order[:n_held], order[n_held:n_held + n_cal]
 
     def load(indices):
-        return [transform(src.load(int(i))) for i in indices]
+        return _stack(transform, [src.load(int(i)) for i in indices], source.in_channels)
 
-    x = _stack(load(cal_idx), source.in_channels)
-    xh = _stack(load(held_idx), source.in_channels) if n_held else None
+    x = load(cal_idx)
+    xh = load(held_idx) if n_held else None
     yh = np.asarray(src.targets, np.int64)[held_idx] if (n_held and labelled) else None
     desc.update(samples=len(cal_idx), heldout_samples=int(n_held), seed=seed,
                 stratified=labelled, stand_in=False, split_size=len(src))
@@ -290,8 +270,11 @@ def calibration_data(source, calib_dir=None, dataset: str | None = None,
         desc["note"] = ("accuracy unverified: the images carry no labels and are too few to "
                         "hold some out" if (not labelled and heldout) else
                         "accuracy unverified: no held-out images")
-    desc.update(_fingerprints([_digest(src, int(i)) for i in cal_idx],
-                              [_digest(src, int(i)) for i in held_idx], transform))
+    targets = np.asarray(src.targets) if labelled else None
+    desc.update(_fingerprints([src.digest(int(i)) for i in cal_idx],
+                              [src.digest(int(i)) for i in held_idx],
+                              None if targets is None else targets[cal_idx],
+                              None if targets is None else targets[held_idx]))
     return CalibrationData(x, xh, yh, desc)
 
 

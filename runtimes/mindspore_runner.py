@@ -63,10 +63,14 @@ class MindSporeRunner(Runner):
         name, num_classes, in_channels, meta = ev.model, ev.num_classes, ev.in_channels, ev.metadata
         cfg = get_model_config(name)
         size = int(meta.get("image_size") or cfg.input_size[-1])
+        # a checkpoint without an input size (MindCV's) takes the size its artifact's contract
+        # names: the network is fully convolutional; one that records a size keeps it, and an
+        # artifact contradicting it fails parity's contract check
+        side = size if meta.get("image_size") else -1
         self._ms, self._net = ms, ev.net
         self.metadata = {
             "model": name, "num_classes": num_classes, "format": "checkpoint", "precision": "fp32",
-            "layout": "NCHW", "image_size": size, "input_shape": [-1, in_channels, size, size],
+            "layout": "NCHW", "image_size": size, "input_shape": [-1, in_channels, side, side],
             "labels": meta.get("labels") or [str(i) for i in range(num_classes)],
             "input_name": "input",
             **{k: meta.get(k, getattr(cfg, k, None)) for k in _PREPROCESS},

@@ -49,11 +49,20 @@ from pathlib import Path
 
 from .errors import ExportError
 
-__all__ = ["Artifact", "ONNX_KEY", "PREPROCESS_KEYS", "REQUIRED_FIELDS", "SCHEMA_VERSION",
+__all__ = ["Artifact", "DEFAULT_CROP_PCT", "DEFAULT_IMAGE_SIZE", "DEFAULT_INTERPOLATION",
+           "IMAGENET_MEAN", "IMAGENET_STD", "ONNX_KEY", "PREPROCESS_KEYS", "REQUIRED_FIELDS", "SCHEMA_VERSION",
            "SIDECAR_SUFFIX", "read_artifact_metadata", "resolve_artifact", "sidecar_path",
            "weights_path"]
 
 SCHEMA_VERSION = 1
+# The zoo's default eval preprocessing, the one place these numbers are written: the model
+# configs (shufflenet.models.config), the recipes' defaults, EvalTransform and every reader of
+# an artifact that lacks a field take them from here. mean/std on the 0-255 scale, RGB.
+DEFAULT_IMAGE_SIZE = 224
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+DEFAULT_CROP_PCT = 0.875
+DEFAULT_INTERPOLATION = "bilinear"
 # the model zoo's names, for readers that may not import MindSpore (targets files name the model
 # their budgets are sized for); tests check it equals shufflenet.models.list_models()
 MODEL_NAMES = ("shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5",
@@ -143,7 +152,7 @@ class Artifact:
 
     @property
     def image_size(self) -> int:
-        return int(self.metadata.get("image_size") or 224)
+        return int(self.metadata.get("image_size") or DEFAULT_IMAGE_SIZE)
 
     @property
     def weights(self) -> Path | None:

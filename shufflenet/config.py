@@ -16,6 +16,8 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
+from .artifact import (DEFAULT_CROP_PCT, DEFAULT_IMAGE_SIZE, DEFAULT_INTERPOLATION, IMAGENET_MEAN,
+                       IMAGENET_STD)
 from .errors import ConfigError
 
 
@@ -60,13 +62,13 @@ OPTIONS: dict[str, Option] = {
     "drop_remainder": _o(True, "bool", "Drop the last incomplete training batch."),
     "aug_repeats": _o(0, "int", "Repeated augmentation (not supported: keep 0)."),
     # augmentation
-    "image_resize": _o(224, "int", "Training/eval crop size."),
+    "image_resize": _o(DEFAULT_IMAGE_SIZE, "int", "Training/eval crop size."),
     "scale": _o([0.08, 1.0], "list", "RandomResizedCrop area range."),
     "ratio": _o([0.75, 1.333], "list", "RandomResizedCrop aspect range."),
     "hflip": _o(0.5, "float", "Horizontal flip probability."),
     "vflip": _o(0.0, "float", "Vertical flip probability."),
     "color_jitter": _o(0.4, "float", "Brightness/contrast/saturation jitter strength (0 = off)."),
-    "interpolation": _o("bilinear", "str", "Resize interpolation.",
+    "interpolation": _o(DEFAULT_INTERPOLATION, "str", "Resize interpolation.",
                         ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")),
     "auto_augment": _o(None, "str", "AutoAugment policy (not supported: keep unset)."),
     "re_prob": _o(0.0, "float", "Random erasing probability."),
@@ -74,9 +76,9 @@ OPTIONS: dict[str, Option] = {
     "re_ratio": _o([0.3, 3.3], "list", "Random erasing aspect range."),
     "re_value": _o(0, "float", "Random erasing fill value (after normalisation)."),
     "re_max_attempts": _o(10, "int", "Random erasing attempts."),
-    "mean": _o([0.485 * 255, 0.456 * 255, 0.406 * 255], "list", "Per-channel mean (0-255)."),
-    "std": _o([0.229 * 255, 0.224 * 255, 0.225 * 255], "list", "Per-channel std (0-255)."),
-    "crop_pct": _o(0.875, "float", "Eval: resize to image_resize/crop_pct, centre-crop."),
+    "mean": _o(list(IMAGENET_MEAN), "list", "Per-channel mean (0-255)."),
+    "std": _o(list(IMAGENET_STD), "list", "Per-channel std (0-255)."),
+    "crop_pct": _o(DEFAULT_CROP_PCT, "float", "Eval: resize to image_resize/crop_pct, centre-crop."),
     "cutmix": _o(0.0, "float", "CutMix (not supported: keep 0)."),
     "cutmix_prob": _o(1.0, "float", "CutMix probability (unused)."),
     "mixup": _o(0.0, "float", "Mixup (not supported: keep 0)."),

@@ -59,12 +59,19 @@ def validate(model: str | None = None, ckpt_path: str | None = None, pretrained:
              progress: bool = True) -> dict:
     """Evaluate a checkpoint (or the published weights) on a split.
 
-    Preprocessing comes from the checkpoint's metadata (image size, crop_pct,
-    mean/std, interpolation), falling back to the model's own config; the
-    class count from the metadata, then ``num_classes``, then the classifier's shape
-    (:func:`shufflenet.checkpoint.load_eval_network`, the rule every reader shares).
+    Preprocessing is the contract the checkpoint's exports carry: its
+    metadata (image size, crop_pct, mean/std, interpolation), falling back to
+    the model's own config, run by :class:`EvalTransform` -- the exact tensors
+    parity, calibration and every device are fed, so this top-1 is the
+    deployed top-1. The result records it (``preprocessing``) and the image
+    set's fingerprint (``images_fingerprint``, the number parity shows for the
+    same images). The class count comes from the metadata, then
+    ``num_classes``, then the classifier's shape
+    (:func:`shufflenet.checkpoint.load_eval_network`, the rule every reader shares);
+    class folders are labelled by :func:`shufflenet.data.folder.class_folder_labels`.
     """
     from .checkpoint import load_eval_network, read_metadata
+    from .data.folder import image_set_of
     from .data.pipeline import eval_loader, open_source
     from .data.preprocess import EvalTransform
     from .device import init_context
@@ -106,5 +113,7 @@ def validate(model: str | None = None, ckpt_path: str | None = None, pretrained:
     result = evaluate(net, loader, progress=progress)
     result.update({"model": model, "checkpoint": str(ckpt_path) if ckpt_path else "pretrained",
                    "dataset": dataset, "split": val_split, "device_target": target,
-                   "image_size": transform.image_size, "crop_pct": transform.crop_pct})
+                   "image_size": transform.image_size, "crop_pct": transform.crop_pct,
+                   "preprocessing": transform.to_dict(),
+                   "images_fingerprint": image_set_of(source)})
     return result

@@ -81,7 +81,7 @@ def test_eval_loader_matches_eval_transform():
     batches = list(eval_loader(src, cfg))
     assert [len(y) for _, y in batches] == [4, 4, 2]
     ref = eval_transform(cfg)(src.load(5))
-    assert np.allclose(batches[1][0][1], ref)
+    assert np.array_equal(batches[1][0][1], ref)
 
 
 def test_folder_source_classes_and_corrupt_images(tmp_path):

@@ -248,7 +248,7 @@ def test_folder_datasets_labelled_and_flat(tmp_path):
     assert batch.x.shape == (4, 3, 32, 32) and batch.labels.shape == (4,)
     flat = resolve_inputs(dataset=tmp_path / "flat", samples=5)
     assert not flat.labelled and len(flat) == 5
-    with pytest.raises(DataError, match="class folders that are not the model's labels"):
+    with pytest.raises(DataError, match="do not match the model's labels"):
         resolve_inputs(dataset=tmp_path / "ds", model_labels=["a", "b"], num_classes=2)
     with pytest.raises(DataError, match="class folders but the model has 2"):
         resolve_inputs(dataset=tmp_path / "ds", model_labels=["0", "1"], num_classes=2)
@@ -265,7 +265,8 @@ def test_folder_names_that_are_not_the_labels_are_refused_not_guessed(tmp_path):
     for name in ("d_brick", "c_coins", "b_grass", "a_gravel"):
         (tmp_path / "ds" / "val" / name).mkdir(parents=True)
         Image.new("RGB", (8, 8)).save(tmp_path / "ds" / "val" / name / "0.png")
-    with pytest.raises(DataError, match="not the model's labels: a_gravel, b_grass, c_coins, d_brick"):
+    with pytest.raises(DataError, match=r"do not match the model's labels \(brick, coins, grass, "
+                                        r"gravel\) by position \(a_gravel, b_grass, c_coins, d_brick"):
         resolve_inputs(dataset=tmp_path / "ds", split="val", model_labels=labels, num_classes=4)
     # a missing split names the splits there instead of taking train/ and val/ for classes
     with pytest.raises(DataError, match="has no vall/ split"):

@@ -2,8 +2,15 @@
 
 A source has ``classes`` (label names), ``targets`` (int32 per sample),
 ``__len__``, ``load(i) -> PIL image`` (raising :class:`DataError` for an
-unreadable file) and ``fingerprint()`` (identifies the data, stored in
-checkpoints).
+unreadable file), ``read(i) -> (PIL image, digest)`` (the digest is the
+sha256 of the file's bytes, or of an in-memory image's pixels: what
+:func:`~shufflenet.data.preprocess.image_set_fingerprint` combines) and
+``fingerprint()`` (a cheap listing key: names, sizes and labels, stored in
+checkpoints and stage caches; it reads no pixels, so it is not the image-set
+fingerprint reports show).
+
+:func:`class_folder_labels` is the one rule for labelling class folders,
+used by training, validate, parity and calibration.
 """
 from __future__ import annotations
 
@@ -14,7 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .preprocess import IMAGE_SUFFIXES, fingerprint_arrays, load_image
+from .preprocess import (IMAGE_SUFFIXES, fingerprint_arrays, image_set_fingerprint, load_image,
+                         pixel_digest, read_image)
+
+
+def image_set_of(source, indices=None) -> str:
+    """:func:`image_set_fingerprint` of ``source`` (or of its samples ``indices``), labelled."""
+    indices = range(len(source)) if indices is None else [int(i) for i in indices]
+    return image_set_fingerprint([source.digest(i) for i in indices],
+                                 [int(source.targets[i]) for i in indices])
 
 
 class FolderSource:
@@ -58,11 +73,37 @@ class FolderSource:
     def load(self, i: int):
         return load_image(self.files[i])
 
+    def read(self, i: int):
+        return read_image(self.files[i])
+
+    def digest(self, i: int) -> str:
+        return hashlib.sha256(Path(self.files[i]).read_bytes()).hexdigest()
+
+    def name(self, i: int) -> str:
+        return os.path.relpath(self.files[i], self.root)
+
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         for f, t in zip(self.files, self.targets):
             h.update(f"{os.path.relpath(f, self.root)}|{os.path.getsize(f)}|{t}\n".encode())
         return h.hexdigest()
+
+
+def class_folders(root: str | os.PathLike) -> list[str]:
+    """The class folder names under ``root`` (sorted; hidden ones skipped)."""
+    root = Path(root)
+    try:
+        return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    except OSError as exc:
+        raise DataError(f"cannot read dataset folder {root}: {exc.strerror or exc}") from None
+
+
+def open_class_folders(root: str | os.PathLike, labels=None) -> "FolderSource":
+    """``root/<class>/<images>`` labelled for a model with ``labels`` by
+    :func:`class_folder_labels` (by name, else by position where that is right, else refused);
+    ``labels=None``: the folders' own sorted names (a training split)."""
+    classes = class_folder_labels(class_folders(root), labels) if labels else None
+    return FolderSource(root, classes=classes)
 
 
 class ArraySource:
@@ -85,6 +126,15 @@ class ArraySource:
 
         return Image.fromarray(self.images[i]).convert("RGB")
 
+    def read(self, i: int):
+        return self.load(i), self.digest(i)
+
+    def digest(self, i: int) -> str:
+        return pixel_digest(self.images[i])
+
+    def name(self, i: int) -> str:
+        return str(i)
+
     def fingerprint(self) -> str:
         return fingerprint_arrays([self.images, self.targets])
 
@@ -104,6 +154,19 @@ class Subset:
 
     def load(self, i: int):
         return self.source.load(int(self.index[i]))
+
+    def read(self, i: int):
+        return self.source.read(int(self.index[i]))
+
+    def digest(self, i: int) -> str:
+        return self.source.digest(int(self.index[i]))
+
+    def name(self, i: int) -> str:
+        return self.source.name(int(self.index[i]))
+
+    @property
+    def root(self):
+        return getattr(self.source, "root", None)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(f"{self.source.fingerprint()}:{self.n}".encode()).hexdigest()
@@ -137,22 +200,33 @@ def label_position_problem(folders, labels) -> str | None:
     :class:`FolderSource` without ``classes`` labels a folder by its sorted
     position; that is right only where each folder's position is its label's
     index in ``labels`` (the model's). Labels ``"0", "1", ...`` (a checkpoint
-    without names, e.g. MindCV's) keep the positional convention.
+    without names, e.g. MindCV's) keep the positional convention when there
+    is one folder per class.
 
     >>> label_position_problem(["train", "val"], ["cat", "dog"])
-    "class folders (train, val) do not match the model's labels (cat, dog) by position"
+    "class folders (train, val) do not match the model's labels (cat, dog) by position (train, val not among them)"
     >>> label_position_problem(["cat"], ["cat", "dog"]) is None
     True
     """
     labels = list(labels or [])
     names = sorted(folders)
-    if not labels or not names or labels == [str(i) for i in range(len(labels))]:
+    if not labels or not names:
         return None
+    if labels == [str(i) for i in range(len(labels))]:
+        if len(names) == len(labels):
+            return None
+        # a checkpoint without names (MindCV's): only one folder per class reads by position
+        return (f"{len(names)} class folders but the model has {len(labels)} classes and no label "
+                f"names to match them by ({short(names)})")
     if set(names) <= set(labels) and all(labels.index(n) == i for i, n in enumerate(names)):
         return None
-
-    def short(xs):
-        return ", ".join(xs[:6]) + (", ..." if len(xs) > 6 else "")
-
+    unknown = [n for n in names if n not in set(labels)]
+    among = f" ({short(unknown)} not among them)" if unknown else ""
     return (f"class folders ({short(names)}) do not match the model's labels ({short(labels)}) "
-            f"by position")
+            f"by position{among}")
+
+
+def short(xs, n: int = 6) -> str:
+    """``a, b, c, ...``: the first ``n`` names."""
+    xs = list(xs)
+    return ", ".join(str(x) for x in xs[:n]) + (", ..." if len(xs) > n else "")

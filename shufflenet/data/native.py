@@ -1,4 +1,8 @@
-"""Training and eval batches from MindSpore's C++ data engine (folders and CIFAR-10).
+"""Training batches from MindSpore's C++ data engine (folders and CIFAR-10).
+
+Evaluation does not run here: it is :class:`shufflenet.data.preprocess.EvalTransform`,
+the preprocessing every artifact carries (OpenCV's resize is not Pillow's, and the
+accuracy validate reports must be the one a deployed artifact gets).
 
 Decode, random-resized crop, flips, colour jitter, normalise and HWC->CHW run
 as ``mindspore.dataset.vision`` C++ ops in MindCV's ``create_transforms``
@@ -187,20 +191,6 @@ def _to_chw_normalised(t) -> list:
     return [vision.Normalize(mean=list(t.mean), std=list(t.std)), vision.HWC2CHW()]
 
 
-def eval_ops(t) -> list:
-    """Decode, resize the short side to ``t.resize_size``, centre-crop, normalise, CHW.
-
-    Area interpolation for the downscale: it is the closest OpenCV match to
-    Pillow's antialiased resize in :class:`EvalTransform` (see
-    ``tests/test_data_native.py`` for the measured bound).
-    """
-    from mindspore.dataset import vision
-    from mindspore.dataset.vision import Inter
-
-    return [vision.Decode(), vision.Resize(t.resize_size, interpolation=Inter.AREA),
-            vision.CenterCrop(t.image_size)] + _to_chw_normalised(t)
-
-
 def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
@@ -235,7 +225,7 @@ class _Plan:
 
     batches: list
     make_ops: object  # () -> op list (fresh instances per pipeline)
-    seed_parts: tuple | None  # None: no randomness (eval)
+    seed_parts: tuple  # (seed, epoch, rank)
     segment_steps: int
 
 
@@ -273,8 +263,7 @@ class NativeLoader:
             bs = len(self.plan.batches[steps[0]])
             if any(len(self.plan.batches[s]) != bs for s in steps[:-1]):
                 raise DataError("internal: only a pipeline's last batch may be short")
-            seed = (None if self.plan.seed_parts is None
-                    else _seed(*self.plan.seed_parts, g, k, self.workers))
+            seed = _seed(*self.plan.seed_parts, g, k, self.workers)
             pipes.append(_pipeline(_Rows(self.source, idx, self.skipped, self._bad, self._errors),
                                    self.plan.make_ops(), bs, seed))
         return pipes
@@ -412,7 +401,3 @@ def train_plan(order_batches: list, t, seed: int, epoch: int, rank: int, encoded
                uint8: bool = False) -> _Plan:
     return _Plan(order_batches, lambda: train_ops(t, encoded, uint8), (seed, epoch, rank),
                  SEGMENT_STEPS)
-
-
-def eval_plan(batches: list, t) -> _Plan:
-    return _Plan(batches, lambda: eval_ops(t), None, max(1, len(batches)))

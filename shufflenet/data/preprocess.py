@@ -1,12 +1,20 @@
-"""The one evaluation preprocessing function, shared by validation, export and parity.
+"""The one evaluation preprocessing: the artifact's contract turned into tensors.
 
-Every artifact's metadata records the parameters below; runtimes and the
-parity check rebuild a :class:`EvalTransform` from that metadata, so a
-runtime never guesses how images were prepared.
+Every artifact's metadata records the parameters of :class:`EvalTransform`;
+validate, the parity reference, int8 calibration and bench build it from the
+checkpoint's or the artifact's metadata (:meth:`EvalTransform.from_metadata`)
+and run it here, on the host, with Pillow. A device receives the resulting
+NCHW float32 tensors, never images, so there is one resize in the whole
+toolchain and the accuracy validate reports is the accuracy that ships.
+
+Images are read by :func:`read_image` (one decode, and the sha256 of the
+bytes read) and an image set is named by :func:`image_set_fingerprint`, the
+one fingerprint every command and report shows.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +22,8 @@ from typing import Iterable
 
 import numpy as np
 
+from ..artifact import (DEFAULT_CROP_PCT, DEFAULT_IMAGE_SIZE, DEFAULT_INTERPOLATION, IMAGENET_MEAN,
+                        IMAGENET_STD)
 from ..errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
@@ -27,19 +37,27 @@ class EvalTransform:
     Output: float32 CHW, RGB, ``(pixel - mean) / std`` with mean/std on 0-255.
     """
 
-    image_size: int = 224
-    crop_pct: float = 0.875
-    mean: tuple = (123.675, 116.28, 103.53)
-    std: tuple = (58.395, 57.12, 57.375)
-    interpolation: str = "bilinear"
+    image_size: int = DEFAULT_IMAGE_SIZE
+    crop_pct: float = DEFAULT_CROP_PCT
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    interpolation: str = DEFAULT_INTERPOLATION
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in _INTERP:
+            raise DataError(f"unknown interpolation {self.interpolation!r}; one of "
+                            f"{', '.join(_INTERP)}")
 
     @classmethod
     def from_metadata(cls, meta: dict) -> "EvalTransform":
-        size = meta.get("image_size") or (meta.get("input_size") or [3, 224, 224])[-1]
-        return cls(int(size), float(meta.get("crop_pct", 0.875)),
-                   tuple(float(v) for v in meta.get("mean", cls.mean)),
-                   tuple(float(v) for v in meta.get("std", cls.std)),
-                   str(meta.get("interpolation", "bilinear")))
+        """The transform a checkpoint's, an artifact's or a model config's metadata names
+        (``image_size`` or ``input_size``, ``crop_pct``, ``mean``, ``std``, ``interpolation``);
+        a field it lacks takes the zoo's default (:mod:`shufflenet.artifact`)."""
+        size = meta.get("image_size") or (meta.get("input_size") or [DEFAULT_IMAGE_SIZE])[-1]
+        return cls(int(size), float(meta.get("crop_pct") or DEFAULT_CROP_PCT),
+                   tuple(float(v) for v in (meta.get("mean") or IMAGENET_MEAN)),
+                   tuple(float(v) for v in (meta.get("std") or IMAGENET_STD)),
+                   str(meta.get("interpolation") or DEFAULT_INTERPOLATION))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -62,13 +80,21 @@ class EvalTransform:
             nw, nh = short, max(1, int(round(h * short / w)))
         else:
             nw, nh = max(1, int(round(w * short / h))), short
-        image = image.resize((nw, nh), _INTERP.get(self.interpolation, 2))
+        image = image.resize((nw, nh), _INTERP[self.interpolation])
         left = (nw - self.image_size) // 2
         top = (nh - self.image_size) // 2
         image = image.crop((left, top, left + self.image_size, top + self.image_size))
         arr = np.asarray(image, dtype=np.float32)
         arr = (arr - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+    def batch(self, images, in_channels: int = 3) -> np.ndarray:
+        """``images`` (PIL images or HWC uint8 arrays) as one float32 NCHW batch; a
+        one-channel model gets the channel mean."""
+        x = np.stack([self(im) for im in images]).astype(np.float32)
+        if in_channels == 1:
+            x = x.mean(axis=1, keepdims=True)
+        return np.ascontiguousarray(x)
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
@@ -86,16 +112,50 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
     return files
 
 
-def load_image(path: str | os.PathLike):
-    """Open an image as RGB, or raise :class:`DataError` naming the file."""
-    from PIL import Image, UnidentifiedImageError
+def read_image(path: str | os.PathLike):
+    """``(RGB PIL image, sha256 of the file's bytes)``: the one way an image file is read
+    (one read, one decode), or :class:`DataError` naming the file."""
+    from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        data = Path(path).read_bytes()
+        with Image.open(io.BytesIO(data)) as im:
             im.load()
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
+            image = im.convert("RGB")
+    except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+        raise DataError(f"cannot read image {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return image, hashlib.sha256(data).hexdigest()
+
+
+def load_image(path: str | os.PathLike):
+    """Open an image as RGB, or raise :class:`DataError` naming the file."""
+    return read_image(path)[0]
+
+
+def pixel_digest(array) -> str:
+    """sha256 of an in-memory image's pixels and shape (the digest of an image not read
+    from a file)."""
+    arr = np.ascontiguousarray(np.asarray(array))
+    return hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()
+
+
+def image_set_fingerprint(digests: Iterable[str], labels: Iterable | None = None) -> str:
+    """The fingerprint of a set of images (and their labels, when labelled): sha256 over the
+    sorted per-image digests, so it names the images, not the order a command read them in.
+
+    Every command and report shows this one number for an image set: validate, parity, the
+    pipeline, calibration.
+
+    >>> image_set_fingerprint(["b", "a"]) == image_set_fingerprint(["a", "b"])
+    True
+    """
+    digests = list(digests)
+    rows = ([f"{d}|{int(y)}" for d, y in zip(digests, labels)] if labels is not None
+            else list(digests))
+    h = hashlib.sha256()
+    for row in sorted(rows):
+        h.update(row.encode() + b"\n")
+    return h.hexdigest()
 
 
 def sample_photos() -> list[tuple[str, "object"]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..artifact import DEFAULT_IMAGE_SIZE, DEFAULT_INTERPOLATION, IMAGENET_MEAN, IMAGENET_STD
 from .preprocess import _INTERP
 
 
@@ -26,15 +27,15 @@ class TrainTransform:
     output is float32 CHW.
     """
 
-    image_size: int = 224
+    image_size: int = DEFAULT_IMAGE_SIZE
     scale: tuple = (0.08, 1.0)
     ratio: tuple = (0.75, 1.333)
     hflip: float = 0.5
     vflip: float = 0.0
     color_jitter: float = 0.4
-    interpolation: str = "bilinear"
-    mean: tuple = (123.675, 116.28, 103.53)
-    std: tuple = (58.395, 57.12, 57.375)
+    interpolation: str = DEFAULT_INTERPOLATION
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
     re_prob: float = 0.0
     re_scale: tuple = (0.02, 0.33)
     re_ratio: tuple = (0.3, 3.3)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+from ..artifact import (DEFAULT_CROP_PCT, DEFAULT_IMAGE_SIZE, DEFAULT_INTERPOLATION, IMAGENET_MEAN,
+                        IMAGENET_STD)
 
 
 @dataclass(frozen=True)
@@ -18,11 +18,11 @@ class PretrainedConfig:
     name: str
     url: str = ""
     sha256_prefix: str = ""
-    input_size: tuple = (3, 224, 224)
+    input_size: tuple = (3, DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
-    crop_pct: float = 0.875
-    interpolation: str = "bilinear"
+    crop_pct: float = DEFAULT_CROP_PCT
+    interpolation: str = DEFAULT_INTERPOLATION
     num_classes: int = 1000
     first_conv: str = "first_conv.0"
     classifier: str = "classifier"

@@ -54,13 +54,9 @@ def input_batch(meta: dict, batch: int) -> np.ndarray:
     """``batch`` real photos through the artifact's own eval preprocessing (NCHW float32)."""
     from shufflenet.data.preprocess import EvalTransform, sample_photos
 
-    transform = EvalTransform.from_metadata(meta)
     photos = sample_photos()
-    x = np.stack([transform(photos[i % len(photos)][1]) for i in range(batch)])
-    channels = (meta.get("input_shape") or [0, 3])[1]
-    if channels == 1:
-        x = x.mean(axis=1, keepdims=True)
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return EvalTransform.from_metadata(meta).batch(
+        [photos[i % len(photos)][1] for i in range(batch)], (meta.get("input_shape") or [0, 3])[1])
 
 
 def bench_target(artifact, target, progress=None, isolate: bool = True) -> LatencyResult:

@@ -52,6 +52,7 @@ def data_fingerprint(opts, cfg, checkpoint, split: str = "val") -> str | None:
     validate/parity (val) or int8 calibration (train) read: part of those stages' cache keys,
     so images added to or replaced in a folder are judged again, not served from the cache.
     None when the data cannot be opened (pre-flight names that)."""
+    from shufflenet.artifact import DEFAULT_IMAGE_SIZE
     from shufflenet.checkpoint import read_metadata
     from shufflenet.data.pipeline import open_source
     from shufflenet.errors import ShuffleNetError
@@ -66,7 +67,7 @@ def data_fingerprint(opts, cfg, checkpoint, split: str = "val") -> str | None:
     else:
         name = spec["val_split"]
     view = {"dataset": spec["dataset"], "data_dir": spec["data_dir"],
-            "image_resize": int(read_metadata(checkpoint).get("image_size") or 224),
+            "image_resize": int(read_metadata(checkpoint).get("image_size") or DEFAULT_IMAGE_SIZE),
             "dataset_download": False}
     try:
         return open_source(view, name).fingerprint()
@@ -98,26 +99,23 @@ def checkpoint_data_problem(opts, cfg, checkpoint) -> str | None:
 
 def val_inputs(opts, cfg, checkpoint: str, samples: int | None):
     """``(InputSet or None, note)``: the labelled val split, or None (stand-in photos)."""
+    from shufflenet.artifact import DEFAULT_IMAGE_SIZE
     from shufflenet.checkpoint import read_metadata
-    from shufflenet.data.pipeline import open_source
     from shufflenet.errors import ShuffleNetError
-    from toolchain.parity.inputs import source_inputs
+    from toolchain.parity.inputs import dataset_inputs
 
     meta = read_metadata(checkpoint)
     spec = eval_data_spec(opts, cfg, checkpoint)
     split = spec["val_split"]
     if not spec.get("dataset"):
         return None, "the checkpoint names no dataset"
-    view = {"dataset": spec["dataset"], "data_dir": spec.get("data_dir"),
-            "image_resize": int(meta.get("image_size") or 224), "dataset_download": False}
-    labels = meta.get("labels")
     try:
-        source = open_source(view, split, classes=labels if str(spec["dataset"]).lower()
-                             not in ("demo", "cifar10", "cifar-10") else None)
+        # opened as validate and `shufflenet parity --dataset` open it: one image set, one fingerprint
+        return dataset_inputs(spec["dataset"], spec.get("data_dir"), split, samples,
+                              int(meta.get("image_size") or DEFAULT_IMAGE_SIZE),
+                              meta.get("labels")), ""
     except (ShuffleNetError, OSError, TypeError, KeyError) as exc:
         return None, f"val split {split!r} of {spec.get('data_dir') or spec['dataset']} not reachable: {exc}"
-    where = "demo digits" if str(spec["dataset"]).lower() == "demo" else spec.get("data_dir")
-    return source_inputs(source, f"{where} (split {split})", samples), ""
 
 
 def _calibration_of(artifacts: dict, export_record) -> dict | None:

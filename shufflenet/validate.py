@@ -51,6 +51,32 @@ def evaluate(net, loader, progress: bool = False, desc: str = "val") -> dict:
             "seconds": round(time.perf_counter() - start, 3)}
 
 
+def eval_inputs(meta: dict, model: str, dataset: str = "imagenet", data_dir=None,
+                val_split: str = "val", image_size: int | None = None,
+                crop_pct: float | None = None, num_samples: int | None = None):
+    """``(source, transform)``: the images validate reads and the preprocessing it runs on them.
+
+    The transform is the contract the checkpoint's artifacts carry (its
+    metadata over the model's config; ``image_size`` / ``crop_pct`` override
+    both); class folders are read for the checkpoint's labels.
+    """
+    from .data.pipeline import open_source
+    from .data.preprocess import EvalTransform
+    from .models import get_model_config
+
+    base = get_model_config(model).to_dict()
+    base.update({k: v for k, v in meta.items() if k in ("image_size", "crop_pct", "mean", "std",
+                                                         "interpolation")})
+    if image_size:
+        base["image_size"] = image_size
+    if crop_pct:
+        base["crop_pct"] = crop_pct
+    transform = EvalTransform.from_metadata(base)
+    data_cfg = {"dataset": dataset, "data_dir": data_dir, "image_resize": transform.image_size,
+                "num_samples": num_samples, "dataset_download": False}
+    return open_source(data_cfg, val_split, classes=meta.get("labels")), transform
+
+
 def validate(model: str | None = None, ckpt_path: str | None = None, pretrained: bool = False,
              dataset: str = "imagenet", data_dir: str = "./", val_split: str = "val",
              batch_size: int = 64, num_classes: int | None = None, image_size: int | None = None,
@@ -72,8 +98,7 @@ def validate(model: str | None = None, ckpt_path: str | None = None, pretrained:
     """
     from .checkpoint import load_eval_network, read_metadata
     from .data.folder import image_set_of
-    from .data.pipeline import eval_loader, open_source
-    from .data.preprocess import EvalTransform
+    from .data.pipeline import eval_loader
     from .device import init_context
     from .models import create_model, get_model_config
 
@@ -83,19 +108,8 @@ def validate(model: str | None = None, ckpt_path: str | None = None, pretrained:
     model = model or meta.get("model")
     if not model:
         raise ConfigError(f"{ckpt_path} does not name its model; pass --model")
-    cfg_model = get_model_config(model)
-    base = cfg_model.to_dict()
-    base.update({k: v for k, v in meta.items() if k in ("image_size", "crop_pct", "mean", "std",
-                                                         "interpolation")})
-    if image_size:
-        base["image_size"] = image_size
-    if crop_pct:
-        base["crop_pct"] = crop_pct
-    transform = EvalTransform.from_metadata(base)
-    data_cfg = {"dataset": dataset, "data_dir": data_dir, "image_resize": transform.image_size,
-                "num_samples": num_samples, "dataset_download": False,
-                "num_parallel_workers": num_parallel_workers}
-    source = open_source(data_cfg, val_split, classes=meta.get("labels"))
+    source, transform = eval_inputs(meta, model, dataset, data_dir, val_split, image_size,
+                                    crop_pct, num_samples)
     target = init_context(device_target, mode)
     if ckpt_path:
         # the one checkpoint -> eval network rule (exporters, runners and parity use it too)

@@ -121,8 +121,10 @@ def graph_normalise_cost(batch: int, size: int, reps: int = 10) -> float:
     import mindspore as ms
     from mindspore import ops
 
-    mean = ms.Tensor(np.array([123.675, 116.28, 103.53], np.float32))
-    inv_std = ms.Tensor(1.0 / np.array([58.395, 57.12, 57.375], np.float32))
+    from shufflenet.artifact import IMAGENET_MEAN, IMAGENET_STD
+
+    mean = ms.Tensor(np.array(IMAGENET_MEAN, np.float32))
+    inv_std = ms.Tensor(1.0 / np.array(IMAGENET_STD, np.float32))
 
     @ms.jit
     def normalise(x):

@@ -194,7 +194,7 @@ def _stand_in(transform, samples: int, in_channels: int, reason: str) -> Calibra
     x = _stack(transform, [img for _, img in photos], in_channels)
     desc = {"kind": "stand-in", "source": "stand-in photos shipped with scikit-learn/scikit-image",
             "stand_in": True, "note": STAND_IN_NOTE, "reason": reason, "labelled": False,
-            "samples": len(arrays), "heldout_samples": 0}
+            "samples": len(photos), "heldout_samples": 0}
     desc.update(_fingerprints(digests, [], None, None))
     return CalibrationData(x, None, None, desc)
 

@@ -54,7 +54,8 @@ class EvalTransform:
         (``image_size`` or ``input_size``, ``crop_pct``, ``mean``, ``std``, ``interpolation``);
         a field it lacks takes the zoo's default (:mod:`shufflenet.artifact`)."""
         size = meta.get("image_size") or (meta.get("input_size") or [DEFAULT_IMAGE_SIZE])[-1]
-        return cls(int(size), float(meta.get("crop_pct") or DEFAULT_CROP_PCT),
+        crop = meta.get("crop_pct")
+        return cls(int(size), float(DEFAULT_CROP_PCT if crop is None else crop),
                    tuple(float(v) for v in (meta.get("mean") or IMAGENET_MEAN)),
                    tuple(float(v) for v in (meta.get("std") or IMAGENET_STD)),
                    str(meta.get("interpolation") or DEFAULT_INTERPOLATION))

@@ -66,3 +66,8 @@ def validate(model, ckpt_path, pretrained, dataset, data_dir, val_split, batch_s
     row = {**res, "top1_pct": round(100.0 * res["top1"], 2), "top5_pct": round(100.0 * res["top5"], 2)}
     echo_table([row], [("model", "model"), ("split", "split"), ("num_images", "images"),
                        ("top1_pct", "top-1 %"), ("top5_pct", "top-5 %"), ("loss", "loss")])
+    pre = res["preprocessing"]
+    # the artifact's contract, so a reader knows this is the accuracy an export of it gets
+    click.echo(f"preprocessing: {pre['image_size']} px centre crop of a {pre['interpolation']} "
+               f"resize (crop_pct {pre['crop_pct']}), as the checkpoint's artifacts; images "
+               f"fingerprint {res['images_fingerprint'][:12]}")

@@ -72,9 +72,9 @@ def load_source(checkpoint, model: str | None = None, num_classes: int | None = 
     os.environ.setdefault("GLOG_v", "3")
     import mindspore as ms
 
-    from shufflenet.checkpoint import load_eval_network, sha256_file
+    from shufflenet.checkpoint import sha256_file
     from shufflenet.data.preprocess import EvalTransform
-    from shufflenet.models import get_model_config
+    from shufflenet.models import get_model_config, load_eval_network
 
     path = Path(checkpoint)
     # PyNative for the export; the caller's mode is restored by export_checkpoint

@@ -62,13 +62,13 @@ def validate(model: str | None = None, ckpt_path: str | None = None, pretrained:
     Preprocessing comes from the checkpoint's metadata (image size, crop_pct,
     mean/std, interpolation), falling back to the model's own config; the
     class count from the metadata, then ``num_classes``, then the classifier's shape
-    (:func:`shufflenet.checkpoint.load_eval_network`, the rule every reader shares).
+    (:func:`shufflenet.models.load_eval_network`, the rule every reader shares).
     """
-    from .checkpoint import load_eval_network, read_metadata
+    from .checkpoint import read_metadata
     from .data.pipeline import eval_loader, open_source
     from .data.preprocess import EvalTransform
     from .device import init_context
-    from .models import create_model, get_model_config
+    from .models import create_model, get_model_config, load_eval_network
 
     if not ckpt_path and not pretrained:
         raise ConfigError("validate needs --ckpt_path PATH or --pretrained")

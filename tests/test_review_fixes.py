@@ -228,7 +228,7 @@ def test_every_checkpoint_reader_takes_the_class_count_from_the_classifier(
         seven_class_ckpt_without_count):
     import runtimes
     from exporters.source import load_source
-    from shufflenet.checkpoint import load_eval_network
+    from shufflenet.models import load_eval_network
     from toolchain.parity.layers import load_reference_network
 
     path = seven_class_ckpt_without_count
@@ -243,8 +243,8 @@ def test_every_checkpoint_reader_takes_the_class_count_from_the_classifier(
 
 
 def test_a_class_count_that_contradicts_the_checkpoint_is_refused(seven_class_ckpt_without_count):
-    from shufflenet.checkpoint import load_eval_network
     from shufflenet.errors import CheckpointError
+    from shufflenet.models import load_eval_network
 
     with pytest.raises(CheckpointError, match="--num_classes 5 does not match .* classifier has 7"):
         load_eval_network(seven_class_ckpt_without_count, num_classes=5)

@@ -30,10 +30,12 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..fileio import atomic_write
+from .distributed import under_launcher
 from .rank_watch import LaunchError, RankWatcher
+from .run_checkpoints import read_metrics
+from .trainer import TrainResult, train
 
 DEFAULT_MASTER_PORT = 8118  # msrun's own default; several nodes must agree on one
-_LAUNCHER_ENV = ("MS_ROLE", "MS_WORKER_NUM", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "RANK_TABLE_FILE")
 
 
 @dataclass(frozen=True)
@@ -109,11 +111,6 @@ def spec_from_options(devices: int | None, nodes: int = 1, node_rank: int = 0,
     addr, port = parse_master(master)
     return LaunchSpec(devices=devices or 1, nodes=nodes, node_rank=node_rank, master_addr=addr,
                       master_port=port)
-
-
-def under_launcher() -> bool:
-    """True inside a process that msrun/mpirun (or a rank table) started."""
-    return any(os.environ.get(k) for k in _LAUNCHER_ENV)
 
 
 def local_device_count(target: str) -> int:
@@ -268,8 +265,6 @@ def launch_training(cfg, spec: LaunchSpec, *, resume: bool = False, log_dir: str
     :class:`~shufflenet.train.TrainResult` (``model`` is None: the network
     lived in the worker); on other nodes it is None.
     """
-    from .trainer import TrainResult
-
     spec.check()
     if not spec.distributed:
         raise ConfigError("launch_training is for more than one rank; call train() for one")
@@ -310,8 +305,6 @@ def launch_training(cfg, spec: LaunchSpec, *, resume: bool = False, log_dir: str
         if not result_path.exists():
             raise LaunchError(f"rank 0 finished without writing {result_path}")
         r = json.loads(result_path.read_text())
-        from .run_checkpoints import read_metrics
-
         outcome.result = TrainResult(
             Path(r["run_dir"]), Path(r["best_ckpt"]) if r["best_ckpt"] else None,
             Path(r["last_ckpt"]) if r["last_ckpt"] else None, r.get("metrics") or {},
@@ -328,8 +321,6 @@ def run_training(cfg, spec: LaunchSpec | None = None, *, resume: bool = False,
     note explaining that decision is written to ``stream``. ``log_dir``
     (default ``<ckpt_save_dir>/logs``) receives msrun's and every rank's logs.
     """
-    from .trainer import train
-
     spec, note = resolve_spec(cfg, spec)
     if note and stream is not None:
         print(note, file=stream, flush=True)

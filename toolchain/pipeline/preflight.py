@@ -16,7 +16,9 @@ from __future__ import annotations
 from typing import Callable
 
 from shufflenet.errors import ConfigError, ShuffleNetError
+from shufflenet.train.distributed import under_launcher
 
+from .run_options import STAGES, installed_formats, launch_spec
 from .stage_cache import log
 
 CHECKS: list[Callable] = []
@@ -57,8 +59,6 @@ def preflight(opts, cfg) -> dict:
 # -- the checks ---------------------------------------------------------------
 @check
 def _check_force(opts, cfg, state) -> list[str]:
-    from .stages import STAGES
-
     unknown = set(opts.force) - set(STAGES) - {"all"}
     if unknown:
         return [f"--force takes stage names ({', '.join(STAGES)} or all), "
@@ -180,8 +180,6 @@ def chosen_formats(opts) -> list[str]:
 
     if opts.formats:
         return parse_formats(list(opts.formats))
-    from .stages import installed_formats
-
     return installed_formats()
 
 
@@ -258,10 +256,6 @@ def _check_data_classes(opts, cfg, state) -> list[str]:
 @check
 def _check_launch(opts, cfg, state) -> list[str]:
     """--devices/--nodes/--node-rank/--master: consistent, and something to train."""
-    from shufflenet.train.launch import under_launcher
-
-    from .stages import launch_spec
-
     spec = launch_spec(opts)
     if spec is None:
         return []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from shufflenet.errors import ConfigError
@@ -17,43 +17,9 @@ from shufflenet.errors import ConfigError
 from .parity_stage import (checkpoint_data_problem, data_fingerprint, eval_data_spec, parity_stage,
                            train_data_spec)
 from .preflight import preflight
+from .run_options import STAGES, PipelineOptions, installed_formats, launch_spec
 from .stage_cache import Stage, StageResult, log, run_stage
 from .record import RunRecord, device_fingerprint, library_versions, run_verdict
-
-STAGES = ("train", "validate", "export", "parity", "bench")
-DEFAULT_RECIPE = "demo"
-
-
-@dataclass
-class PipelineOptions:
-    recipe: str = DEFAULT_RECIPE
-    overrides: dict = field(default_factory=dict)     # MindCV option names
-    ckpt_path: str | None = None                      # skip training, use this checkpoint
-    formats: list | None = None                       # None = every installed format
-    target_names: list | None = None                  # None = default targets
-    targets_file: str | None = None
-    run_dir: str = "runs/pipeline"
-    force: tuple = ()
-    parity_samples: int | None = None                 # None: the whole labelled val split
-    allow_inconclusive: bool = False                  # INCONCLUSIVE parity passes its gate
-    max_accuracy_drop_pp: float = 1.0                 # onnx-int8 budget, held-out train images
-    int8_search_seconds: float = 300.0                # onnx-int8 search time budget
-    calib_samples: int = 256                          # onnx-int8 calibration images
-    min_top1_pct: float | None = None                 # accuracy gate in percent, optional
-    bench_seconds: float = 2.0                        # time budget per target
-    progress: bool = True
-    command: list = field(default_factory=list)
-    devices: int | None = None                        # data-parallel ranks here (None: recipe)
-    nodes: int = 1                                    # machines; each runs the same command
-    node_rank: int = 0                                # only node 0 continues past training
-    master: str | None = None                         # node 0's ADDR[:PORT] for nodes > 1
-
-
-def launch_spec(opts: PipelineOptions):
-    """The options' :class:`~shufflenet.train.launch.LaunchSpec` (None: the recipe decides)."""
-    from shufflenet.train.launch import spec_from_options
-
-    return spec_from_options(opts.devices, opts.nodes, opts.node_rank, opts.master)
 
 
 def _train_config(opts: PipelineOptions, run_dir: Path):
@@ -159,20 +125,6 @@ def top1_gate(top1: float, min_top1_pct: float) -> dict:
     top1_pct = 100.0 * top1
     return {"name": f"val top-1 >= {min_top1_pct}%", "passed": top1_pct >= min_top1_pct - 1e-9,
             "detail": f"{top1_pct:.2f}%"}
-
-
-def installed_formats() -> list[str]:
-    """Every export format whose engine is installed here."""
-    from exporters.formats import FORMATS, require_modules
-
-    out = []
-    for name, spec in FORMATS.items():
-        try:
-            require_modules(spec)
-        except Exception:
-            continue
-        out.append(name)
-    return out
 
 
 def _int8_gate(result) -> dict:

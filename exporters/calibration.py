@@ -26,6 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from shufflenet.data.demo import DEMO_CLASSES, demo_arrays
+from shufflenet.data.folder import ArraySource, FolderSource, class_folder_labels
+from shufflenet.data.pipeline import open_source
+from shufflenet.data.preprocess import EvalTransform, list_images, load_image, sample_photos
 from shufflenet.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -106,8 +110,6 @@ class _Listed:
         return len(self.files)
 
     def load(self, i):
-        from shufflenet.data.preprocess import load_image
-
         return load_image(self.files[i])
 
 
@@ -129,9 +131,6 @@ def _folder_source(root: Path, description: str, labels=None):
     position where that is right; otherwise refused, since wrong labels would
     measure the held-out drop against nothing.
     """
-    from shufflenet.data.folder import FolderSource, class_folder_labels
-    from shufflenet.data.preprocess import list_images
-
     if not root.is_dir():
         raise DataError(f"calibration folder not found: {root}")
     subdirs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -152,7 +151,6 @@ def _training_source(meta: dict):
     name = str(recipe.get("dataset") or "").lower()
     if not name:
         return None, "the checkpoint's metadata names no training dataset"
-    from shufflenet.data.pipeline import open_source
 
     split = recipe.get("train_split") or "train"
     cfg = {"dataset": name, "data_dir": recipe.get("data_dir"),
@@ -171,9 +169,6 @@ def _training_source(meta: dict):
 def _named_source(dataset: str, image_size: int, labels=None):
     key = dataset.lower()
     if key.startswith("demo"):
-        from shufflenet.data.demo import DEMO_CLASSES, demo_arrays
-        from shufflenet.data.folder import ArraySource
-
         split = key.split(":")[1] if ":" in key else "train"
         images, labels = demo_arrays(split, size=max(image_size, 32))
         return ArraySource(images, labels, list(DEMO_CLASSES)), {
@@ -202,8 +197,6 @@ def check_dataset(dataset: str) -> None:
 
 
 def _stand_in(transform, samples: int, in_channels: int, reason: str) -> CalibrationData:
-    from shufflenet.data.preprocess import sample_photos
-
     photos = sample_photos()[:samples]
     arrays = [transform(img) for _, img in photos]
     digests = [_pixel_digest(np.asarray(img)) for _, img in photos]
@@ -251,8 +244,6 @@ def calibration_data(source, calib_dir=None, dataset: str | None = None,
     >>> data.description["kind"], data.images.shape             # doctest: +SKIP
     ('train-split', (256, 3, 64, 64))
     """
-    from shufflenet.data.preprocess import EvalTransform
-
     if samples is None or int(samples) < 1:
         raise ConfigError(f"calibration samples must be >= 1, got {samples}")
     transform = EvalTransform(source.image_size, source.preprocess["crop_pct"],

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .recipes import load_recipe
 
 
 @dataclass(frozen=True)
@@ -272,8 +273,6 @@ def make_config(recipe=None, overrides: dict | None = None) -> TrainConfig:
     >>> make_config("shufflenet_v2_0.5_ascend").lr
     0.35
     """
-    from .recipes import load_recipe
-
     cfg = TrainConfig({k: o.default for k, o in OPTIONS.items()})
     cfg["recipe"] = None
     if recipe is not None:

@@ -11,6 +11,10 @@ import time
 
 import numpy as np
 
+from .checkpoint import read_metadata
+from .data.pipeline import eval_loader, open_source
+from .data.preprocess import EvalTransform
+from .device import init_context
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -64,10 +68,6 @@ def validate(model: str | None = None, ckpt_path: str | None = None, pretrained:
     class count from the metadata, then ``num_classes``, then the classifier's shape
     (:func:`shufflenet.models.load_eval_network`, the rule every reader shares).
     """
-    from .checkpoint import read_metadata
-    from .data.pipeline import eval_loader, open_source
-    from .data.preprocess import EvalTransform
-    from .device import init_context
     from .models import create_model, get_model_config, load_eval_network
 
     if not ckpt_path and not pretrained:

@@ -25,6 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from . import native
+from .cifar import download_cifar10, read_cifar10
+from .demo import DEMO_CLASSES, demo_arrays
+from .folder import ArraySource, FolderSource, Subset
 from .preprocess import EvalTransform
 from .transforms import TrainTransform
 
@@ -35,19 +39,12 @@ DATASETS = ("imagenet", "folder", "cifar10", "demo")
 
 def open_source(cfg, split: str, classes: list[str] | None = None):
     """The source for ``split`` of ``cfg.dataset`` (``demo``, ``cifar10``, or a folder tree)."""
-    from .folder import FolderSource, Subset
-
     name = str(cfg["dataset"]).lower()
     if name == "demo":
-        from .demo import DEMO_CLASSES, demo_arrays
-        from .folder import ArraySource
-
         images, labels = demo_arrays("val" if split in ("val", "test") else split,
                                      size=int(cfg["image_resize"]))
         src = ArraySource(images, labels, list(DEMO_CLASSES))
     elif name in ("cifar10", "cifar-10"):
-        from .cifar import download_cifar10, read_cifar10
-
         if cfg.get("dataset_download"):
             download_cifar10(cfg["data_dir"])
         src = read_cifar10(cfg["data_dir"], split)
@@ -164,8 +161,6 @@ def _make(samples: _Samples, batch_size: int, drop_remainder: bool, workers: int
 
 def data_engine(source, cfg) -> str:
     """``native`` (C++ ops) for folders and CIFAR-10, ``python`` for the demo set."""
-    from . import native
-
     if str(cfg.get("dataset", "")).lower() == "demo" or not native.supports(source):
         return "python"
     return "native"
@@ -192,8 +187,6 @@ def train_loader(source, cfg, epoch: int, start_step: int = 0, rank: int = 0, wo
     skipped = skipped or SkipCounter()
     workers = num_workers(cfg["num_parallel_workers"])
     if data_engine(source, cfg) == "native":
-        from . import native
-
         t = TrainTransform.from_config(cfg)
         batches = [order[s * bs:(s + 1) * bs] for s in range(steps)]
         plan = native.train_plan(batches, t, int(cfg["seed"]), epoch, rank,
@@ -224,7 +217,6 @@ def eval_loader(source, cfg, batch_size: int | None = None, transform=None):
     skipped = SkipCounter()
     transform = transform or eval_transform(cfg)
     workers = num_workers(cfg.get("num_parallel_workers"))
-    from . import native
 
     if native.supports(source) and native.is_encoded(source):
         batches = [np.arange(s, min(s + bs, len(source))) for s in range(0, len(source), bs)]

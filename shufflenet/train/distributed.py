@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 
+from ..device import detect_device_target, normalize_device_target
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ def data_parallel_world(cfg) -> tuple[int, int]:
         return 0, 1
     if under_launcher():
         return init_data_parallel()
-    from ..device import detect_device_target, normalize_device_target
 
     target = normalize_device_target(cfg.get("device_target")) or detect_device_target()
     if target == "CPU":

@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.pipeline import open_source
+from ..device import detect_device_target, normalize_device_target
 from ..errors import ConfigError
 from ..fileio import atomic_write
 from .distributed import under_launcher
@@ -133,8 +135,6 @@ def resolve_spec(cfg, spec: LaunchSpec | None) -> tuple[LaunchSpec, str | None]:
     in one process (the note says so). Under a launcher (msrun/mpirun started
     this process) the launcher already decided: one local process.
     """
-    from ..device import detect_device_target, normalize_device_target
-
     if spec is not None:
         spec.check()
         if spec.devices > 1:
@@ -272,7 +272,6 @@ def launch_training(cfg, spec: LaunchSpec, *, resume: bool = False, log_dir: str
             and spec.master_port is None:
         raise ConfigError("--nodes > 1: every node needs the same --master ADDR:PORT "
                           "(node 0's address)")
-    from ..data.pipeline import open_source
 
     open_source(cfg, cfg["train_split"])  # a missing dataset: one line now, not N rank failures
     log_dir = Path(log_dir).resolve()

@@ -8,9 +8,13 @@ still a misplaced idea (STYLE.md: "A cycle is a misplaced idea").
 Imports inside functions are allowed where an engine must stay lazy: a module
 of :data:`shufflenet.lazy.LAZY_MODULES` (MindSpore, the optional runtimes), or
 a project module that imports one of them at module level (so importing it
-would load the engine) from a module that does not. Any other function-level
-import of a project module is a finding; :data:`ALLOWED_INSIDE_FUNCTIONS`
-lists those not yet moved, each with its reason, so the list only shrinks.
+would load the engine) from a module that does not; and a host-only module
+used from a file the device agent's zipapp ships (``runtimes.bundle.BUNDLED``),
+whose module-level imports must stay inside the zipapp. Any other
+function-level import of a project module is a finding;
+:data:`ALLOWED_INSIDE_FUNCTIONS` lists those not yet moved, each with its
+reason, so the list only shrinks. (Third-party modules imported inside
+functions are not judged here yet.)
 """
 from __future__ import annotations
 

@@ -10,8 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import edge
+from .calibration import calibration_data
 from .formats import FORMATS
+from .int8_search import interleaved_latency_ms, search_int8
 from .metadata import embed_onnx_metadata, write_sidecar
+from .mindspore_export import export_mindir
+from .onnx_optimize import OPSET
+from .precision import to_fp16
 # what a builder returns and the metadata every artifact carries: shared with edge.py
 from .staged import Built, artifact_metadata, library_versions  # noqa: F401
 
@@ -33,8 +39,6 @@ def _copy(model):
 
 
 def build_mindir(ctx, stage: Path) -> Built:
-    from .mindspore_export import export_mindir
-
     path = export_mindir(ctx.source, stage, ctx.stem, ctx.batch)
     meta = artifact_metadata(ctx, "mindir", ctx.batch, input_name=None, output_name=None)
     return Built([path, write_sidecar(path, meta)], meta, ctx.batch)
@@ -51,27 +55,18 @@ def build_onnx_raw(ctx, stage: Path) -> Built:
 
 
 def build_onnx(ctx, stage: Path) -> Built:
-    from .onnx_optimize import OPSET
-
     meta = artifact_metadata(ctx, "onnx", ctx.batch, {"opset": OPSET})
     path = save_onnx(_copy(ctx.optimized_onnx()), stage / f"{ctx.stem}.onnx", meta)
     return Built([path], meta, ctx.batch)
 
 
 def build_onnx_fp16(ctx, stage: Path) -> Built:
-    from .onnx_optimize import OPSET
-    from .precision import to_fp16
-
     meta = artifact_metadata(ctx, "onnx-fp16", ctx.batch, {"opset": OPSET, "io": "float32"})
     path = save_onnx(to_fp16(ctx.optimized_onnx()), stage / f"{ctx.stem}.fp16.onnx", meta)
     return Built([path], meta, ctx.batch)
 
 
 def build_onnx_int8(ctx, stage: Path) -> Built:
-    from .calibration import calibration_data
-    from .int8_search import interleaved_latency_ms, search_int8
-    from .onnx_optimize import OPSET
-
     data = calibration_data(ctx.source, ctx.calib_dir, ctx.dataset, ctx.calib_samples,
                             train_data=ctx.train_data)
     # the Gather form of the channel split: ONNX Runtime runs int8 convs in NHWC,
@@ -105,8 +100,6 @@ def build_onnx_int8(ctx, stage: Path) -> Built:
 
 def _edge(fmt: str):
     def build(ctx, stage: Path) -> Built:
-        from . import edge
-
         return getattr(edge, f"build_{fmt}")(ctx, stage)
     return build
 

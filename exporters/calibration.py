@@ -26,6 +26,16 @@ from pathlib import Path
 import numpy as np
 
 from shufflenet.artifact import DEFAULT_IMAGE_SIZE
+from shufflenet.data.folder import class_folders, open_class_folders
+from shufflenet.data.pipeline import open_source
+from shufflenet.data.preprocess import (
+    EvalTransform,
+    image_set_fingerprint,
+    list_images,
+    load_image,
+    pixel_digest,
+    sample_photos,
+)
 from shufflenet.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -96,8 +106,6 @@ class _Listed:
         return len(self.files)
 
     def load(self, i):
-        from shufflenet.data.preprocess import load_image
-
         return load_image(self.files[i])
 
     def digest(self, i) -> str:
@@ -113,9 +121,6 @@ def _folder_source(root: Path, description: str, labels=None):
     position where that is right; otherwise refused, since wrong labels would
     measure the held-out drop against nothing.
     """
-    from shufflenet.data.folder import class_folders, open_class_folders
-    from shufflenet.data.preprocess import list_images
-
     if not root.is_dir():
         raise DataError(f"calibration folder not found: {root}")
     if class_folders(root):
@@ -134,7 +139,6 @@ def _training_source(meta: dict):
     name = str(recipe.get("dataset") or "").lower()
     if not name:
         return None, "the checkpoint's metadata names no training dataset"
-    from shufflenet.data.pipeline import open_source
 
     split = recipe.get("train_split") or "train"
     cfg = {"dataset": name, "data_dir": recipe.get("data_dir"),
@@ -154,8 +158,6 @@ def _training_source(meta: dict):
 def _named_source(dataset: str, image_size: int, labels=None):
     key = dataset.lower()
     if key.startswith("demo"):
-        from shufflenet.data.pipeline import open_source
-
         split = key.split(":")[1] if ":" in key else "train"
         # the demo set as validate and parity open it (the same pixels, the same digests)
         src = open_source({"dataset": "demo", "image_resize": image_size}, split)
@@ -185,10 +187,6 @@ def check_dataset(dataset: str) -> None:
 
 
 def _stand_in(transform, samples: int, in_channels: int, reason: str) -> CalibrationData:
-    from shufflenet.data.preprocess import sample_photos
-
-    from shufflenet.data.preprocess import pixel_digest
-
     photos = sample_photos()[:samples]
     digests = [pixel_digest(np.asarray(img)) for _, img in photos]
     x = _stack(transform, [img for _, img in photos], in_channels)
@@ -207,8 +205,6 @@ def _stack(transform, images, in_channels: int) -> np.ndarray:
 
 
 def _fingerprints(calib: list, heldout: list, calib_labels, heldout_labels) -> dict:
-    from shufflenet.data.preprocess import image_set_fingerprint
-
     # the one image-set fingerprint (the number parity and validate show for the same images);
     # short per-image digests let a pipeline prove calibration and parity never overlap
     return {"fingerprint": image_set_fingerprint(calib, calib_labels),
@@ -232,8 +228,6 @@ def calibration_data(source, calib_dir=None, dataset: str | None = None,
     >>> data.description["kind"], data.images.shape             # doctest: +SKIP
     ('train-split', (256, 3, 64, 64))
     """
-    from shufflenet.data.preprocess import EvalTransform
-
     if samples is None or int(samples) < 1:
         raise ConfigError(f"calibration samples must be >= 1, got {samples}")
     # the artifact's contract: the metadata the export writes, read as every consumer reads it

@@ -11,11 +11,14 @@ import os
 import subprocess
 from pathlib import Path
 
+from shufflenet import __version__
+from shufflenet.data.preprocess import sample_photos
 from shufflenet.errors import ExportError
 
 from .staged import Built, artifact_metadata
 from .formats import FORMATS
 from .metadata import write_sidecar
+from .onnx_optimize import optimize
 from .smoke import quiet_stdout
 
 
@@ -78,10 +81,6 @@ def build_ncnn(ctx, stage: Path) -> Built:
     pads (pnnx mis-pads ``auto_pad=SAME_UPPER``); pnnx needs a fixed input shape."""
     import onnx
 
-    from shufflenet import __version__
-
-    from .onnx_optimize import optimize
-
     # pnnx has no strided Slice; MindSpore's Reshape/Transpose shuffle it maps onto
     # ncnn's own layers, so keep that (batch 1) and apply the other rewrites.
     raw = ctx.raw_onnx_at(1)
@@ -113,8 +112,6 @@ def _onnx2tf_sample(folder: Path) -> None:
     """Our own stand-in for onnx2tf's sample images (real photos, NHWC, 0..1), so
     the conversion never reaches for the network."""
     import numpy as np
-
-    from shufflenet.data.preprocess import sample_photos
 
     photos = sample_photos()
     arr = np.stack([np.asarray(photos[i % len(photos)][1].convert("RGB").resize((128, 128)),

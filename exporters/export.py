@@ -19,9 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
+from shufflenet import __version__
+from shufflenet.checkpoint import sha256_file
+from shufflenet.data.preprocess import list_images
 from shufflenet.errors import ConfigError, ExportError
+from shufflenet.fileio import default_file_mode, output_dir_problem
 
+from .builders import BUILDERS
+from .calibration import check_dataset
 from .formats import FORMATS, parse_formats, require_modules, unused_options
+from .metadata import SIDECAR_SUFFIX
+from .mindspore_export import export_onnx_raw
+from .onnx_optimize import optimize
+from .smoke import run_artifact
+from .source import load_source, run_mindspore
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +82,6 @@ class ExportContext:
 
     def raw_onnx(self):
         if self._raw is None:
-            from .mindspore_export import export_onnx_raw
-
             stage = Path(tempfile.mkdtemp(prefix=".raw.", dir=self.out_dir))
             try:
                 self._raw = export_onnx_raw(self.source, stage, self._raw_batch())
@@ -84,7 +93,6 @@ class ExportContext:
         """The naive export at a given batch (MindSpore bakes it into the graph)."""
         if batch == self._raw_batch():
             return self.raw_onnx()
-        from .mindspore_export import export_onnx_raw
 
         stage = Path(tempfile.mkdtemp(prefix=".raw.", dir=self.out_dir))
         try:
@@ -99,10 +107,6 @@ class ExportContext:
         """The optimised fp32 ``onnx.ModelProto`` (metadata not yet embedded);
         ``shuffle="gather"`` gives the variant the int8 graph is built from."""
         if shuffle not in self._optimized:
-            from shufflenet import __version__
-
-            from .onnx_optimize import optimize
-
             self._optimized[shuffle] = optimize(self.raw_onnx(), self.batch, __version__, shuffle)
         return self._optimized[shuffle]
 
@@ -135,8 +139,6 @@ def relative_error(out: np.ndarray, ref: np.ndarray) -> float:
 
 def _install(stage_files: list[Path], out_dir: Path) -> list[Path]:
     """Rename staged files into ``out_dir``: companions first, the artifact (index 0) last."""
-    from shufflenet.fileio import default_file_mode
-
     placed = []
     for f in stage_files[1:] + stage_files[:1]:
         dest = out_dir / f.name
@@ -151,10 +153,6 @@ def _install(stage_files: list[Path], out_dir: Path) -> list[Path]:
 def _digest(files: list[Path]) -> str:
     """sha256 of the artifact; with companions (ncnn .bin, OpenVINO .bin) of all of
     them, so that new weights behind an unchanged .param/.xml give a new digest."""
-    from shufflenet.checkpoint import sha256_file
-
-    from .metadata import SIDECAR_SUFFIX
-
     content = [f for f in files if not str(f).endswith(SIDECAR_SUFFIX)]
     if len(content) == 1:
         return sha256_file(content[0])
@@ -166,9 +164,6 @@ def _digest(files: list[Path]) -> str:
 
 def run_export(ctx: ExportContext, name: str) -> ExportResult:
     """Build, smoke-check, annotate and install one format."""
-    from .builders import BUILDERS
-    from .smoke import run_artifact
-
     spec = FORMATS[name]
     start = time.perf_counter()
     # absolute: some converters (pnnx, onnx2tf) run in another working directory
@@ -176,8 +171,6 @@ def run_export(ctx: ExportContext, name: str) -> ExportResult:
     try:
         built = BUILDERS[name](ctx, stage)
         if built.smoke_input is not None:
-            from .source import run_mindspore
-
             x = built.smoke_input
             if built.batch != "dynamic":
                 x = x[[i % len(x) for i in range(int(built.batch))]]
@@ -268,22 +261,15 @@ def export_checkpoint(checkpoint, formats, out_dir, model: str | None = None,
     for n in names:  # fail before any work when an engine is missing
         require_modules(FORMATS[n])
     if calib_dir is not None and "onnx-int8" in names:
-        from shufflenet.data.preprocess import list_images
-
         list_images(calib_dir)  # DataError now, not after the first exports
     if dataset is not None and "onnx-int8" in names:
-        from .calibration import check_dataset
-
         check_dataset(dataset)
     out_dir = Path(out_dir)
-    from shufflenet.fileio import output_dir_problem
 
     problem = output_dir_problem(out_dir)  # e.g. a parent that is a file (was a traceback)
     if problem:
         raise ConfigError(problem)
     import mindspore as ms
-
-    from .source import load_source
 
     mode = ms.get_context("mode")  # exports run in PyNative; give the caller its mode back
     try:

@@ -39,6 +39,9 @@ import numpy as np
 
 from shufflenet.errors import ExportError
 
+from .float_layers import keep_layers_float
+from .precision import float_outputs, share_concat_qparams
+
 log = logging.getLogger(__name__)
 
 METHODS = ("minmax", "percentile", "entropy")
@@ -182,8 +185,6 @@ class Quantizer:
         import onnx
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-        from .precision import float_outputs, share_concat_qparams
-
         calib = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                  "entropy": CalibrationMethod.Entropy}[method]
         dst = self.tmp / f"q.{method}.{int(per_channel)}.{len(exclude)}.onnx"
@@ -237,8 +238,6 @@ def layer_sensitivity(fp32_model, qdq_model, layers: list, x: np.ndarray,
     over ~100 activation sites), so the search asks the model instead.
     Layers not reached before ``deadline`` (``time.perf_counter()``) rank last.
     """
-    from .float_layers import keep_layers_float
-
     x = x[:_SENSITIVITY_SAMPLES]
     ref = run_model(fp32_model, x)
     base = logit_error(run_model(qdq_model, x), ref)
@@ -326,8 +325,6 @@ def search_int8(fp32_model, images: np.ndarray, heldout: np.ndarray | None,
                 best_model, best = model, trial
         all_int8 = best_model
         if best.drop > max_drop and stopped == "budget met":
-            from .float_layers import keep_layers_float
-
             ranked = layer_sensitivity(quant.pre_model, all_int8, quant.layers, heldout,
                                        deadline=start + search_seconds)
             log.info("int8 sensitivity order: %s", [n for n, _ in ranked[:8]])

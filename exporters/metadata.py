@@ -12,11 +12,10 @@ from pathlib import Path
 
 from shufflenet.artifact import (ONNX_KEY, REQUIRED_FIELDS, SCHEMA_VERSION, SIDECAR_SUFFIX,  # noqa: F401
                                  read_artifact_metadata, sidecar_path)
+from shufflenet.checkpoint import atomic_write
 
 
 def write_sidecar(artifact: str | os.PathLike, meta: dict) -> Path:
-    from shufflenet.checkpoint import atomic_write
-
     text = json.dumps(meta, indent=2, sort_keys=True)
     return atomic_write(sidecar_path(artifact), lambda tmp: Path(tmp).write_text(text))
 

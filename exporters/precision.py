@@ -10,6 +10,7 @@ import numpy as np
 from shufflenet.errors import ExportError
 
 from .onnx_graph import drop_unused_initializers, graph_index
+from .onnx_optimize import check_model
 
 log = logging.getLogger(__name__)
 _FP16_MAX = float(np.finfo(np.float16).max)
@@ -51,7 +52,6 @@ def to_fp16(model):
     g.node.extend(nodes)
     del g.value_info[:]
     m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
-    from .onnx_optimize import check_model
 
     check_model(m)
     return m

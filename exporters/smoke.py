@@ -13,6 +13,9 @@ import os
 
 import numpy as np
 
+from runtimes import create_runner
+from shufflenet.artifact import Artifact, resolve_artifact, weights_path
+
 # the engine that smoke-checks each export format (the format's own engine)
 SMOKE_ENGINES = {"mindir": "mindir", "onnx-raw": "onnxruntime", "onnx": "onnxruntime",
                  "onnx-fp16": "onnxruntime", "onnx-int8": "onnxruntime", "openvino": "openvino",
@@ -44,9 +47,6 @@ def run_artifact(fmt: str, path, x: np.ndarray, meta: dict | None = None) -> np.
     read from the artifact. One thread, the engine's fp32 defaults.
     """
     from pathlib import Path
-
-    from runtimes import create_runner
-    from shufflenet.artifact import Artifact, resolve_artifact, weights_path
 
     if meta is None:
         art = resolve_artifact(path)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shufflenet.checkpoint import sha256_file
+from shufflenet.data.preprocess import EvalTransform, sample_photos
 from shufflenet.errors import ConfigError
 
 # Metadata keys copied from the checkpoint into every artifact.
@@ -51,8 +53,6 @@ def run_mindspore(net, x: np.ndarray) -> np.ndarray:
 
 def reference_images(transform, count: int = 2, in_channels: int = 3) -> np.ndarray:
     """``count`` real photos (shipped with scikit-learn/-image) through ``transform``."""
-    from shufflenet.data.preprocess import sample_photos
-
     photos = sample_photos()
     arrays = [transform(photos[i % len(photos)][1]) for i in range(count)]
     x = np.stack(arrays).astype(np.float32)
@@ -72,9 +72,7 @@ def load_source(checkpoint, model: str | None = None, num_classes: int | None = 
     os.environ.setdefault("GLOG_v", "3")
     import mindspore as ms
 
-    from shufflenet.checkpoint import load_eval_network, sha256_file
-    from shufflenet.data.preprocess import EvalTransform
-    from shufflenet.models import get_model_config
+    from shufflenet.models import get_model_config, load_eval_network
 
     path = Path(checkpoint)
     # PyNative for the export; the caller's mode is restored by export_checkpoint

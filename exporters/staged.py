@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shufflenet import __version__
+from shufflenet.versions import package_versions
+
 from .formats import FORMATS
 from .metadata import SCHEMA_VERSION
 
@@ -29,16 +32,12 @@ class Built:
 
 
 def library_versions(fmt: str) -> dict:
-    from shufflenet.versions import package_versions
-
     return package_versions(_BASE_LIBS + _ENGINE_LIBS.get(fmt, ()))
 
 
 def artifact_metadata(ctx, fmt: str, batch, options: dict | None = None, *,
                       input_name="input", output_name="logits") -> dict:
     """The metadata dict of ``exporters/metadata.py`` for one artifact."""
-    from shufflenet import __version__
-
     src, spec = ctx.source, FORMATS[fmt]
     s = src.image_size
     shape = [-1 if batch == "dynamic" else int(batch), src.in_channels, s, s]

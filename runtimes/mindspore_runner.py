@@ -45,8 +45,7 @@ class MindSporeRunner(Runner):
 
     def _activate_impl(self) -> None:
         ms = import_engine("mindspore", self.engine, self.extra)
-        from shufflenet.checkpoint import load_eval_network
-        from shufflenet.models import get_model_config
+        from shufflenet.models import get_model_config, load_eval_network
 
         mode = self.options.get("mode", "pynative")  # checked against option_values already
         _use_cpu(ms)

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +85,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return read_checkpoint(path)[1]
 
 
-def _as_numpy(value) -> np.ndarray:
+def as_numpy(value) -> np.ndarray:
     return value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
 
 
@@ -107,17 +106,17 @@ def adapt_state_dict(state: dict, model, source: str = "checkpoint") -> tuple[di
 
     cls_keys = [k for k in weights if k.startswith(cls_prefix)]
     for k in cls_keys:
-        if k not in own or tuple(_as_numpy(weights[k]).shape) != own[k]:
+        if k not in own or tuple(as_numpy(weights[k]).shape) != own[k]:
             weights.pop(k)
             if f"dropped:{cls_prefix}" not in notes:
-                shape = tuple(_as_numpy(state[k]).shape)
+                shape = tuple(as_numpy(state[k]).shape)
                 notes.append(f"dropped:{cls_prefix}")
                 log.warning("%s classifier %s has shape %s but the model wants %s: "
                             "dropping it (and its optimizer state); the head starts fresh",
                             source, k, shape, own.get(k))
 
     if first_conv in weights and first_conv in own:
-        w = _as_numpy(weights[first_conv])
+        w = as_numpy(weights[first_conv])
         want = own[first_conv]
         if w.shape != want and w.ndim == 4 and w.shape[0] == want[0] and w.shape[2:] == want[2:]:
             if want[1] == 1:
@@ -131,12 +130,12 @@ def adapt_state_dict(state: dict, model, source: str = "checkpoint") -> tuple[di
 
     missing = sorted(k for k in own if k not in weights and not k.startswith(cls_prefix))
     unexpected = sorted(k for k in weights if k not in own)
-    wrong = sorted(k for k in weights if k in own and tuple(_as_numpy(weights[k]).shape) != own[k])
+    wrong = sorted(k for k in weights if k in own and tuple(as_numpy(weights[k]).shape) != own[k])
     if missing or unexpected or wrong:
         parts = []
         if wrong:
             parts.append("shape mismatch: " + ", ".join(
-                f"{k} {tuple(_as_numpy(weights[k]).shape)} vs {own[k]}" for k in wrong[:4])
+                f"{k} {tuple(as_numpy(weights[k]).shape)} vs {own[k]}" for k in wrong[:4])
                 + (f" (+{len(wrong) - 4} more)" if len(wrong) > 4 else ""))
         if missing:
             parts.append("missing: " + ", ".join(missing[:4])
@@ -155,7 +154,7 @@ def load_into(model, state: dict, source: str = "checkpoint") -> list[str]:
     import mindspore as ms
 
     weights, notes = adapt_state_dict(state, model, source)
-    params = {k: ms.Parameter(ms.Tensor(_as_numpy(v)), name=k) for k, v in weights.items()}
+    params = {k: ms.Parameter(ms.Tensor(as_numpy(v)), name=k) for k, v in weights.items()}
     not_loaded, _ = ms.load_param_into_net(model, params, strict_load=True)
     cls_prefix = "classifier."
     leftover = [k for k in not_loaded if not k.startswith(cls_prefix)]
@@ -175,75 +174,6 @@ def load_checkpoint_file(model, path: str | os.PathLike) -> dict:
             raise CheckpointError(f"{exc} (its metadata says it is a {theirs})") from None
         raise
     return meta
-
-
-@dataclass
-class EvalNetwork:
-    """A checkpoint's network in eval mode, with what it was resolved from."""
-
-    net: Any
-    model: str
-    num_classes: int
-    in_channels: int
-    metadata: dict          # the checkpoint's own metadata, as stored
-
-
-def _agree(meta: dict, key: str, given, path) -> Any:
-    """Checkpoint metadata wins; an explicit value that contradicts it is an error."""
-    have = meta.get(key)
-    if have is not None and given is not None and str(have) != str(given):
-        raise CheckpointError(
-            f"--{key} {given} does not match the checkpoint {Path(path).name}, whose metadata "
-            f"says {key}={have}; drop the option or pass the right checkpoint")
-    return have if have is not None else given
-
-
-def resolve_architecture(meta: dict, state: dict, path, model: str | None = None,
-                         num_classes: int | None = None) -> tuple[str, int, int]:
-    """``(model, num_classes, in_channels)`` of a checkpoint: the one rule every reader uses.
-
-    Model: metadata, else ``model``. Class count: metadata, else ``num_classes``,
-    else the classifier's own shape; never a default (a 1000-class guess only
-    moves the error to a shape mismatch, or hides it). A given value that
-    contradicts the metadata or the classifier is a :class:`CheckpointError`.
-    """
-    from .models import resolve_model_name
-
-    name = _agree(meta, "model", resolve_model_name(model) if model else None, path)
-    if not name:
-        raise CheckpointError(f"checkpoint {Path(path).name} does not say which model it is: "
-                              "pass --model")
-    name = resolve_model_name(name)
-    n_cls = _agree(meta, "num_classes", num_classes, path)
-    classifier = state.get("classifier.weight")
-    rows = None if classifier is None else int(np.shape(_as_numpy(classifier))[0])
-    if n_cls is None:
-        if rows is None:
-            raise CheckpointError(f"cannot tell the class count of {Path(path).name}: "
-                                  "pass --num_classes")
-        n_cls = rows
-    elif rows is not None and rows != int(n_cls):
-        raise CheckpointError(f"--num_classes {n_cls} does not match the checkpoint "
-                              f"{Path(path).name}, whose classifier has {rows} outputs")
-    return name, int(n_cls), int(meta.get("in_channels") or 3)
-
-
-def load_eval_network(checkpoint: str | os.PathLike, model: str | None = None,
-                      num_classes: int | None = None) -> EvalNetwork:
-    """Checkpoint -> network in eval mode (validate, exporters, the MindSpore runner, parity).
-
-    >>> ev = load_eval_network("best.ckpt")          # doctest: +SKIP
-    >>> ev.model, ev.num_classes                       # doctest: +SKIP
-    ('shufflenet_v2_x0_5', 10)
-    """
-    from .models import create_model
-
-    state, meta = read_checkpoint(checkpoint)
-    name, n_cls, in_ch = resolve_architecture(meta, state, checkpoint, model, num_classes)
-    net = create_model(name, num_classes=n_cls, in_channels=in_ch)
-    load_into(net, state, source=f"checkpoint {checkpoint}")
-    net.set_train(False)
-    return EvalNetwork(net, name, n_cls, in_ch, meta)
 
 
 def load_pretrained(model, cfg, checkpoint_path: str | None = None) -> dict:

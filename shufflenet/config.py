@@ -19,6 +19,7 @@ from typing import Any
 from .artifact import (DEFAULT_CROP_PCT, DEFAULT_IMAGE_SIZE, DEFAULT_INTERPOLATION, IMAGENET_MEAN,
                        IMAGENET_STD)
 from .errors import ConfigError
+from .recipes import load_recipe
 
 
 @dataclass(frozen=True)
@@ -274,8 +275,6 @@ def make_config(recipe=None, overrides: dict | None = None) -> TrainConfig:
     >>> make_config("shufflenet_v2_0.5_ascend").lr
     0.35
     """
-    from .recipes import load_recipe
-
     cfg = TrainConfig({k: o.default for k, o in OPTIONS.items()})
     cfg["recipe"] = None
     if recipe is not None:

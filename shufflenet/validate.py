@@ -11,6 +11,11 @@ import time
 
 import numpy as np
 
+from .checkpoint import read_metadata
+from .data.folder import image_set_of
+from .data.pipeline import eval_loader, open_source
+from .data.preprocess import EvalTransform
+from .device import init_context
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -60,8 +65,6 @@ def eval_inputs(meta: dict, model: str, dataset: str = "imagenet", data_dir=None
     metadata over the model's config; ``image_size`` / ``crop_pct`` override
     both); class folders are read for the checkpoint's labels.
     """
-    from .data.pipeline import open_source
-    from .data.preprocess import EvalTransform
     from .models import get_model_config
 
     base = get_model_config(model).to_dict()
@@ -93,13 +96,9 @@ def validate(model: str | None = None, ckpt_path: str | None = None, pretrained:
     set's fingerprint (``images_fingerprint``, the number parity shows for the
     same images). The class count comes from the metadata, then
     ``num_classes``, then the classifier's shape
-    (:func:`shufflenet.checkpoint.load_eval_network`, the rule every reader shares);
+    (:func:`shufflenet.models.load_eval_network`, the rule every reader shares);
     class folders are labelled by :func:`shufflenet.data.folder.class_folder_labels`.
     """
-    from .checkpoint import load_eval_network, read_metadata
-    from .data.folder import image_set_of
-    from .data.pipeline import eval_loader
-    from .device import init_context
     from .models import create_model, get_model_config
 
     if not ckpt_path and not pretrained:
@@ -113,6 +112,8 @@ def validate(model: str | None = None, ckpt_path: str | None = None, pretrained:
     target = init_context(device_target, mode)
     if ckpt_path:
         # the one checkpoint -> eval network rule (exporters, runners and parity use it too)
+        from .models import load_eval_network  # MindSpore: lazy
+
         ev = load_eval_network(ckpt_path, model=model, num_classes=num_classes)
         net, n_cls = ev.net, ev.num_classes
     else:

@@ -164,3 +164,42 @@ def test_mindcv_checkpoint_loads_with_same_logits(tmp_path, tiny_batch):
         assert [p.name for p in ours.get_parameters()] == [p.name for p in theirs.get_parameters()]
         np.testing.assert_allclose(_logits(ours, tiny_batch), _logits(theirs, tiny_batch),
                                    rtol=1e-5, atol=1e-5)
+
+
+# -- structure: one checkpoint -> eval network rule, no silent 1000-class default ---
+@pytest.fixture(scope="module")
+def seven_class_ckpt_without_count(tmp_path_factory):
+    """A MindCV-style checkpoint: model named, class count only in the classifier's shape."""
+    from shufflenet import create_model
+    from shufflenet.checkpoint import save_checkpoint
+
+    net = create_model("shufflenet_v2_x0_5", num_classes=7)
+    path = tmp_path_factory.mktemp("ck") / "seven.ckpt"
+    save_checkpoint(net, path, {"model": "shufflenet_v2_x0_5", "image_size": 64})
+    return path
+
+
+def test_every_checkpoint_reader_takes_the_class_count_from_the_classifier(
+        seven_class_ckpt_without_count):
+    import runtimes
+    from exporters.source import load_source
+    from shufflenet.models import load_eval_network
+    from toolchain.parity.layers import load_reference_network
+
+    path = seven_class_ckpt_without_count
+    assert load_eval_network(path).num_classes == 7
+    assert load_source(path).num_classes == 7
+    # these two defaulted to the model's 1000 classes and failed on the classifier's shape
+    assert load_reference_network(path).num_classes == 7
+    with runtimes.create_runner("mindspore", path) as runner:
+        assert runner.metadata["num_classes"] == 7
+        out = runner.infer(np.zeros((1, 3, 64, 64), np.float32))
+    assert out.shape == (1, 7)
+
+
+def test_a_class_count_that_contradicts_the_checkpoint_is_refused(seven_class_ckpt_without_count):
+    from shufflenet.errors import CheckpointError
+    from shufflenet.models import load_eval_network
+
+    with pytest.raises(CheckpointError, match="--num_classes 5 does not match .* classifier has 7"):
+        load_eval_network(seven_class_ckpt_without_count, num_classes=5)

@@ -67,3 +67,22 @@ def test_python_m_toolchain_entry_point():
 
     out = subprocess.run([sys.executable, "-m", "toolchain", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "shufflenet" in out.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["pipeline", "-o", "{under_file}"],
+    ["train", "-c", "demo", "--ckpt_save_dir", "{under_file}"],
+])
+def test_run_folder_under_a_file_is_one_line(tmp_path, args):
+    """pipeline -o / train --ckpt_save_dir under a file printed a NotADirectoryError traceback."""
+    from click.testing import CliRunner
+
+    from toolchain.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    under = str(tmp_path / "afile" / "run")
+    res = CliRunner().invoke(main, [a.format(under_file=under) for a in args])
+    assert res.exit_code == 1, res.output
+    assert "Not a directory" in res.output and "afile" in res.output
+    assert "Traceback" not in res.output
+    assert isinstance(res.exception, SystemExit)   # a clean exit, not an escaped exception

@@ -343,3 +343,40 @@ def test_cli_missing_checkpoint(tmp_path):
     res = _cli(["export", str(tmp_path / "missing.ckpt"), "-f", "onnx", "-o", str(tmp_path)])
     assert res.exit_code == 1
     assert "checkpoint not found" in res.output and "Traceback" not in res.output
+
+
+# -- an output path under a file is one readable line ---------------------------
+def test_export_output_under_a_file_is_a_clear_error(tmp_path):
+    from click.testing import CliRunner
+
+    from toolchain.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    ckpt = tmp_path / "missing-is-fine.ckpt"
+    res = CliRunner().invoke(main, ["export", str(ckpt), "-f", "onnx", "-o",
+                                    str(tmp_path / "afile" / "out")])
+    assert res.exit_code == 1, res.output
+    assert "afile is a file" in res.output
+    assert "Traceback" not in res.output
+    assert isinstance(res.exception, SystemExit)   # a clean exit, not an escaped exception
+
+
+# -- exported files get the permissions a plain write would give ---------------------
+def test_exported_artifacts_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    from exporters.export import _install
+
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    (stage / "m.onnx").write_text("x")
+    os.chmod(stage / "m.onnx", 0o600)   # as a temp file would be
+    out = tmp_path / "out"
+    out.mkdir()
+    old = os.umask(0o027)
+    try:
+        placed = _install([stage / "m.onnx"], out)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(placed[0].stat().st_mode) == 0o640   # was a fixed 0o644

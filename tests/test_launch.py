@@ -68,6 +68,49 @@ def test_master_address_parsing():
             parse_master(bad)
 
 
+_RECORD_INTERPRETER = ("import json, os, sys; from pathlib import Path; "
+                       "Path(sys.argv[1], os.environ.get('MS_ROLE', '?') + os.environ.get('RANK_ID', '')"
+                       " + '.json').write_text(json.dumps([sys.executable, sys.prefix]))")
+
+
+def test_every_rank_runs_in_the_launchers_interpreter(tmp_path):
+    """msrun's ranks (and its scheduler) run this interpreter, virtualenv included.
+
+    The launcher put a symlink to sys.executable on the ranks' PATH; a venv's
+    python linked outside the venv starts the base interpreter, and every rank
+    died with "No module named 'mindspore'" wherever that lacks it. Comparing
+    sys.executable and sys.prefix fails on any machine, not only on those.
+    """
+    from shufflenet.train.launch import LaunchSpec, _environment, _msrun_command, free_port
+
+    out, logs = tmp_path / "seen", tmp_path / "logs"
+    out.mkdir()
+    cmd = _msrun_command(LaunchSpec(devices=2), free_port(), logs,
+                         ["-c", _RECORD_INTERPRETER, str(out)])
+    proc = subprocess.run(cmd, env=_environment(logs), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = {f.stem: json.loads(f.read_text()) for f in out.glob("*.json")}
+    assert {"MS_WORKER0", "MS_WORKER1", "MS_SCHED0"} <= set(seen), seen
+    for role, (executable, prefix) in seen.items():
+        assert (executable, prefix) == (sys.executable, sys.prefix), role
+
+
+def test_interpreter_wrapper_replaces_a_stale_symlink(tmp_path):
+    """A log folder from an older launch holds a symlink; the wrapper replaces it, not its target."""
+    from shufflenet.train.launch import write_interpreter_wrapper
+
+    target = tmp_path / "target"
+    target.write_text("keep")
+    link = tmp_path / "bin" / "python"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    write_interpreter_wrapper(link)
+    assert not link.is_symlink() and target.read_text() == "keep"
+    got = subprocess.run([str(link), "-c", "import sys; print(sys.executable, sys.prefix)"],
+                         capture_output=True, text=True, timeout=60)
+    assert got.stdout.split() == [sys.executable, sys.prefix], got.stderr
+
+
 _WATCHED = """
 import os, sys
 from pathlib import Path

@@ -214,3 +214,23 @@ def test_user_text_in_paths_and_labels_is_escaped_in_html(tmp_path):
     assert "&lt;script&gt;alert(" in html     # the path is there, escaped
     rec = json.loads((run_dir / "run.json").read_text())
     assert "<script>alert('data')</script>" in rec["recipe"]["data_dir"]
+
+
+# -- the validate stage's cache key holds the accuracy gate --------------------
+def test_validate_cache_key_changes_with_the_gate(tmp_path):
+    from toolchain.pipeline.record import stable_hash
+    from toolchain.pipeline.stages import PipelineOptions, _stage_validate, _train_config
+
+    def key(gate):
+        opts = PipelineOptions(run_dir=str(tmp_path), min_top1_pct=gate)
+        stage = _stage_validate(opts, _train_config(opts, tmp_path))
+        # since issue 10's review the stage reads the checkpoint (its metadata may name the data)
+        return stable_hash(stage.inputs({"checkpoint_sha256": "0" * 64, "checkpoint": str(ckpt)}))
+
+    from shufflenet import create_model
+    from shufflenet.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(create_model("shufflenet_v2_x0_5", num_classes=10), tmp_path / "b.ckpt",
+                           {"model": "shufflenet_v2_x0_5", "num_classes": 10, "image_size": 32})
+
+    assert key(None) != key(90.0) != key(99.0)

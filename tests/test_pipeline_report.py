@@ -146,3 +146,29 @@ def test_inconclusive_and_unjudged_qualifiers_combine(tmp_path):
     assert ("**Verdict: INCONCLUSIVE (allowed by --allow-inconclusive; 3 gates NOT JUDGED)**"
             in (tmp_path / "report.md").read_text())
     assert verdict_line(rec) == "INCONCLUSIVE (allowed by --allow-inconclusive; 3 gates NOT JUDGED)"
+
+
+# -- --diff shows option changes whose names contain a timing word -------------
+def test_diff_shows_a_changed_bench_seconds_but_not_timings():
+    from toolchain.pipeline import diff_records
+
+    a = {"options": {"bench_seconds": 2.0}, "created": "t0",
+         "stages": {"train": {"seconds": 10.0, "metrics": {"train_seconds": 9.0}}}}
+    b = {"options": {"bench_seconds": 0.5}, "created": "t1",
+         "stages": {"train": {"seconds": 12.0, "metrics": {"train_seconds": 11.0}}}}
+    assert diff_records(a, b) == [("options.bench_seconds", 2.0, 0.5)]
+
+
+# -- one unit per interface: fractions in run.json, percent only where shown --
+def test_reports_show_percent_of_the_fractions_in_run_json(tmp_path):
+    from toolchain.pipeline.record import RunRecord, StageRecord
+    from toolchain.pipeline.run_report import build_sections, write_reports
+
+    rec = RunRecord(created="t0")
+    rec.stages["validate"] = StageRecord("validate", status="done",
+                                         metrics={"top1": 0.9731, "top5": 1.0})
+    rec.passed = True
+    write_reports(tmp_path, rec.to_dict(), [{"epoch": 1, "loss": 1.0, "val_top1": 1.0}])
+    md = (tmp_path / "report.md").read_text()
+    assert "97.31" in md and "0.9731" not in md
+    assert build_sections(rec.to_dict(), [])["val"]["top1"] == 0.9731

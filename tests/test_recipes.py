@@ -162,3 +162,19 @@ def test_step_and_multistep():
     assert np.allclose(step[[0, 7, 8, 15, 16]], [0.4, 0.4, 0.04, 0.04, 0.004])
     multi = build_lr(_cfg(scheduler="multi_step_decay", warmup_epochs=0), 2)
     assert np.allclose(multi[[5, 6, 11, 12]], [0.4, 0.04, 0.04, 0.004])
+
+
+# -- unsupported options are refused whatever their value ----------------------
+@pytest.mark.parametrize("option", [{"ema": True}, {"ema": 1}, {"cutmix": 1.0}, {"mixup": 1.0},
+                                    {"mixup": "1"}, {"aug_repeats": 3}, {"num_cycles": 2},
+                                    {"gradient_accumulation_steps": 2}, {"drop_path_rate": 0.1}])
+def test_unsupported_option_is_refused_even_when_it_equals_one(option):
+    with pytest.raises(ConfigError, match="is not supported by this trainer"):
+        make_config("demo", option)
+
+
+@pytest.mark.parametrize("option", [{"ema": False}, {"cutmix": 0}, {"mixup": "0.0"},
+                                    {"aug_repeats": 0}, {"num_cycles": 1},
+                                    {"gradient_accumulation_steps": 1}, {"drop_path_rate": None}])
+def test_documented_off_values_are_accepted(option):
+    make_config("demo", option)

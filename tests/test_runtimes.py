@@ -159,3 +159,22 @@ def test_mindspore_graph_mode_matches_pynative_and_restores_context(reference):
     assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-5
     with pytest.raises(RuntimeEngineError, match="option mode: 'eager' is not one of 'pynative', 'graph'"):
         runtimes.create_runner("mindspore", built_artifacts()[0], mode="eager")
+
+
+# -- the reference runner selects the CPU -------------------------------------
+class _SpyMindSpore:
+    """Records set_device calls, forwards nothing (the runner's helper is what is tested)."""
+
+    def __init__(self):
+        self.devices = []
+
+    def set_device(self, name):
+        self.devices.append(name)
+
+
+def test_reference_runner_selects_the_cpu():
+    from runtimes.mindspore_runner import _use_cpu
+
+    spy = _SpyMindSpore()
+    _use_cpu(spy)  # used to call itself; the RecursionError was swallowed as a RuntimeError
+    assert spy.devices == ["CPU"]

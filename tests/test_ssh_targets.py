@@ -5,7 +5,6 @@ import dataclasses
 import json
 import os
 import platform
-import shlex
 import sys
 
 import numpy as np
@@ -19,6 +18,7 @@ import runtimes
 from runtimes.remote import SshHost
 from runtimes.targets import SshOptions, Target, load_targets, normalize_arch
 from shufflenet.errors import ConfigError, RuntimeEngineError
+from shufflenet.train.launch import write_interpreter_wrapper
 from toolchain.bench import bench_target, check_budgets, input_batch
 from toolchain.cli import main
 
@@ -35,12 +35,9 @@ def quoted_python(tmp_path_factory):
     """This Python behind a path with a space and a quote: proves remote quoting works."""
     d = tmp_path_factory.mktemp("py") / "it's a dir"
     d.mkdir()
-    # a wrapper that execs the interpreter, not a symlink: a venv's python linked
-    # outside its folder loses the venv (no pyvenv.cfg beside the link)
-    wrapper = d / "python 3"
-    wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
-    wrapper.chmod(0o755)
-    return str(wrapper)
+    # the launcher's wrapper (execs this interpreter): a venv's python linked outside its
+    # folder loses the venv (no pyvenv.cfg beside the link)
+    return str(write_interpreter_wrapper(d / "python 3"))
 
 
 def test_quoted_python_is_this_environment(quoted_python):

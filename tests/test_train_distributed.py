@@ -36,6 +36,17 @@ BASE = {"num_samples": 64, "epoch_size": 1, "freeze_bn": True, "val_while_train"
         "num_parallel_workers": 1, "mode": 0, "hflip": 0.5, "color_jitter": 0.4}
 
 
+def _msrun_env(tmp_path) -> dict:
+    """msrun and the `python` it starts ranks with are this environment's, whatever PATH says."""
+    from shufflenet.train.launch import write_interpreter_wrapper
+
+    bin_dir = tmp_path / "bin"
+    write_interpreter_wrapper(bin_dir / "python")
+    path = os.pathsep.join([str(bin_dir), os.path.dirname(sys.executable),
+                            os.environ.get("PATH", "")])
+    return dict(os.environ, GLOG_v="3", PYTHONPATH=str(ROOT), PATH=path)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,7 +56,7 @@ def _free_port() -> int:
 def test_two_ranks_equal_single_process_on_combined_batch(tmp_path):
     script = tmp_path / "harness.py"
     script.write_text(HARNESS)
-    env = dict(os.environ, GLOG_v="3", PYTHONPATH=str(ROOT))
+    env = _msrun_env(tmp_path)
     single, dp = tmp_path / "single", tmp_path / "dp"
     single.mkdir()
     dp.mkdir()
@@ -85,7 +96,7 @@ def test_two_ranks_equal_single_process_on_combined_batch(tmp_path):
 
 def test_documented_msrun_cli_launch_runs_and_only_rank0_writes(tmp_path):
     """The README's launch line (`msrun ... python -m toolchain train ... --distribute`) works."""
-    env = dict(os.environ, GLOG_v="3", PYTHONPATH=str(ROOT))
+    env = _msrun_env(tmp_path)
     run = tmp_path / "run"
     proc = subprocess.run(
         ["msrun", "--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1",

@@ -12,6 +12,7 @@ import os
 import click
 
 from shufflenet import __version__
+from shufflenet.errors import ShuffleNetError
 
 # name -> "module:attribute"; each subcommand lives in its own module so that
 # `shufflenet models` does not import the exporters or ONNX Runtime.
@@ -49,8 +50,6 @@ class LazyGroup(click.Group):
             raise
 
     def invoke(self, ctx):
-        from shufflenet.errors import ShuffleNetError
-
         try:
             return super().invoke(ctx)
         except ShuffleNetError as exc:

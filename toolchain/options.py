@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import click
 
+from shufflenet.errors import ConfigError
+from shufflenet.train.launch import parse_master, spec_from_options
+
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print machine-readable JSON on stdout instead of a table.")
 
@@ -10,7 +13,6 @@ json_option = click.option("--json", "as_json", is_flag=True,
 def _model_callback(ctx, param, value):
     if value is None:
         return None
-    from shufflenet.errors import ConfigError
     from shufflenet.models import resolve_model_name
 
     try:
@@ -67,8 +69,6 @@ pipeline_targets_file_option = click.option(
 def _master_callback(ctx, param, value):
     if value is None:
         return None
-    from shufflenet.errors import ConfigError
-    from shufflenet.train.launch import parse_master
 
     try:
         parse_master(value)
@@ -98,7 +98,5 @@ def launch_options(fn):
 
 def launch_spec(devices, nodes, node_rank, master):
     """A checked :class:`~shufflenet.train.launch.LaunchSpec` from the CLI, or None to let the recipe decide."""
-    from shufflenet.train.launch import spec_from_options
-
     spec = spec_from_options(devices, nodes, node_rank, master)
     return spec.check() if spec is not None else None

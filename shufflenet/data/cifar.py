@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import atomic_write
 from ..errors import DataError, DownloadError
 from .folder import ArraySource
 
@@ -44,8 +45,6 @@ def cifar10_folder(data_dir: str | os.PathLike) -> Path:
 def download_cifar10(data_dir: str | os.PathLike, url: str = CIFAR10_URL,
                      md5: str = CIFAR10_MD5, timeout: float = 30.0) -> Path:
     """Download and unpack CIFAR-10 into ``data_dir`` (idempotent); returns the batches folder."""
-    from ..checkpoint import atomic_write
-
     data_dir = Path(data_dir)
     folder = cifar10_folder(data_dir)
     if all((folder / f).exists() for names in _SPLITS.values() for f in names):

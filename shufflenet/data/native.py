@@ -51,6 +51,7 @@ import numpy as np
 
 from ..errors import DataError
 from .image_bytes import check_encoded
+from .preprocess import load_image
 from .transforms import random_erase
 
 log = logging.getLogger(__name__)
@@ -270,8 +271,6 @@ class NativeLoader:
 
     def _find_unreadable(self, first: int, end: int) -> int:
         """Decode segment ``[first, end)``'s files with Pillow; mark and count the bad ones."""
-        from .preprocess import load_image
-
         found = 0
         for s in range(first, end):
             for i in self.plan.batches[s]:

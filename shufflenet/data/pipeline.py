@@ -27,6 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from . import native
+from .cifar import download_cifar10, read_cifar10
+from .demo import DEMO_CLASSES, demo_arrays
+from .folder import ArraySource, Subset, open_class_folders
 from .preprocess import EvalTransform
 from .transforms import TrainTransform
 
@@ -41,19 +45,12 @@ def open_source(cfg, split: str, classes: list[str] | None = None):
     ``classes``: the model's labels; class folders are read by
     :func:`shufflenet.data.folder.class_folder_labels` (None: by their sorted names).
     """
-    from .folder import Subset, open_class_folders
-
     name = str(cfg["dataset"]).lower()
     if name == "demo":
-        from .demo import DEMO_CLASSES, demo_arrays
-        from .folder import ArraySource
-
         images, labels = demo_arrays("val" if split in ("val", "test") else split,
                                      size=int(cfg["image_resize"]))
         src = ArraySource(images, labels, list(DEMO_CLASSES))
     elif name in ("cifar10", "cifar-10"):
-        from .cifar import download_cifar10, read_cifar10
-
         if cfg.get("dataset_download"):
             download_cifar10(cfg["data_dir"])
         src = read_cifar10(cfg["data_dir"], split)
@@ -74,7 +71,6 @@ def open_source(cfg, split: str, classes: list[str] | None = None):
 
 class SkipCounter:
     """Counts unreadable images (thread-safe); the trainer reports it per epoch."""
-
     def __init__(self) -> None:
         self.count = 0
         self._lock = threading.Lock()
@@ -95,7 +91,6 @@ class SkipCounter:
 
 class _Samples:
     """Random-access rows ``(image CHW float32, label int32)`` for GeneratorDataset."""
-
     def __init__(self, source, order, transform, train: bool, seed: int, epoch: int,
                  skipped: SkipCounter) -> None:
         self.source, self.order, self.transform = source, np.asarray(order), transform
@@ -147,7 +142,6 @@ def num_workers(requested) -> int:
 @dataclass
 class Loader:
     """One epoch's batches: iterate ``(images, labels)`` numpy pairs."""
-
     dataset: object
     steps: int
     skipped: SkipCounter
@@ -172,8 +166,6 @@ def _make(samples: _Samples, batch_size: int, drop_remainder: bool, workers: int
 
 def data_engine(source, cfg) -> str:
     """``native`` (C++ ops) for folders and CIFAR-10, ``python`` for the demo set."""
-    from . import native
-
     if str(cfg.get("dataset", "")).lower() == "demo" or not native.supports(source):
         return "python"
     return "native"
@@ -200,8 +192,6 @@ def train_loader(source, cfg, epoch: int, start_step: int = 0, rank: int = 0, wo
     skipped = skipped or SkipCounter()
     workers = num_workers(cfg["num_parallel_workers"])
     if data_engine(source, cfg) == "native":
-        from . import native
-
         t = TrainTransform.from_config(cfg)
         batches = [order[s * bs:(s + 1) * bs] for s in range(steps)]
         plan = native.train_plan(batches, t, int(cfg["seed"]), epoch, rank,

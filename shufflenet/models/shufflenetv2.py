@@ -22,6 +22,7 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal, Normal, initializer
 
+from ..checkpoint import load_pretrained
 from .config import PretrainedConfig
 from .registry import register_model
 
@@ -211,8 +212,6 @@ def _build(variant: str, pretrained: bool = False, num_classes: int = 1000,
     model.default_cfg = spec["cfg"]
     model.model_name = variant
     if checkpoint_path or pretrained:
-        from ..checkpoint import load_pretrained
-
         load_pretrained(model, spec["cfg"], checkpoint_path=checkpoint_path)
     return model
 

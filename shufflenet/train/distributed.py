@@ -13,10 +13,20 @@ only rank 0 writes checkpoints and metrics.
 from __future__ import annotations
 
 import logging
+import os
 
+from ..device import detect_device_target, normalize_device_target
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+# set in every process that msrun, mpirun or a rank table started
+_LAUNCHER_ENV = ("MS_ROLE", "MS_WORKER_NUM", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "RANK_TABLE_FILE")
+
+
+def under_launcher() -> bool:
+    """True inside a process that msrun/mpirun (or a rank table) started."""
+    return any(os.environ.get(k) for k in _LAUNCHER_ENV)
 
 
 def data_parallel_world(cfg) -> tuple[int, int]:
@@ -27,11 +37,8 @@ def data_parallel_world(cfg) -> tuple[int, int]:
     """
     if not cfg.get("distribute"):
         return 0, 1
-    from .launch import under_launcher
-
     if under_launcher():
         return init_data_parallel()
-    from ..device import detect_device_target, normalize_device_target
 
     target = normalize_device_target(cfg.get("device_target")) or detect_device_target()
     if target == "CPU":
@@ -50,8 +57,6 @@ def init_data_parallel() -> tuple[int, int]:
     try:
         init()
     except Exception as exc:  # MindSpore raises RuntimeError/ValueError without a launcher
-        from .launch import under_launcher
-
         if under_launcher():
             raise ConfigError("joining the data-parallel group failed (is every rank/node started, "
                               "and the master address and port the same everywhere?): "

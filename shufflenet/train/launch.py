@@ -28,11 +28,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.pipeline import open_source
+from ..device import detect_device_target, normalize_device_target
 from ..errors import ConfigError
+from ..fileio import atomic_write
+from .distributed import under_launcher
 from .rank_watch import LaunchError, RankWatcher
+from .run_checkpoints import read_metrics
+from .trainer import TrainResult, train
 
 DEFAULT_MASTER_PORT = 8118  # msrun's own default; several nodes must agree on one
-_LAUNCHER_ENV = ("MS_ROLE", "MS_WORKER_NUM", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "RANK_TABLE_FILE")
 
 
 @dataclass(frozen=True)
@@ -110,11 +115,6 @@ def spec_from_options(devices: int | None, nodes: int = 1, node_rank: int = 0,
                       master_port=port)
 
 
-def under_launcher() -> bool:
-    """True inside a process that msrun/mpirun (or a rank table) started."""
-    return any(os.environ.get(k) for k in _LAUNCHER_ENV)
-
-
 def local_device_count(target: str) -> int:
     """Devices of ``target`` (Ascend/GPU) on this machine; 1 for CPU."""
     if target == "CPU":
@@ -135,8 +135,6 @@ def resolve_spec(cfg, spec: LaunchSpec | None) -> tuple[LaunchSpec, str | None]:
     in one process (the note says so). Under a launcher (msrun/mpirun started
     this process) the launcher already decided: one local process.
     """
-    from ..device import detect_device_target, normalize_device_target
-
     if spec is not None:
         spec.check()
         if spec.devices > 1:
@@ -202,7 +200,8 @@ def join_note(spec: LaunchSpec, port: int) -> str:
     return note
 
 
-def _msrun_command(spec: LaunchSpec, port: int, log_dir: Path, spec_path: Path) -> list[str]:
+def _msrun_command(spec: LaunchSpec, port: int, log_dir: Path, task: list[str]) -> list[str]:
+    """msrun's command line starting ``python TASK...`` once per local rank (and its scheduler)."""
     # msrun itself, or (several nodes) msrun's process manager with the scheduler on node 0 only
     module = "shufflenet.train.msrun_node" if spec.nodes > 1 else "mindspore.parallel.cluster.run"
     cmd = [sys.executable, "-m", module,
@@ -214,20 +213,42 @@ def _msrun_command(spec: LaunchSpec, port: int, log_dir: Path, spec_path: Path) 
            f"--tail_worker_log={spec.world_size}"]
     if spec.nodes > 1:
         cmd.append(f"--node_rank={spec.node_rank}")
-    # msrun starts every task with `python`; PATH (set in _environment) makes that this interpreter
-    return cmd + ["python", "-m", "shufflenet.train.worker", str(spec_path)]
+    # msrun starts every task with a bare `python` (it accepts no other program); the PATH
+    # of _environment makes that a wrapper executing this interpreter
+    return cmd + ["python", *task]
+
+
+def write_interpreter_wrapper(path: str | os.PathLike, python: str | None = None) -> Path:
+    """Write an executable script at ``path`` that runs ``python`` (default: this interpreter).
+
+    A wrapper, not a symlink: a virtualenv's ``python`` linked from outside the
+    virtualenv's folder starts the base interpreter (``pyvenv.cfg`` is looked
+    up beside the link), and every rank died with ``No module named
+    'mindspore'`` wherever the base interpreter lacks it. The script execs the
+    interpreter by its own path, so the child's ``sys.executable`` and
+    ``sys.prefix`` are the launcher's.
+    """
+    python = python or sys.executable
+    if not python:
+        raise ConfigError("this Python does not know its own interpreter (sys.executable is "
+                          "empty): cannot start training ranks")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = f"#!/bin/sh\nexec {shlex.quote(python)} \"$@\"\n"
+    if path.is_symlink():
+        path.unlink()
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    path.chmod(0o755)
+    return path
 
 
 def _environment(log_dir: Path) -> dict:
+    """The ranks' environment: ``python`` on PATH is this interpreter, this checkout importable."""
     env = dict(os.environ)
     env.setdefault("GLOG_v", "3")
     env["PYTHONUNBUFFERED"] = "1"
     bin_dir = log_dir / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    link = bin_dir / "python"
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(sys.executable)
+    write_interpreter_wrapper(bin_dir / "python")
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -244,9 +265,6 @@ def launch_training(cfg, spec: LaunchSpec, *, resume: bool = False, log_dir: str
     :class:`~shufflenet.train.TrainResult` (``model`` is None: the network
     lived in the worker); on other nodes it is None.
     """
-    from ..checkpoint import atomic_write
-    from .trainer import TrainResult
-
     spec.check()
     if not spec.distributed:
         raise ConfigError("launch_training is for more than one rank; call train() for one")
@@ -254,7 +272,6 @@ def launch_training(cfg, spec: LaunchSpec, *, resume: bool = False, log_dir: str
             and spec.master_port is None:
         raise ConfigError("--nodes > 1: every node needs the same --master ADDR:PORT "
                           "(node 0's address)")
-    from ..data.pipeline import open_source
 
     open_source(cfg, cfg["train_split"])  # a missing dataset: one line now, not N rank failures
     log_dir = Path(log_dir).resolve()
@@ -273,7 +290,7 @@ def launch_training(cfg, spec: LaunchSpec, *, resume: bool = False, log_dir: str
                       default=str, indent=1)
     atomic_write(spec_path, lambda tmp: Path(tmp).write_text(text))
     port = spec.master_port or (free_port() if spec.nodes == 1 else DEFAULT_MASTER_PORT)
-    cmd = _msrun_command(spec, port, log_dir, spec_path)
+    cmd = _msrun_command(spec, port, log_dir, ["-m", "shufflenet.train.worker", str(spec_path)])
     start = time.perf_counter()
     if spec.nodes > 1 and stream is not None:
         print(join_note(spec, port), file=stream, flush=True)
@@ -287,8 +304,6 @@ def launch_training(cfg, spec: LaunchSpec, *, resume: bool = False, log_dir: str
         if not result_path.exists():
             raise LaunchError(f"rank 0 finished without writing {result_path}")
         r = json.loads(result_path.read_text())
-        from .run_checkpoints import read_metrics
-
         outcome.result = TrainResult(
             Path(r["run_dir"]), Path(r["best_ckpt"]) if r["best_ckpt"] else None,
             Path(r["last_ckpt"]) if r["last_ckpt"] else None, r.get("metrics") or {},
@@ -305,8 +320,6 @@ def run_training(cfg, spec: LaunchSpec | None = None, *, resume: bool = False,
     note explaining that decision is written to ``stream``. ``log_dir``
     (default ``<ckpt_save_dir>/logs``) receives msrun's and every rank's logs.
     """
-    from .trainer import train
-
     spec, note = resolve_spec(cfg, spec)
     if note and stream is not None:
         print(note, file=stream, flush=True)

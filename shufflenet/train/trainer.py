@@ -15,9 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
+from ..checkpoint import read_checkpoint
 from ..config import TrainConfig, make_config, recipe_dict, settle_num_classes
+from ..data.pipeline import eval_loader, open_source, steps_per_epoch, train_loader
+from ..device import init_context
 from ..errors import CheckpointError, ConfigError
+from ..validate import evaluate
+from . import build
+from .distributed import data_parallel_world
 from .run_checkpoints import CheckpointManager, read_metrics
+from .schedules import build_lr
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +49,6 @@ class TrainResult:
 
 
 def _metadata(cfg, net, classes, fingerprint, epoch, global_step, step_in_epoch, metrics) -> dict:
-    from .. import __version__
-
     return {"model": cfg.model, "num_classes": int(net.num_classes),
             "in_channels": int(cfg.in_channels), "image_size": int(cfg.image_resize),
             "labels": list(classes), "mean": list(cfg.mean), "std": list(cfg.std),
@@ -67,12 +73,7 @@ class _Run:
     def __init__(self, cfg: TrainConfig) -> None:
         import mindspore as ms
 
-        from ..data.pipeline import open_source, steps_per_epoch
-        from ..device import init_context
         from ..models import create_model
-        from . import build
-        from .distributed import data_parallel_world
-        from .schedules import build_lr
 
         self.cfg = cfg
         self.target = init_context(cfg.device_target, cfg.mode, cfg.num_threads)
@@ -124,8 +125,6 @@ class _Run:
         """Weights, optimizer moments, LR position (optimizer global_step), epoch, step."""
         import mindspore as ms
 
-        from ..checkpoint import read_checkpoint
-
         params, meta = read_checkpoint(path)
         if meta.get("model") not in (None, self.cfg.model):
             raise CheckpointError(f"{path} is a {meta.get('model')} run, not {self.cfg.model}")
@@ -162,8 +161,6 @@ class _Run:
     def run_epoch(self) -> dict:
         import mindspore as ms
         from tqdm import tqdm
-
-        from ..data.pipeline import train_loader
 
         cfg = self.cfg
         # uint8 NHWC batches from the native engine, normalised where the network runs
@@ -205,9 +202,6 @@ class _Run:
         return row
 
     def validate(self) -> dict:
-        from ..data.pipeline import eval_loader
-        from ..validate import evaluate
-
         res = evaluate(self.net, eval_loader(self.val_src, self.cfg),
                        progress=bool(self.cfg.progress) and self.rank == 0)
         self.net.set_train(True)

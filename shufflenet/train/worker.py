@@ -16,25 +16,24 @@ import os
 import sys
 from pathlib import Path
 
+from ..fileio import atomic_write
+from ..config import make_config
+from ..errors import ShuffleNetError
+from .trainer import train
+
 
 def _write_json(path: Path, data) -> None:
-    from ..checkpoint import atomic_write
-
     text = json.dumps(data, indent=1, default=str)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def main(argv: list[str]) -> int:
-    from ..errors import ShuffleNetError
-
     spec = json.loads(Path(argv[0]).read_text())
     status = Path(spec["status_dir"])
     scheduler = os.environ.get("MS_ROLE") == "MS_SCHED"
     env_rank = os.environ.get("RANK_ID")
     if not scheduler and env_rank is not None:
         (status / f"rank{env_rank}.pid").write_text(str(os.getpid()))
-    from ..config import make_config
-    from .trainer import train
 
     try:
         cfg = make_config(spec["config"])

@@ -5,6 +5,14 @@ from pathlib import Path
 
 import click
 
+from runtimes import ENGINES, available_engines, resolve_artifact
+from runtimes.targets import get_target, load_targets, parse_targets, read_targets_text
+from shufflenet.errors import ConfigError, GateFailed, ShuffleNetError
+
+from ..bench import bench_target, check_budgets, check_compatible
+from ..bench.budgets import overall_verdict
+from ..bench.latency import measured_on_label
+from ..bench.plot import plot_histograms
 from ..options import json_option
 from ..output import echo_json, echo_table
 from .targets import targets_file_option
@@ -16,12 +24,6 @@ def _select(artifact, names, all_targets, targets_file, with_builtin=False):
     With a targets file, "all" means the file's targets (a user passing a file
     means those); ``with_builtin`` adds the built-in ones too.
     """
-    from runtimes import ENGINES, available_engines
-    from runtimes.targets import get_target, load_targets
-    from shufflenet.errors import ConfigError, ShuffleNetError
-
-    from ..bench import check_compatible
-
     table = load_targets(targets_file)
     if names and all_targets:
         raise click.UsageError("give --target NAME ... or --all-targets, not both")
@@ -33,8 +35,6 @@ def _select(artifact, names, all_targets, targets_file, with_builtin=False):
     if names:
         return [get_target(n, table) for n in names], []
     if targets_file and not with_builtin:
-        from runtimes.targets import parse_targets, read_targets_text
-
         own = parse_targets(read_targets_text(targets_file), str(targets_file))
         table = {n: table[n] for n in own}
     installed, chosen, skipped = available_engines(), [], []
@@ -79,13 +79,6 @@ def bench(artifact, names, all_targets, targets_file, with_builtin, plot_path, a
     """
     from tqdm import tqdm
 
-    from shufflenet.errors import GateFailed
-
-    from ..bench import bench_target, check_budgets
-    from ..bench.budgets import overall_verdict
-
-    from runtimes import resolve_artifact
-
     artifact = resolve_artifact(artifact)  # once: every target gets the same resolved value
     chosen, skipped = _select(artifact, names, all_targets, targets_file, with_builtin)
     for name, why in skipped:
@@ -121,8 +114,6 @@ def bench(artifact, names, all_targets, targets_file, with_builtin, plot_path, a
     else:
         _print_tables(results, checks, verdicts)
     if plot_path:
-        from ..bench.plot import plot_histograms
-
         click.echo(f"latency histogram: {plot_histograms(results, plot_path)}", err=True)
     if failed:
         raise GateFailed(f"{len(failed)} of {len(checks)} budget(s) failed: " + ", ".join(
@@ -130,8 +121,6 @@ def bench(artifact, names, all_targets, targets_file, with_builtin, plot_path, a
 
 
 def _print_tables(results, checks, verdicts) -> None:
-    from ..bench.latency import measured_on_label
-
     rows = [{"target": r.target, "engine": f"{r.engine} {r.engine_version}",
              "where": measured_on_label(r.measured_on, r.where), "verdict": v,
              "threads": r.threads, "batch": r.batch, "load_s": r.load_s,

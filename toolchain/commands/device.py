@@ -3,6 +3,12 @@ from __future__ import annotations
 
 import click
 
+from runtimes.devices import device_for, device_info
+from runtimes.emulated import CPU_MODELS, DeviceError, build_device, load_device
+from runtimes.targets import load_targets
+
+from ..bench.budgets import device_judgement
+from ..bench.latency import measured_on
 from ..options import json_option, targets_file_option
 from ..output import echo_json, echo_table
 
@@ -20,8 +26,6 @@ def device():
 
 
 def _cpu_choice():
-    from runtimes.emulated import CPU_MODELS
-
     return click.Choice(list(CPU_MODELS))
 
 
@@ -41,8 +45,6 @@ def setup(name, cpu, force, as_json):
     system's apt state is not touched. Emulation is 200-850x slower than the
     host: the device checks numerics, never latency budgets.
     """
-    from runtimes.emulated import build_device
-
     dev, built = build_device(name, cpu=cpu, force=force,
                               progress=None if as_json else lambda m: click.echo(m, err=True))
     info = {**dev.describe(), "built_now": built, "build_s": dev.record.get("build_s")}
@@ -60,9 +62,6 @@ def setup(name, cpu, force, as_json):
 
 def _rows(targets_file) -> list[dict]:
     import platform
-
-    from runtimes.emulated import CPU_MODELS, DeviceError, load_device
-    from runtimes.targets import load_targets
 
     rows = [{"device": "local", "kind": "this machine", "arch": platform.machine(),
              "emulated": False, "ready": True, "detail": "fresh Python per target"}]
@@ -108,9 +107,6 @@ def status(where, cpu, targets_file, as_json):
     Prints the architecture, CPU model and features, whether it is emulated,
     and the engines with their versions.
     """
-    from runtimes.devices import device_for, device_info
-    from runtimes.targets import load_targets
-
     ssh_options, t = None, None
     targets = load_targets(targets_file)
     if where in targets:
@@ -128,8 +124,6 @@ def status(where, cpu, targets_file, as_json):
            "cpu_features": d["cpu_features"], "emulated": d["emulated"], "python": d["python"],
            "cores": d["usable_cores"], "engines": info["engines"]}
     if t is not None and t.has_budgets:  # would this device's numbers be judged against them?
-        from ..bench.budgets import device_judgement
-        from ..bench.latency import measured_on
 
         verdict = device_judgement(measured_on(d, t.where), t)
         out["judged"] = verdict.judged

@@ -5,7 +5,12 @@ from pathlib import Path
 
 import click
 
-from exporters.formats import FORMATS, formats_help
+from exporters import export_checkpoint
+from exporters.formats import FORMATS, check_options, formats_help, parse_formats
+from exporters.metadata import read_artifact_metadata
+from shufflenet.checkpoint import read_metadata
+from shufflenet.data.folder import class_folder_labels
+from shufflenet.errors import ConfigError, DataError, ExportError
 
 from ..options import json_option, model_option, num_classes_option
 from ..output import echo_json, echo_table
@@ -17,10 +22,6 @@ class FormatList(click.ParamType):
     name = "FMT[,FMT...]"
 
     def convert(self, value, param, ctx):
-        from shufflenet.errors import ConfigError
-
-        from exporters.formats import parse_formats
-
         try:
             return parse_formats(value)
         except ConfigError as exc:
@@ -87,10 +88,6 @@ Formats:
 @json_option
 def export(checkpoint, model, num_classes, formats, out_dir, batch, image_size, calib_dir,
            dataset, calib_samples, max_accuracy_drop_pp, search_seconds, as_json):
-    from exporters import export_checkpoint
-    from exporters.formats import check_options
-    from shufflenet.errors import ExportError
-
     ctx = click.get_current_context()
     given = {"calib_dir": calib_dir, "dataset": dataset}
     for key in ("calib_samples", "max_accuracy_drop_pp", "search_seconds"):
@@ -99,8 +96,6 @@ def export(checkpoint, model, num_classes, formats, out_dir, batch, image_size, 
     check_options(formats, given)
     for hint, folder in (("--calib", calib_dir), ("--dataset", dataset and Path(dataset) / "train")):
         if folder and Path(folder).is_dir():
-            from shufflenet.checkpoint import read_metadata
-
             problem = calib_folder_problem(folder, read_metadata(checkpoint).get("labels"))
             if problem:
                 raise click.BadParameter(problem, param_hint=hint)
@@ -130,8 +125,6 @@ def export(checkpoint, model, num_classes, formats, out_dir, batch, image_size, 
 
 
 def _int8_line(result) -> str:
-    from exporters.metadata import read_artifact_metadata
-
     opts = read_artifact_metadata(result.path).get("export_options", {})
     return int8_summary(result.details.get("int8") or opts.get("int8", {}),
                         opts.get("calibration", {}))
@@ -148,9 +141,6 @@ def calib_folder_problem(calib_dir, labels) -> str | None:
     (train/, val/) or folders that are not labels are refused.
     """
     from pathlib import Path
-
-    from shufflenet.data.folder import class_folder_labels
-    from shufflenet.errors import DataError
 
     root = Path(calib_dir)
     if not root.is_dir():

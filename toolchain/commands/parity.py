@@ -3,6 +3,15 @@ from __future__ import annotations
 
 import click
 
+from runtimes import ENGINES
+from runtimes.devices import device_for_target
+from runtimes.targets import get_target, load_targets
+from shufflenet.errors import ConfigError, GateFailed
+from toolchain.output import echo_json, echo_table
+from toolchain.parity import failure_message, run_parity
+from toolchain.parity.report import TABLE_COLUMNS
+from toolchain.parity.writers import write_json, write_junit, write_markdown
+
 from ..options import json_option, model_option, num_classes_option, targets_file_option
 
 
@@ -10,7 +19,6 @@ def _engines(ctx, param, value):
     names = [n.strip().lower() for v in value for n in v.split(",") if n.strip()]
     if not names:
         return None
-    from runtimes import ENGINES
 
     unknown = [n for n in names if n not in ENGINES]
     if unknown:
@@ -35,10 +43,6 @@ def _engine_options(ctx, param, value):
 
 def _on_target(name, targets_file, engines, engine_options, threads):
     """The target's engine, options (``--engine-option`` on top), threads and device."""
-    from runtimes.devices import device_for_target
-    from runtimes.targets import get_target, load_targets
-    from shufflenet.errors import ConfigError
-
     target = get_target(name, load_targets(targets_file))
     if engines and engines != [target.engine]:
         raise ConfigError(f"target {name!r} runs {target.engine}; drop --engine or pick another "
@@ -118,12 +122,6 @@ def parity(checkpoint, artifacts, engines, images, dataset, split, samples, rand
       shufflenet parity best.ckpt out/*.onnx out/*.mindir --report parity.md
       shufflenet parity best.ckpt out/m.ncnn.param --target my-emulated-a76 --targets-file t.yaml
     """
-    from shufflenet.errors import ConfigError, GateFailed
-    from toolchain.output import echo_json, echo_table
-    from toolchain.parity import failure_message, run_parity
-    from toolchain.parity.report import TABLE_COLUMNS
-    from toolchain.parity.writers import write_json, write_junit, write_markdown
-
     if images and dataset:
         raise ConfigError("give either --images or --dataset, not both")
     device = None

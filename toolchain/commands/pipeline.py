@@ -5,6 +5,10 @@ from pathlib import Path
 
 import click
 
+from shufflenet.errors import ConfigError
+from toolchain.pipeline import PipelineOptions, RunRecord, diff_records, run_pipeline
+from toolchain.pipeline.record import not_judged_note
+
 from ..options import json_option, launch_options, pipeline_targets_file_option
 from ..output import echo_json, echo_table
 
@@ -83,8 +87,6 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
     every installed format and engine, the default targets) and prints where
     the report is. Exits non-zero when any gate fails, naming it.
     """
-    from toolchain.pipeline import PipelineOptions, run_pipeline
-
     if diff_with:
         _print_diff(run_dir, diff_with, as_json)
         return
@@ -139,8 +141,6 @@ def verdict_line(record) -> str:
     """The CLI's final verdict, qualified like report.md's headline: INCONCLUSIVE let through by
     --allow-inconclusive says so, and a PASS with unjudged gates says how many
     (``PASS (3 gates NOT JUDGED)``); ``record.passed`` alone decides the exit code."""
-    from toolchain.pipeline.record import not_judged_note
-
     gates = [g for st in record.stages.values() for g in (st.gates or [])]
     qualifiers = (["allowed by --allow-inconclusive"]
                   if record.verdict == "INCONCLUSIVE" and record.passed else [])
@@ -175,9 +175,6 @@ def _command_line(ctx) -> list[str]:
 
 
 def _print_diff(run_dir, other, as_json):
-    from shufflenet.errors import ConfigError
-    from toolchain.pipeline import RunRecord, diff_records
-
     recs = []
     for d in (run_dir, other):
         rec = RunRecord.load(d)

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import click
 
+from runtimes import available_engines
+from runtimes.agent import machine_fingerprint
+from runtimes.cpu_class import describe_cpu_class, matching_cpu
+from runtimes.targets import load_targets, normalize_arch
+
 from ..options import json_option, targets_file_option  # noqa: F401  (bench imports it here)
 from ..output import echo_json, echo_table
 
@@ -12,8 +17,6 @@ def judged_where(t, host_arch: str | None, host_cpus=()) -> str:
 
     ``host_cpus``: this host's CPU models (every distinct core), for the ``cpu_class`` rule.
     """
-    from runtimes.cpu_class import matching_cpu
-
     if not t.has_budgets:
         return "-"
     kind = t.where.split(":", 1)[0]
@@ -33,12 +36,7 @@ def judged_where(t, host_arch: str | None, host_cpus=()) -> str:
 def target_row(t, installed: list[str], host_cpus=None) -> dict:
     import platform
 
-    from runtimes.cpu_class import describe_cpu_class
-    from runtimes.targets import normalize_arch
-
     if host_cpus is None:
-        from runtimes.agent import machine_fingerprint
-
         host_cpus = machine_fingerprint()["cpu_models"]
     b = t.budgets
     sized = f"{t.sized_for.model} @ {t.sized_for.input_size}px" if t.sized_for.model else None
@@ -63,10 +61,6 @@ def targets(targets_file, as_json):
     are for; "judged" says whether a measurement from here can be judged
     against them.
     """
-    from runtimes import available_engines
-    from runtimes.agent import machine_fingerprint
-    from runtimes.targets import load_targets
-
     installed = available_engines()
     host_cpus = machine_fingerprint()["cpu_models"]
     rows = [target_row(t, installed, host_cpus) for t in load_targets(targets_file).values()]

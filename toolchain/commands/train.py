@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import click
 
+from shufflenet.config import OPTIONS, make_config
+from shufflenet.train.launch import distributed_summary, run_training
+
 from ..options import json_option, launch_options, launch_spec
 from ..output import echo_json, echo_table
 
@@ -30,8 +33,6 @@ def _option(key, opt):
 
 
 def _with_recipe_options(fn):
-    from shufflenet.config import OPTIONS
-
     for key in reversed(list(OPTIONS)):
         fn = _option(key, OPTIONS[key])(fn)
     return fn
@@ -54,9 +55,6 @@ def train(recipe, as_json, devices, nodes, node_rank, master, **options):
         --nodes 2 --node-rank 0 --master 10.0.0.1:8118       # on node 1: --node-rank 1
     shufflenet train -c demo --ckpt_save_dir runs/demo --resume
     """
-    from shufflenet.config import make_config
-    from shufflenet.train.launch import distributed_summary, run_training
-
     spec = launch_spec(devices, nodes, node_rank, master)
     overrides = {k: v for k, v in options.items() if v is not None}
     cfg = make_config(recipe, overrides)

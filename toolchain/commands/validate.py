@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from shufflenet.validate import validate as run_validate
+
 from ..options import json_option, model_option, num_classes_option
 from ..output import echo_json, echo_table
 
@@ -43,8 +45,6 @@ def validate(model, ckpt_path, pretrained, dataset, data_dir, val_split, batch_s
     shufflenet validate --ckpt_path runs/demo/shufflenet_v2_x0_5_best.ckpt --dataset demo
     shufflenet validate --model shufflenet_v2_x1_0 --pretrained --data_dir /data/imagenet
     """
-    from shufflenet.validate import validate as run_validate
-
     if ckpt_path and pretrained:
         raise click.UsageError("pass --ckpt_path or --pretrained, not both")
     res = run_validate(model, ckpt_path=ckpt_path, pretrained=pretrained, dataset=dataset,

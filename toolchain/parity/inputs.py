@@ -30,8 +30,15 @@ from typing import Callable, Iterator
 import numpy as np
 
 from shufflenet.artifact import DEFAULT_IMAGE_SIZE
-from shufflenet.data.preprocess import (IMAGE_SUFFIXES, image_set_fingerprint, list_images,
-                                        pixel_digest, read_image)
+from shufflenet.data.folder import class_folders, open_class_folders
+from shufflenet.data.pipeline import open_source
+from shufflenet.data.preprocess import (
+    IMAGE_SUFFIXES,
+    image_set_fingerprint,
+    list_images,
+    pixel_digest,
+    read_image,
+)
 from shufflenet.errors import ConfigError, DataError
 
 __all__ = ["Batch", "InputSet", "dataset_inputs", "resolve_inputs", "source_inputs"]
@@ -46,7 +53,6 @@ class Batch:
 
 class InputSet:
     """A lazily loaded, hashed sequence of samples."""
-
     def __init__(self, kind: str, description: str, loaders: list[Callable], names: list[str],
                  labels: list[int] | None = None, class_names: list[str] | None = None,
                  preprocessed: bool = False) -> None:
@@ -108,7 +114,6 @@ def _cap(items: list, samples: int | None) -> list:
 
 
 def _folder_dataset(root: Path, split: str, samples, model_labels) -> InputSet:
-    from shufflenet.data.folder import class_folders, open_class_folders
 
     if not root.exists():
         raise DataError(f"dataset folder not found: {root}")
@@ -158,7 +163,6 @@ def dataset_inputs(dataset: str, data_dir=None, split: str = "val", samples: int
     """The labelled split ``split`` of a recipe dataset (``demo``, ``cifar10``, ``imagenet``
     with ``data_dir``), opened as validate opens it: the one way parity and the pipeline
     read a named dataset."""
-    from shufflenet.data.pipeline import open_source
 
     name = str(dataset).lower()
     if name == "demo":

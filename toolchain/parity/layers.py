@@ -41,7 +41,7 @@ def _rel_rms(cand: np.ndarray, ref: np.ndarray) -> float:
 def load_reference_network(checkpoint, model_name: str | None = None,
                            num_classes: int | None = None):
     """The checkpoint's network in eval mode (the one rule: no 1000-class default)."""
-    from shufflenet.checkpoint import load_eval_network
+    from shufflenet.models import load_eval_network
 
     return load_eval_network(checkpoint, model=model_name, num_classes=num_classes).net
 

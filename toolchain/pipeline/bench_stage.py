@@ -4,7 +4,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from runtimes import available_engines, get_engine, resolve_artifact
+from runtimes.targets import get_target, load_targets, parse_targets, read_targets_text
 from shufflenet.errors import ConfigError
+from toolchain.bench.budgets import check_budgets, overall_verdict
+from toolchain.bench.latency import measured_on_label
+from toolchain.bench.session import bench_target
 
 from .stage_cache import Stage, StageResult, log
 
@@ -23,8 +28,6 @@ def format_for_target(target, precisions: dict) -> str | None:
     target's device checks the very artifact its latency is measured on (an int8
     target never gets the fp32 file).
     """
-    from runtimes import get_engine
-
     if target.format:
         return target.format if precisions.get(target.format) == target.precision else None
     engine = get_engine(target.engine)
@@ -44,9 +47,6 @@ def choose_targets(names, targets_file, artifacts: dict) -> list:
     ``artifacts`` is ``{export format: path}``; each is resolved once here and the
     resolved value is what the bench stage passes on.
     """
-    from runtimes import available_engines, resolve_artifact
-    from runtimes.targets import get_target, load_targets
-
     table = load_targets(targets_file)
     installed = set(available_engines())
     resolved = {fmt: resolve_artifact(path) for fmt, path in artifacts.items()}
@@ -66,7 +66,6 @@ def choose_targets(names, targets_file, artifacts: dict) -> list:
         return chosen
     defaults = list(DEFAULT_TARGETS)
     if targets_file:  # a user's file: its own targets are the point of passing it
-        from runtimes.targets import parse_targets, read_targets_text
 
         defaults = list(parse_targets(read_targets_text(targets_file), str(targets_file)))
     for name in defaults:
@@ -93,10 +92,6 @@ def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
                 "bench_seconds": opts.bench_seconds}
 
     def run(ctx):
-        from toolchain.bench.budgets import check_budgets, overall_verdict
-        from toolchain.bench.latency import measured_on_label
-        from toolchain.bench.session import bench_target
-
         arts = artifacts_of(ctx)
         name_of = {str(v): k for k, v in arts.items()}
         rows, gates = [], []

@@ -19,6 +19,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from exporters.formats import FORMATS
+from runtimes.cpu_class import matching_cpu
+from runtimes.devices import device_for_target
+from runtimes.emulated import CPU_MODELS, DeviceError, load_device
+from runtimes.targets import get_target, load_targets
+from shufflenet.artifact import resolve_artifact
+from shufflenet.errors import ShuffleNetError
+from toolchain.parity import run_parity
+from toolchain.parity.inputs import InputSet
+from toolchain.parity.report import PairResult
+
+from .bench_stage import format_for_target
 from .stage_cache import log
 
 # The default ARM check runs under emulation (200-850x slower than the host):
@@ -42,10 +54,6 @@ class DeviceCheck:
 
 def _artifact_for(target, artifacts: dict) -> str | None:
     """The artifact the bench stage measures for ``target`` (same format and precision)."""
-    from exporters.formats import FORMATS
-
-    from .bench_stage import format_for_target
-
     precisions = {fmt: FORMATS[fmt].precision for fmt in artifacts if fmt in FORMATS}
     fmt = format_for_target(target, precisions)
     return None if fmt is None else str(artifacts[fmt])
@@ -53,9 +61,6 @@ def _artifact_for(target, artifacts: dict) -> str | None:
 
 def plan_device_checks(target_names, targets_file, artifacts: dict) -> tuple[list, list]:
     """``([DeviceCheck], notes)``: what to run on which device, and what was left out and why."""
-    from runtimes.emulated import DeviceError, load_device
-    from runtimes.targets import get_target, load_targets
-
     targets = load_targets(targets_file)
     notes, checks = [], []
     if target_names:
@@ -93,9 +98,6 @@ def _on_emulator(target):
     """
     import dataclasses
 
-    from runtimes.cpu_class import matching_cpu
-    from runtimes.emulated import CPU_MODELS
-
     cpu = next((m for m in CPU_MODELS if target.cpu_class and matching_cpu(target.cpu_class, [m])),
                None)
     return dataclasses.replace(target, where="emu:arm64", cpu=cpu)
@@ -110,10 +112,6 @@ def planned_key(target_names, targets_file, artifacts: dict) -> list:
 def run_device_checks(checkpoint: str, checks: list, inputs_set, samples, progress: bool,
                       allow_inconclusive: bool) -> tuple[list, list]:
     """``(pairs, notes)``: parity pairs that ran on their target's device (ERROR where it could not)."""
-    from runtimes.devices import device_for_target
-    from shufflenet.errors import ShuffleNetError
-    from toolchain.parity import run_parity
-
     pairs, notes = [], []
     for c in checks:
         t = c.target
@@ -128,8 +126,6 @@ def run_device_checks(checkpoint: str, checks: list, inputs_set, samples, progre
                                 allow_inconclusive=allow_inconclusive,
                                 inputs=_first(inputs_set, cap))
         except ShuffleNetError as exc:  # a device that cannot run it fails its gate
-            from shufflenet.artifact import resolve_artifact
-            from toolchain.parity.report import PairResult
 
             art = resolve_artifact(c.artifact)
             pairs.append(PairResult(str(art.path), art.format, art.precision, t.engine,
@@ -149,7 +145,6 @@ def _first(inputs_set, n: int | None):
     """The first ``n`` samples of an :class:`InputSet` (its order is stratified), or it whole."""
     if inputs_set is None or n is None or n >= len(inputs_set):
         return inputs_set
-    from toolchain.parity.inputs import InputSet
 
     return InputSet(inputs_set.kind, inputs_set.description, inputs_set._loaders[:n],
                     inputs_set.names[:n], None if inputs_set.labels is None else

@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .device_parity import planned_key, plan_device_checks, run_device_checks
+from exporters.metadata import read_artifact_metadata
+from shufflenet.artifact import DEFAULT_IMAGE_SIZE
+from shufflenet.checkpoint import read_metadata
+from shufflenet.data.pipeline import open_source
+from shufflenet.errors import ShuffleNetError
+from toolchain.parity import run_parity
+from toolchain.parity.inputs import dataset_inputs
+from toolchain.parity.writers import write_markdown
+
+from .device_parity import plan_device_checks, planned_key, run_device_checks
 from .stage_cache import Stage, StageResult, log
 
 NO_LABELS_NOTE = ("no labelled data reachable: parity ran on stand-in photos; agreement only, "
@@ -40,7 +49,6 @@ def eval_data_spec(opts, cfg, checkpoint) -> dict:
     if train_data_spec(opts, cfg) is not None:
         return {"dataset": str(cfg.dataset), "data_dir": str(cfg.data_dir) if cfg.data_dir else None,
                 "val_split": cfg.val_split, "named_by": "pipeline"}
-    from shufflenet.checkpoint import read_metadata
 
     recipe = read_metadata(checkpoint).get("recipe") or {}
     return {"dataset": recipe.get("dataset"), "data_dir": recipe.get("data_dir"),
@@ -52,11 +60,6 @@ def data_fingerprint(opts, cfg, checkpoint, split: str = "val") -> str | None:
     validate/parity (val) or int8 calibration (train) read: part of those stages' cache keys,
     so images added to or replaced in a folder are judged again, not served from the cache.
     None when the data cannot be opened (pre-flight names that)."""
-    from shufflenet.artifact import DEFAULT_IMAGE_SIZE
-    from shufflenet.checkpoint import read_metadata
-    from shufflenet.data.pipeline import open_source
-    from shufflenet.errors import ShuffleNetError
-
     spec = eval_data_spec(opts, cfg, checkpoint)
     if not spec["dataset"]:
         return None
@@ -78,9 +81,6 @@ def data_fingerprint(opts, cfg, checkpoint, split: str = "val") -> str | None:
 def checkpoint_data_problem(opts, cfg, checkpoint) -> str | None:
     """One line when the data the checkpoint names (``--ckpt_path``, no ``--dataset``) cannot be
     opened: validate's top-1 and parity's accuracy would otherwise judge it on other data."""
-    from shufflenet.data.pipeline import open_source
-    from shufflenet.errors import ShuffleNetError
-
     spec = eval_data_spec(opts, cfg, checkpoint)
     if spec["named_by"] != "checkpoint":
         return None
@@ -99,11 +99,6 @@ def checkpoint_data_problem(opts, cfg, checkpoint) -> str | None:
 
 def val_inputs(opts, cfg, checkpoint: str, samples: int | None):
     """``(InputSet or None, note)``: the labelled val split, or None (stand-in photos)."""
-    from shufflenet.artifact import DEFAULT_IMAGE_SIZE
-    from shufflenet.checkpoint import read_metadata
-    from shufflenet.errors import ShuffleNetError
-    from toolchain.parity.inputs import dataset_inputs
-
     meta = read_metadata(checkpoint)
     spec = eval_data_spec(opts, cfg, checkpoint)
     split = spec["val_split"]
@@ -121,8 +116,6 @@ def val_inputs(opts, cfg, checkpoint: str, samples: int | None):
 def _calibration_of(artifacts: dict, export_record) -> dict | None:
     """The int8 artifact's calibration and search (its metadata), with the timings of its
     export (search seconds, fp32 / int8-all / mixed latency), which stay out of the file."""
-    from exporters.metadata import read_artifact_metadata
-
     path = artifacts.get("onnx-int8")
     if not path:
         return None
@@ -166,9 +159,6 @@ def parity_stage(opts, cfg, run_dir: Path, artifacts_of, checkpoint_of) -> Stage
                 "devices": planned_key(opts.target_names, opts.targets_file, artifacts_of(ctx))}
 
     def run(ctx):
-        from toolchain.parity import run_parity
-        from toolchain.parity.writers import write_markdown
-
         arts = artifacts_of(ctx)
         ckpt = str(checkpoint_of(ctx))
         inputs_set, why = val_inputs(opts, cfg, ckpt, opts.parity_samples)

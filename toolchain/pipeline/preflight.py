@@ -15,8 +15,18 @@ from __future__ import annotations
 
 from typing import Callable
 
+from exporters.formats import FORMATS, parse_formats, require_modules
+from runtimes import available_engines, get_engine
+from runtimes.targets import get_target, load_targets
+from shufflenet.checkpoint import read_metadata
+from shufflenet.config import settle_num_classes
+from shufflenet.data.folder import label_position_problem
+from shufflenet.data.pipeline import open_source
 from shufflenet.errors import ConfigError, ShuffleNetError
+from shufflenet.train.distributed import under_launcher
 
+from .parity_stage import checkpoint_data_problem, train_data_spec
+from .run_options import STAGES, installed_formats, launch_spec
 from .stage_cache import log
 
 CHECKS: list[Callable] = []
@@ -57,8 +67,6 @@ def preflight(opts, cfg) -> dict:
 # -- the checks ---------------------------------------------------------------
 @check
 def _check_force(opts, cfg, state) -> list[str]:
-    from .stages import STAGES
-
     unknown = set(opts.force) - set(STAGES) - {"all"}
     if unknown:
         return [f"--force takes stage names ({', '.join(STAGES)} or all), "
@@ -97,22 +105,15 @@ def _check_int8_evidence(opts, cfg, state) -> list[str]:
         formats = chosen_formats(opts)
     except ShuffleNetError:
         return out
-    from .parity_stage import train_data_spec
 
     spec = train_data_spec(opts, cfg)
     if "onnx-int8" in formats and spec is None:
-        from shufflenet.checkpoint import read_metadata
-
         recipe = read_metadata(opts.ckpt_path).get("recipe") or {}
         if not recipe.get("dataset"):
             state["notes"].append("the checkpoint names no training data and no --dataset was "
                                   "given: onnx-int8 will be calibrated on stand-in photos "
                                   "(accuracy unverified)")
     elif spec is not None:
-        from shufflenet.checkpoint import read_metadata
-        from shufflenet.data.folder import label_position_problem
-        from shufflenet.data.pipeline import open_source
-
         src = open_source(cfg, cfg.train_split)   # a clear DataError (listed) when unreachable
         # calibration reads the split by folder position; another tree's names would give its
         # held-out images (the int8 budget's evidence) wrong labels
@@ -128,7 +129,6 @@ def _check_int8_evidence(opts, cfg, state) -> list[str]:
 def _check_checkpoint(opts, cfg, state) -> list[str]:
     if not opts.ckpt_path:
         return []
-    from shufflenet.checkpoint import read_metadata
 
     read_metadata(opts.ckpt_path)  # raises a clear CheckpointError when missing/corrupt
     return []
@@ -148,7 +148,6 @@ def _check_val_data(opts, cfg, state) -> list[str]:
     """The val split validate and parity judge on exists before minutes of training."""
     if opts.ckpt_path or "data_dir" in opts.overrides and str(cfg.dataset).lower() == "demo":
         return []      # _check_checkpoint_data / _check_data_dir_is_used
-    from shufflenet.data.pipeline import open_source
 
     try:
         open_source(cfg, cfg.val_split)
@@ -162,9 +161,6 @@ def _check_checkpoint_data(opts, cfg, state) -> list[str]:
     """--ckpt_path, no --dataset: validate and parity need the data the checkpoint names."""
     if not opts.ckpt_path:
         return []
-    from shufflenet.checkpoint import read_metadata
-
-    from .parity_stage import checkpoint_data_problem
 
     try:
         read_metadata(opts.ckpt_path)
@@ -176,19 +172,13 @@ def _check_checkpoint_data(opts, cfg, state) -> list[str]:
 
 def chosen_formats(opts) -> list[str]:
     """The export formats the run will produce (``--formats`` or every installed one)."""
-    from exporters.formats import parse_formats
-
     if opts.formats:
         return parse_formats(list(opts.formats))
-    from .stages import installed_formats
-
     return installed_formats()
 
 
 @check
 def _check_formats(opts, cfg, state) -> list[str]:
-    from exporters.formats import FORMATS, require_modules
-
     out = []
     for name in chosen_formats(opts):
         try:
@@ -201,10 +191,6 @@ def _check_formats(opts, cfg, state) -> list[str]:
 @check
 def _check_targets(opts, cfg, state) -> list[str]:
     """Targets file parses; named targets exist, their engine is here, --formats feeds them."""
-    from exporters.formats import FORMATS
-    from runtimes import available_engines, get_engine
-    from runtimes.targets import get_target, load_targets
-
     table = load_targets(opts.targets_file)
     if not opts.target_names:
         return []
@@ -244,8 +230,6 @@ def _check_data_classes(opts, cfg, state) -> list[str]:
     """The recipe's class count against the training data's, settled before training."""
     if opts.ckpt_path:
         return []  # no training: the checkpoint's own head is used
-    from shufflenet.config import settle_num_classes
-    from shufflenet.data.pipeline import open_source
 
     state["train_source"] = source = open_source(cfg, cfg.train_split)
     note = settle_num_classes(cfg, len(source.classes),
@@ -258,10 +242,6 @@ def _check_data_classes(opts, cfg, state) -> list[str]:
 @check
 def _check_launch(opts, cfg, state) -> list[str]:
     """--devices/--nodes/--node-rank/--master: consistent, and something to train."""
-    from shufflenet.train.launch import under_launcher
-
-    from .stages import launch_spec
-
     spec = launch_spec(opts)
     if spec is None:
         return []

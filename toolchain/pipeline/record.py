@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtimes.agent import machine_fingerprint
 from shufflenet.checkpoint import atomic_write
+from shufflenet.versions import package_versions
 
 SCHEMA_VERSION = 1
 RECORD_NAME = "run.json"
@@ -96,8 +98,6 @@ class RunRecord:
 
 
 def library_versions() -> dict:
-    from shufflenet.versions import package_versions
-
     return {"python": platform.python_version(),
             **package_versions(("shufflenet-toolchain", "mindspore", "numpy", "onnx", "onnxruntime",
                                 "openvino", "MNN", "ncnn", "matplotlib"))}
@@ -105,8 +105,6 @@ def library_versions() -> dict:
 
 def device_fingerprint() -> dict:
     """The benchmark agent's machine fingerprint, plus total memory."""
-    from runtimes.agent import machine_fingerprint
-
     try:
         import psutil
 

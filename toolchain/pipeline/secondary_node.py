@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 
 from shufflenet.checkpoint import atomic_write
+from shufflenet.config import recipe_dict
+from shufflenet.train.launch import launch_training
 
 from .record import stable_hash
 from .stage_cache import log
@@ -30,9 +32,6 @@ def _save(path: Path, state: dict) -> None:
 
 def train_on_secondary_node(cfg, spec, run_dir: Path, log_dir: Path) -> None:
     """Run this node's ranks of the training; returns None (node 0 continues the pipeline)."""
-    from shufflenet.config import recipe_dict
-    from shufflenet.train.launch import launch_training
-
     run_dir.mkdir(parents=True, exist_ok=True)
     recipe = recipe_dict(cfg)
     recipe.pop("ckpt_save_dir", None)

@@ -9,72 +9,45 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
+from exporters import export_checkpoint
+from exporters.metadata import read_artifact_metadata
+from shufflenet import __version__
+from shufflenet.checkpoint import read_metadata, sha256_file
+from shufflenet.config import make_config, recipe_dict
+from shufflenet.data.pipeline import open_source
+from shufflenet.device import quiet_mindspore
 from shufflenet.errors import ConfigError
+from shufflenet.train.launch import distributed_summary, resolve_spec, run_training
+from shufflenet.train.run_checkpoints import read_metrics
+from shufflenet.validate import validate
 
+from .bench_stage import bench_stage
 from .parity_stage import (checkpoint_data_problem, data_fingerprint, eval_data_spec, parity_stage,
                            train_data_spec)
 from .preflight import preflight
+from .run_options import STAGES, PipelineOptions, installed_formats, launch_spec
 from .stage_cache import Stage, StageResult, log, run_stage
 from .record import RunRecord, device_fingerprint, library_versions, run_verdict
-
-STAGES = ("train", "validate", "export", "parity", "bench")
-DEFAULT_RECIPE = "demo"
-
-
-@dataclass
-class PipelineOptions:
-    recipe: str = DEFAULT_RECIPE
-    overrides: dict = field(default_factory=dict)     # MindCV option names
-    ckpt_path: str | None = None                      # skip training, use this checkpoint
-    formats: list | None = None                       # None = every installed format
-    target_names: list | None = None                  # None = default targets
-    targets_file: str | None = None
-    run_dir: str = "runs/pipeline"
-    force: tuple = ()
-    parity_samples: int | None = None                 # None: the whole labelled val split
-    allow_inconclusive: bool = False                  # INCONCLUSIVE parity passes its gate
-    max_accuracy_drop_pp: float = 1.0                 # onnx-int8 budget, held-out train images
-    int8_search_seconds: float = 300.0                # onnx-int8 search time budget
-    calib_samples: int = 256                          # onnx-int8 calibration images
-    min_top1_pct: float | None = None                 # accuracy gate in percent, optional
-    bench_seconds: float = 2.0                        # time budget per target
-    progress: bool = True
-    command: list = field(default_factory=list)
-    devices: int | None = None                        # data-parallel ranks here (None: recipe)
-    nodes: int = 1                                    # machines; each runs the same command
-    node_rank: int = 0                                # only node 0 continues past training
-    master: str | None = None                         # node 0's ADDR[:PORT] for nodes > 1
-
-
-def launch_spec(opts: PipelineOptions):
-    """The options' :class:`~shufflenet.train.launch.LaunchSpec` (None: the recipe decides)."""
-    from shufflenet.train.launch import spec_from_options
-
-    return spec_from_options(opts.devices, opts.nodes, opts.node_rank, opts.master)
+from .run_report import write_reports
+from .secondary_node import train_on_secondary_node
 
 
 def _train_config(opts: PipelineOptions, run_dir: Path):
-    from shufflenet.config import make_config
-
     overrides = dict(opts.overrides)
     overrides["ckpt_save_dir"] = str(run_dir / "train")
     return make_config(opts.recipe, overrides)
 
 
 def _data_fingerprint(cfg) -> str:
-    from shufflenet.data.pipeline import open_source
-
     return open_source(cfg, cfg.train_split).fingerprint()
 
 
 # -- stages --------------------------------------------------------------
 def _stage_train(cfg, spec, run_dir: Path) -> Stage:
     def inputs(ctx):
-        from shufflenet.config import recipe_dict
-
         recipe = recipe_dict(cfg)
         recipe.pop("ckpt_save_dir", None)
         # another world size is another global batch: retrain, never resume across it
@@ -82,8 +55,6 @@ def _stage_train(cfg, spec, run_dir: Path) -> Stage:
                 "world_size": spec.world_size}
 
     def run(ctx):
-        from shufflenet.train.launch import distributed_summary, run_training
-
         train_dir = Path(cfg.ckpt_save_dir)
         prev = ctx["_previous"].get("train")
         last = train_dir / "last.ckpt"
@@ -135,8 +106,6 @@ def _stage_validate(opts: PipelineOptions, cfg) -> Stage:
                 "min_top1_pct": opts.min_top1_pct}
 
     def run(ctx):
-        from shufflenet.validate import validate
-
         spec = data(ctx)
         res = validate(ckpt_path=str(_checkpoint(ctx)), dataset=spec["dataset"],
                        data_dir=spec["data_dir"], val_split=spec["val_split"], batch_size=64,
@@ -161,24 +130,8 @@ def top1_gate(top1: float, min_top1_pct: float) -> dict:
             "detail": f"{top1_pct:.2f}%"}
 
 
-def installed_formats() -> list[str]:
-    """Every export format whose engine is installed here."""
-    from exporters.formats import FORMATS, require_modules
-
-    out = []
-    for name, spec in FORMATS.items():
-        try:
-            require_modules(spec)
-        except Exception:
-            continue
-        out.append(name)
-    return out
-
-
 def _int8_gate(result) -> dict:
     """The int8 accuracy budget as a gate: not judged (None) without held-out images."""
-    from exporters.metadata import read_artifact_metadata
-
     found = read_artifact_metadata(result.path).get("export_options", {}).get("int8", {})
     met = found.get("budget_met")
     detail = (result.problem or "; ".join(result.notes) or
@@ -203,8 +156,6 @@ def _stage_export(opts: PipelineOptions, cfg, run_dir: Path) -> Stage:
                                 "search_seconds": opts.int8_search_seconds}}
 
     def run(ctx):
-        from exporters import export_checkpoint
-
         out_dir = run_dir / "artifacts"
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -241,8 +192,6 @@ def _stage_parity(opts: PipelineOptions, cfg, run_dir: Path) -> Stage:
 
 
 def _stage_bench(opts: PipelineOptions, run_dir: Path) -> Stage:
-    from .bench_stage import bench_stage
-
     return bench_stage(opts, run_dir, _artifacts)
 
 
@@ -256,10 +205,6 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord | None:
     Gate failures do not raise: ``record.passed`` is False and
     ``record.failed_gates`` names them. Errors in a stage raise.
     """
-    from shufflenet import __version__
-    from shufflenet.checkpoint import read_metadata, sha256_file
-    from shufflenet.device import quiet_mindspore
-
     quiet_mindspore()
     run_dir = Path(opts.run_dir)
     cfg = _train_config(opts, run_dir)
@@ -268,14 +213,10 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord | None:
     force = set(STAGES) if "all" in opts.force else set(opts.force)
     spec = None
     if not opts.ckpt_path:
-        from shufflenet.train.launch import resolve_spec
-
         spec, note = resolve_spec(cfg, launch_spec(opts))
         if note:
             log(f"[train] {note}")
         if spec.node_rank > 0:
-            from .secondary_node import train_on_secondary_node
-
             return train_on_secondary_node(cfg, spec, run_dir, train_logs(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     record = RunRecord.load(run_dir) or RunRecord(created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -286,8 +227,6 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord | None:
     record.versions = {"toolchain": __version__, **library_versions()}
     record.device = device_fingerprint()
     record.passed, record.failed_gates = None, []
-
-    from shufflenet.config import recipe_dict
 
     record.recipe = recipe_dict(cfg)
     ctx: dict = {"dataset": cfg.dataset}
@@ -342,12 +281,8 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord | None:
 
 
 def write_run_reports(run_dir: Path, record: RunRecord):
-    from .run_report import write_reports
-
     history = []
     train = record.stages.get("train")
     if train is not None and train.outputs.get("checkpoint"):
-        from shufflenet.train.run_checkpoints import read_metrics
-
         history = read_metrics(Path(train.outputs["checkpoint"]["path"]).parent)
     return write_reports(run_dir, record.to_dict(), history)

@@ -235,13 +235,13 @@ def _vector_images(ctx, count: int):
         desc = {"source": "stand-in photos shipped with scikit-learn/scikit-image",
                 "stand_in": True, "reason": stand_in_why}
     else:
-        source, where = data
+        source, where, split = data
         from exporters.calibration import stratified_order
 
         order = stratified_order(source.targets, seed=0)[:count]
         images = [transform(source.load(int(i))) for i in order]
         files = getattr(source, "files", None)
-        ids = [str(Path(files[i]).name) if files is not None else f"{where}/{int(i)}" for i in order]
+        ids = [str(Path(files[i]).name) if files is not None else f"{split}/{int(i)}" for i in order]
         labels = [int(source.targets[i]) for i in order]
         desc = {"source": where, "stand_in": False}
     x = np.stack(images).astype(np.float32)
@@ -267,7 +267,7 @@ def _val_source(ctx):
     except (ShuffleNetError, OSError, TypeError, KeyError) as exc:
         return None, f"val split {split!r} of {spec.get('data_dir') or name} not reachable: {exc}"
     where = "demo digits" if name.lower() == "demo" else str(spec.get("data_dir"))
-    return (source, f"{where} (split {split})"), ""
+    return (source, f"{where} (split {split})", split), ""
 
 
 def _reference(ctx, count: int) -> dict:

@@ -90,6 +90,10 @@ def check_vectors(artifact, target=None, where: str | None = None) -> dict:
     fixed = int(shape[0]) if int(shape[0]) > 0 else None
     outs, device = [], {}
     with contextlib.ExitStack() as stack:
+        if place == "local":   # engines that print on fd 1 (MNN) must not break --json
+            from exporters.smoke import quiet_stdout
+
+            stack.enter_context(quiet_stdout())
         runner = stack.enter_context(_open_on_device(place, art, engine, threads, options))
         for chunk, n in _batches(x, fixed):
             outs.append(runner.infer(chunk)[:n])
@@ -97,7 +101,8 @@ def check_vectors(artifact, target=None, where: str | None = None) -> dict:
         info = runner.info()
     result = judge(vectors, np.concatenate(outs))
     result.update(artifact=str(art.path), format=art.format, precision=art.precision,
-                  engine=engine, engine_version=info.engine_version, ran_on=label, device=device,
+                  engine=engine, engine_version=info.engine_version,
+                  ran_on=device.get("where") or label, device=device,
                   source=vectors.get("source"), stand_in=bool(vectors.get("stand_in")),
                   count=len(x), seconds=round(time.perf_counter() - start, 3))
     return result

@@ -40,11 +40,11 @@ def attest_run(run_dir, key_path, out_dir=None) -> dict:
     out_dir = Path(out_dir) if out_dir else run_dir / "attestation"
     body = json.dumps(statement, sort_keys=True, separators=(",", ":"), default=str).encode()
     envelope = sign_envelope(body, key)
+    sig_path = out_dir / MODEL_SIGNATURE_FILE
+    # the files first: a failure there leaves no statement beside an unsigned folder
+    sign_model_files(_artifacts_dir(run_dir, statement), key_path, sig_path)
     stmt_path = atomic_write(out_dir / STATEMENT_FILE,
                              lambda tmp: Path(tmp).write_text(json.dumps(envelope, indent=2)))
-    art_dir = _artifacts_dir(run_dir, statement)
-    sig_path = out_dir / MODEL_SIGNATURE_FILE
-    sign_model_files(art_dir, key_path, sig_path)
     return {"statement": str(stmt_path), "model_signature": str(sig_path),
             "subjects": [s["name"] for s in statement["subject"]],
             "key_id": key_id(key.public_key()), "verdict": statement["predicate"]["run"]["verdict"]}
@@ -62,8 +62,8 @@ def sign_model_files(folder: Path, key_path, signature_path: Path) -> Path:
     """model-signing (private-key mode) over every file in ``folder``; written atomically."""
     try:
         from model_signing import hashing, signing
-    except ImportError:
-        raise VerifyFailed("signing the artifact files needs model-signing: "
+    except ImportError as exc:
+        raise VerifyFailed(f"signing the artifact files needs model-signing (missing: {exc.name}): "
                            'pip install "shufflenet-toolchain[attest]"') from None
     from shufflenet.fileio import atomic_write
 

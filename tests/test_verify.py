@@ -297,7 +297,7 @@ def test_attest_key_problems_are_one_line(run, tmp_path, case):
             "public": keys["key_pub"], "garbage": tmp_path / "g.pem"}[case]
     if case == "garbage":
         path.write_text("-----BEGIN EC PRIVATE KEY-----\nnot a key\n-----END EC PRIVATE KEY-----\n")
-    want = {"missing": "not found", "folder": "is a folder", "ed25519": "Ed25519 key",
+    want = {"missing": "not found", "folder": "is a directory", "ed25519": "Ed25519 key",
             "public": "is a public key", "garbage": "not a PEM private key"}[case]
     last = _failed(_cli("attest", run["dir"], "--key", path, "-o", tmp_path / "att"), want)
     assert "not a key" not in last

@@ -328,3 +328,37 @@ def test_verify_on_the_emulated_arm64_device(run):
         assert res.exit_code == 0, res.output
         v = json.loads(res.output[res.output.index("{"):])["vectors"]
         assert v["verdict"] == "PASS" and v["device"]["arch"] == "aarch64", v["device"]
+
+
+def test_verify_runs_without_mindspore(run):
+    """A deployment machine has the engine, not MindSpore: verify imports none of it."""
+    code = ("import importlib.abc, sys\n"
+            "class _No(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'mindspore':\n"
+            "            raise ModuleNotFoundError(name, name=name)\n"
+            "sys.meta_path.insert(0, _No())\n"
+            "from toolchain.cli import main\n"
+            "sys.argv = ['shufflenet', 'verify', sys.argv[1], '--json']\n"
+            "main()\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(run["art"] / ONNX)], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["verdict"] == "PASS"
+
+
+def test_vectors_carry_the_precision_profile_and_say_stand_in(tmp_path):
+    """fp16 gets the fp16 tolerances; a checkpoint that names no val split gets the stand-in
+    photos, and the vectors say so."""
+    from exporters import export_checkpoint
+    from exporters.vectors import read_vectors
+    from toolchain.parity.profiles import PROFILES
+
+    res = export_checkpoint(str(make_checkpoint(tmp_path / "c.ckpt")), "onnx-fp16", tmp_path / "o",
+                            progress=False)
+    vec = read_vectors(res[0].path)
+    assert vec["stand_in"] and "no val split" in vec["reason"]
+    assert vec["tolerances"]["profile"] == "fp16"
+    assert vec["tolerances"]["max_rel_error"] == PROFILES["fp16"]["max_rel_error"]
+    out = _cli("verify", res[0].path)
+    assert out.exit_code == 0 and "stand-in photos" in out.output, out.output

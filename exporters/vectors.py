@@ -129,14 +129,7 @@ def read_vectors(artifact: str | os.PathLike) -> dict:
     artifact = Path(artifact)
     text = None
     if artifact.suffix == ".onnx":
-        import onnx
-
-        try:
-            proto = onnx.load(str(artifact), load_external_data=False)
-        except Exception as exc:
-            raise ExportError(f"cannot read ONNX file {artifact}: corrupt or truncated "
-                              f"({str(exc).splitlines()[0][:120]})") from None
-        text = next((p.value for p in proto.metadata_props if p.key == ONNX_VECTORS_KEY), None)
+        text = _onnx_prop(artifact, ONNX_VECTORS_KEY)
     side = vectors_path(artifact)
     if text is None and side.exists():
         text = side.read_text()
@@ -152,6 +145,26 @@ def read_vectors(artifact: str | os.PathLike) -> dict:
         raise ExportError(f"the test vectors of {artifact.name} are unreadable: "
                           f"{str(exc).splitlines()[0][:160]}") from None
     return vec
+
+
+def _onnx_prop(path: Path, key: str) -> str | None:
+    """One ``metadata_props`` entry; through ONNX Runtime on a device without ``onnx``."""
+    try:
+        import onnx
+    except ImportError:
+        import onnxruntime as ort
+
+        try:
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ExportError(f"cannot read ONNX file {path}: {str(exc).splitlines()[0][:120]}") from None
+        return sess.get_modelmeta().custom_metadata_map.get(key)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ExportError(f"cannot read ONNX file {path}: corrupt or truncated "
+                          f"({str(exc).splitlines()[0][:120]})") from None
+    return next((p.value for p in proto.metadata_props if p.key == key), None)
 
 
 def binding_problems(artifact, vectors: dict) -> list[str]:

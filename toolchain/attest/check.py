@@ -54,6 +54,19 @@ def _plan(art, target=None, where: str | None = None):
     return place, target.engine, target.threads, dict(target.options), f"{target.name} @ {label}"
 
 
+_LOOSENESS = {"fp32": 0, "fp16": 1, "bf16": 2, "int8": 3}
+
+
+def _tolerances(precision: str) -> dict:
+    """The vectors' tolerances under another precision profile (a target running fp16)."""
+    from exporters.vectors import PER_VECTOR_GATES, SET_GATES
+    from toolchain.parity.profiles import profile_for_precision
+
+    profile = profile_for_precision(precision)
+    return {"profile": profile.name, **{g: profile.thresholds.get(g)
+                                       for g in PER_VECTOR_GATES + SET_GATES}}
+
+
 def _batches(x: np.ndarray, fixed: int | None):
     """Chunks of ``x`` an artifact with a baked batch size takes (last one padded)."""
     if not fixed or fixed < 1:
@@ -99,6 +112,10 @@ def check_vectors(artifact, target=None, where: str | None = None) -> dict:
             outs.append(runner.infer(chunk)[:n])
         device = dict(getattr(runner, "device", None) or {})
         info = runner.info()
+    stored = (vectors.get("tolerances") or {}).get("profile")
+    if target is not None and _LOOSENESS.get(target.precision, 0) > _LOOSENESS.get(stored, 0):
+        # a target that runs an fp32 file in lower precision (ncnn fp16) is judged by its own
+        vectors = dict(vectors, tolerances=_tolerances(target.precision))
     result = judge(vectors, np.concatenate(outs))
     result.update(artifact=str(art.path), format=art.format, precision=art.precision,
                   engine=engine, engine_version=info.engine_version,

@@ -21,6 +21,15 @@ CURVES = ("secp256r1", "secp384r1", "secp521r1")
 MAKE_KEY = "openssl ecparam -name prime256v1 -genkey -noout -out key.pem"
 
 
+def _serialization():
+    try:
+        from cryptography.hazmat.primitives import serialization
+    except ImportError:
+        raise VerifyFailed('signing and checking attestations need cryptography: '
+                           'pip install "shufflenet-toolchain[attest]"') from None
+    return serialization
+
+
 def _read(path, what: str) -> bytes:
     path = Path(path)
     if not path.exists():
@@ -56,7 +65,7 @@ def _check_curve(key, path, what: str):
 
 def load_private_key(path: str | os.PathLike):
     """The ECDSA private key in the PEM file ``path`` (unencrypted)."""
-    from cryptography.hazmat.primitives import serialization
+    serialization = _serialization()
 
     data = _read(path, "signing key")
     try:
@@ -77,7 +86,7 @@ def load_private_key(path: str | os.PathLike):
 
 def load_public_key(path: str | os.PathLike):
     """The ECDSA public key in the PEM file ``path``."""
-    from cryptography.hazmat.primitives import serialization
+    serialization = _serialization()
 
     data = _read(path, "public key")
     try:

@@ -362,3 +362,19 @@ def test_vectors_carry_the_precision_profile_and_say_stand_in(tmp_path):
     assert vec["tolerances"]["max_rel_error"] == PROFILES["fp16"]["max_rel_error"]
     out = _cli("verify", res[0].path)
     assert out.exit_code == 0 and "stand-in photos" in out.output, out.output
+
+
+def test_pipeline_attest_key_signs_the_run_and_keeps_the_key_out(run, tmp_path):
+    """Re-running the module's pipeline (every stage cached) with --attest-key signs it; the
+    key's path is not a run input and stays out of run.json's command."""
+    stmt = run["statement"]
+    before = stmt.stat().st_mtime_ns
+    res = _cli("pipeline", "--ckpt_path", run["root"] / "a.ckpt", "--dataset", "demo",
+               "--formats", "onnx,mnn", "-t", "x86-edge-ort-1t", "--samples", "16",
+               "--bench-seconds", "0.2", "-o", run["dir"], "--attest-key", run["keys"]["key"])
+    assert res.exit_code == 0, res.output
+    assert stmt.stat().st_mtime_ns != before
+    record = json.loads((run["dir"] / "run.json").read_text())
+    assert "--attest-key" not in record["command"] and str(run["keys"]["key"]) not in json.dumps(record)
+    ok = _cli("verify", run["art"] / MNN, "--attestation", stmt, "--key", run["keys"]["key_pub"])
+    assert ok.exit_code == 0, ok.output

@@ -56,7 +56,7 @@ def build_statement(run_dir) -> dict:
         raise VerifyFailed(f"no run record (run.json) in {run_dir}: attest a pipeline run directory")
     record = rec_obj.to_dict()
     export = _stage(record, "export")
-    if export.get("status") not in ("done", "skipped") or not export.get("outputs"):
+    if export.get("status") not in ("done", "cached") or not export.get("outputs"):
         raise VerifyFailed(f"the run in {run_dir} exported no artifacts (export stage "
                            f"{export.get('status') or 'missing'})")
     subjects, artifacts = [], []

@@ -21,6 +21,9 @@ from click.testing import CliRunner
 from conftest_export import make_checkpoint
 from strict import missing, require_module
 
+# one real pipeline run shared by the module (~1 min on 2 cores); emulated ARM64 ~1 min more
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 ONNX = "shufflenet_v2_x0_5.onnx"
 MNN = "shufflenet_v2_x0_5.mnn"
@@ -378,3 +381,17 @@ def test_pipeline_attest_key_signs_the_run_and_keeps_the_key_out(run, tmp_path):
     assert "--attest-key" not in record["command"] and str(run["keys"]["key"]) not in json.dumps(record)
     ok = _cli("verify", run["art"] / MNN, "--attestation", stmt, "--key", run["keys"]["key_pub"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_attest_refuses_an_artifact_changed_since_the_run(run, tmp_path):
+    d = tmp_path / "run"
+    shutil.copytree(run["dir"], d, ignore=shutil.ignore_patterns("attestation"))
+    record = json.loads((d / "run.json").read_text())
+    for out in record["stages"]["export"]["outputs"].values():       # the copy's own paths
+        out["path"] = str(d / "artifacts" / Path(out["path"]).name)
+    (d / "run.json").write_text(json.dumps(record))
+    data = bytearray((d / "artifacts" / ONNX).read_bytes())
+    data[len(data) // 3] ^= 1
+    (d / "artifacts" / ONNX).write_bytes(bytes(data))
+    _failed(_cli("attest", d, "--key", run["keys"]["key"]), ONNX, "changed since the run")
+    assert not (d / "attestation").exists()

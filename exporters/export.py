@@ -33,6 +33,7 @@ from .mindspore_export import export_onnx_raw
 from .onnx_optimize import optimize
 from .smoke import run_artifact
 from .source import load_source, run_mindspore
+from .vectors import VECTORS_SUFFIX, attach_vectors
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 @dataclass
 class ExportResult:
     """What one export produced."""
-
     format: str
     path: str                 # the artifact (for multi-file formats, the file to load)
     precision: str
@@ -61,7 +61,6 @@ class ExportResult:
 @dataclass
 class ExportContext:
     """Shared state of one ``export_checkpoint`` call (the raw/optimised ONNX are built once)."""
-
     source: object
     out_dir: Path
     batch: object
@@ -73,7 +72,9 @@ class ExportContext:
     latency_seconds: float = 1.5             # onnx-int8 fp32 / int8 / mixed latency at export
     progress: bool = True
     train_data: dict | None = None           # onnx-int8: training split to calibrate on
+    val_data: dict | None = None             # test vectors: {"dataset", "data_dir", "val_split"}
     _raw: object = None
+    _vectors_cache: dict | None = None
     _optimized: dict = field(default_factory=dict)
 
     @property
@@ -153,7 +154,7 @@ def _install(stage_files: list[Path], out_dir: Path) -> list[Path]:
 def _digest(files: list[Path]) -> str:
     """sha256 of the artifact; with companions (ncnn .bin, OpenVINO .bin) of all of
     them, so that new weights behind an unchanged .param/.xml give a new digest."""
-    content = [f for f in files if not str(f).endswith(SIDECAR_SUFFIX)]
+    content = [f for f in files if not str(f).endswith((SIDECAR_SUFFIX, VECTORS_SUFFIX))]
     if len(content) == 1:
         return sha256_file(content[0])
     h = hashlib.sha256()
@@ -188,7 +189,8 @@ def run_export(ctx: ExportContext, name: str) -> ExportResult:
         if not np.isfinite(err) or err > spec.tolerance:
             raise ExportError(f"{name}: smoke parity failed: relative error {err:.3g} vs the "
                               f"checkpoint's MindSpore output exceeds {spec.tolerance:g}")
-        files = _install(built.files, ctx.out_dir)
+        # golden vectors go into the staged files before anything is hashed or signed
+        files = _install(attach_vectors(ctx, name, built), ctx.out_dir)
         seconds = time.perf_counter() - start
         problem, notes = _int8_findings(built.meta) if name == "onnx-int8" else (None, [])
         return ExportResult(name, str(files[0]), spec.precision, round(seconds, 3), err,
@@ -221,7 +223,8 @@ def export_checkpoint(checkpoint, formats, out_dir, model: str | None = None,
                       dataset: str | None = None, calib_samples: int = 256,
                       image_size: int | None = None, labels: list | None = None,
                       max_accuracy_drop_pp: float = 1.0, search_seconds: float = 300.0,
-                      progress: bool = True, train_data: dict | None = None) -> list[ExportResult]:
+                      progress: bool = True, train_data: dict | None = None,
+                      val_data: dict | None = None) -> list[ExportResult]:
     """Export a checkpoint to one or more formats; returns one result per format.
 
     ``model``/``num_classes``/``image_size``/``labels`` default to the
@@ -236,7 +239,9 @@ def export_checkpoint(checkpoint, formats, out_dir, model: str | None = None,
     (``train_data``: the training split to calibrate on instead of the one
     the checkpoint names, ``{"dataset", "data_dir", "train_split"}``)
     (:mod:`exporters.int8_search`). A missed budget still writes the best
-    artifact; its result's ``problem`` says so.
+    artifact; its result's ``problem`` says so. Every artifact carries golden
+    test vectors from ``val_data`` (``{"dataset", "data_dir", "val_split"}``),
+    else the val split the checkpoint names (:mod:`exporters.vectors`).
 
     >>> export_checkpoint("best.ckpt", "onnx,onnx-int8", "out/")  # doctest: +SKIP
     [ExportResult(format='onnx', path='out/shufflenet_v2_x0_5.onnx', ...), ...]
@@ -278,7 +283,8 @@ def export_checkpoint(checkpoint, formats, out_dir, model: str | None = None,
         out_dir.mkdir(parents=True, exist_ok=True)
         ctx = ExportContext(source, out_dir, batch, str(calib_dir) if calib_dir else None,
                             dataset, int(calib_samples), float(max_accuracy_drop_pp) / 100,
-                            float(search_seconds), progress=progress, train_data=train_data)
+                            float(search_seconds), progress=progress, train_data=train_data,
+                            val_data=val_data)
         from tqdm import tqdm
 
         results = []

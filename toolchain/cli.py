@@ -26,6 +26,8 @@ SUBCOMMANDS = {
     "targets": "toolchain.commands.targets:targets",
     "device": "toolchain.commands.device:device",
     "pipeline": "toolchain.commands.pipeline:pipeline",
+    "verify": "toolchain.commands.verify:verify",
+    "attest": "toolchain.commands.attest:attest",
 }
 
 

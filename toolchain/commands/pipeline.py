@@ -6,6 +6,8 @@ from pathlib import Path
 import click
 
 from shufflenet.errors import ConfigError
+from toolchain.attest import attest_run
+from toolchain.attest.sign import check_key_file
 from toolchain.pipeline import PipelineOptions, RunRecord, diff_records, run_pipeline
 from toolchain.pipeline.record import not_judged_note
 
@@ -75,12 +77,14 @@ def _override(ctx, param, values):
               help="Time budget per target for latency measurement.")
 @click.option("--diff", "diff_with", default=None, type=click.Path(file_okay=False, exists=True),
               help="Do not run: print how this run's record differs from another run directory's.")
+@click.option("--attest-key", "attest_key", default=None, type=click.Path(dir_okay=False),
+              metavar="KEY.pem", help="Sign the run's verdicts and artifacts (`shufflenet attest`).")
 @launch_options
 @json_option
 def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, target_names,
              target_list, targets_file, run_dir, force, samples, allow_inconclusive,
              max_accuracy_drop_pp, search_seconds, calib_samples, min_top1, bench_seconds, diff_with,
-             as_json, devices, nodes, node_rank, master):
+             as_json, devices, nodes, node_rank, master, attest_key):
     """Train, validate, export, check parity and validate latency, in one command.
 
     With no options it runs the whole thing on the built-in demo data (x0_5,
@@ -107,7 +111,12 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
                            int8_search_seconds=search_seconds, calib_samples=calib_samples,
                            bench_seconds=bench_seconds, command=_command_line(click.get_current_context()),
                            devices=devices, nodes=nodes, node_rank=node_rank, master=master)
+    if attest_key:
+        check_key_file(attest_key)      # a bad key fails now, not after the run
     record = run_pipeline(opts)
+    if record is not None and attest_key:
+        signed = attest_run(run_dir, attest_key)
+        click.echo(f"attestation: {signed['statement']}", err=True)
     if record is None:  # a node other than 0: it trained; node 0 runs the rest
         if as_json:
             echo_json({"node_rank": node_rank, "nodes": nodes, "trained": True})
@@ -153,7 +162,7 @@ def _command_line(ctx) -> list[str]:
     """The exact command, rebuilt from the parsed options (works under any launcher)."""
     args = ["shufflenet", "pipeline"]
     for p in ctx.command.params:
-        if not isinstance(p, click.Option):
+        if not isinstance(p, click.Option) or p.name == "attest_key":   # not a run input
             continue
         v = ctx.params.get(p.name)
         if v is None or v is False or v == () or v == {} or v == p.default:

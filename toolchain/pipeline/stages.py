@@ -153,7 +153,8 @@ def _stage_export(opts: PipelineOptions, cfg, run_dir: Path) -> Stage:
                                                       if "onnx-int8" in formats() else None),
                                 "samples": opts.calib_samples,
                                 "max_accuracy_drop_pp": opts.max_accuracy_drop_pp,
-                                "search_seconds": opts.int8_search_seconds}}
+                                "search_seconds": opts.int8_search_seconds},
+                "vectors_val_fingerprint": data_fingerprint(opts, cfg, _checkpoint(ctx), "val")}
 
     def run(ctx):
         out_dir = run_dir / "artifacts"
@@ -166,7 +167,9 @@ def _stage_export(opts: PipelineOptions, cfg, run_dir: Path) -> Stage:
                                     calib_samples=opts.calib_samples,
                                     max_accuracy_drop_pp=opts.max_accuracy_drop_pp,
                                     search_seconds=opts.int8_search_seconds,
-                                    progress=opts.progress)
+                                    progress=opts.progress,
+                                    # golden test vectors come from the val split parity judges on
+                                    val_data=eval_data_spec(opts, cfg, _checkpoint(ctx)))
         rows, outputs, gates = [], {}, []
         for r in results:
             if r.format == "onnx-int8":

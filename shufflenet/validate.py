@@ -106,5 +106,8 @@ def validate(model: str | None = None, ckpt_path: str | None = None, pretrained:
     result = evaluate(net, loader, progress=progress)
     result.update({"model": model, "checkpoint": str(ckpt_path) if ckpt_path else "pretrained",
                    "dataset": dataset, "split": val_split, "device_target": target,
-                   "image_size": transform.image_size, "crop_pct": transform.crop_pct})
+                   "image_size": transform.image_size, "crop_pct": transform.crop_pct,
+                   # the rate a constant guess scores: what the pipeline's chance gate beats
+                   "majority_class_images": int(np.bincount(np.asarray(source.targets)).max())
+                   if len(source.targets) else 0})
     return result

@@ -132,7 +132,19 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
         click.echo(f"\nverdict: {verdict_line(record)}")
         click.echo(f"report: {Path(run_dir) / 'report.html'}  (also report.md, run.json)")
     if not record.passed:
-        raise click.ClickException("pipeline gates failed: " + "; ".join(record.failed_gates))
+        raise click.ClickException("pipeline gates failed: " + "; ".join(failure_lines(record)))
+
+
+def _chance_gate(record) -> dict | None:
+    st = record.stages.get("validate")
+    return next((g for g in (st.gates if st else []) if "test" in g and "chance_pct" in g), None)
+
+
+def failure_lines(record) -> list[str]:
+    """The failed gates by name; the chance gate with its finding and what to try."""
+    chance = _chance_gate(record)
+    return [f"{name}: {chance['detail']}" if chance and name == chance["name"] else name
+            for name in record.failed_gates]
 
 
 def verdict_line(record) -> str:
@@ -144,6 +156,9 @@ def verdict_line(record) -> str:
     gates = [g for st in record.stages.values() for g in (st.gates or [])]
     qualifiers = (["allowed by --allow-inconclusive"]
                   if record.verdict == "INCONCLUSIVE" and record.passed else [])
+    chance = _chance_gate(record)
+    if chance and chance.get("passed") is False:
+        qualifiers.append("model not shown better than chance: " + chance["detail"].split(":")[0])
     if not_judged_note(gates):
         qualifiers.append(not_judged_note(gates))
     return record.verdict + (f" ({'; '.join(qualifiers)})" if qualifiers else "")
@@ -175,19 +190,19 @@ def _command_line(ctx) -> list[str]:
 
 
 def _print_diff(run_dir, other, as_json):
+    """B (``-o``) against A (``--diff``): A is the baseline, deltas read B - A."""
     from shufflenet.errors import ConfigError
-    from toolchain.pipeline import RunRecord, diff_records
+    from toolchain.pipeline import RunRecord
+    from toolchain.pipeline.run_diff import diff_rows, render_diff
 
     recs = []
-    for d in (run_dir, other):
+    for d in (other, run_dir):
         rec = RunRecord.load(d)
         if rec is None:
             raise ConfigError(f"no run record (run.json, schema 1) in {d}")
         recs.append(rec.to_dict())
-    rows = [{"key": k, "a": a, "b": b} for k, a, b in diff_records(*recs)]
+    rows = diff_rows(*recs)
     if as_json:
         echo_json(rows)
-    elif not rows:
-        click.echo("no differences (timings and timestamps aside)")
     else:
-        echo_table(rows, [("key", "field"), ("a", str(run_dir)), ("b", str(other))])
+        click.echo(render_diff(rows, str(other), str(run_dir)))

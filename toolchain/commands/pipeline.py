@@ -190,19 +190,20 @@ def _command_line(ctx) -> list[str]:
 
 
 def _print_diff(run_dir, other, as_json):
-    """B (``-o``) against A (``--diff``): A is the baseline, deltas read B - A."""
+    """Text: grouped by stage and item, read from ``--diff`` (A, the baseline) to ``-o`` (B),
+    deltas B - A. ``--json``: every difference as ``{"key", "a": -o's value, "b": --diff's}``."""
     from shufflenet.errors import ConfigError
-    from toolchain.pipeline import RunRecord
+    from toolchain.pipeline import RunRecord, diff_records
     from toolchain.pipeline.run_diff import diff_rows, render_diff
 
-    recs = []
-    for d in (other, run_dir):
+    recs = {}
+    for d in (run_dir, other):
         rec = RunRecord.load(d)
         if rec is None:
             raise ConfigError(f"no run record (run.json, schema 1) in {d}")
-        recs.append(rec.to_dict())
-    rows = diff_rows(*recs)
+        recs[d] = rec.to_dict()
     if as_json:
-        echo_json(rows)
+        echo_json([{"key": k, "a": a, "b": b} for k, a, b in diff_records(recs[run_dir],
+                                                                         recs[other])])
     else:
-        click.echo(render_diff(rows, str(other), str(run_dir)))
+        click.echo(render_diff(diff_rows(recs[other], recs[run_dir]), str(other), str(run_dir)))

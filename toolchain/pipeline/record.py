@@ -120,7 +120,7 @@ def device_fingerprint() -> dict:
 
 # fields that name a row of a list of results: parity pairs by artifact + engine (+ where they
 # ran), latency rows by target + artifact + engine, exports by format, gates by name
-_IDENTITY = ("name", "format", "target", "artifact", "artifact_name", "engine", "ran_on")
+_IDENTITY = ("name", "format", "target", "artifact", "artifact_name", "engine", "ran_on", "metric")
 # a list of more numbers than this is raw samples (per-iteration latencies): never compared
 _SAMPLES = 8
 
@@ -170,7 +170,9 @@ def _volatile_parts(parts: tuple) -> bool:
     if parts[0] in _CHOSEN:
         return False
     leaf = parts[-1]
-    return (leaf in ("seconds", "created", "updated", "cache_miss") or leaf.endswith("_seconds"))
+    # inputs_hash: the inputs themselves are compared, field by field
+    return (leaf in ("seconds", "created", "updated", "cache_miss", "inputs_hash")
+            or leaf.endswith("_seconds"))
 
 
 def _volatile(key: str) -> bool:
@@ -180,7 +182,10 @@ def _volatile(key: str) -> bool:
 def diff_parts(a: dict, b: dict) -> list[tuple[tuple, Any, Any]]:
     """Differences between two run records as ``(path tuple, a_value, b_value)``, in path order;
     timestamps, timings and raw samples left out."""
-    fa, fb = flatten_parts(a), flatten_parts(b)
+    def empty_is_none(flat):    # an empty list or dict says no more than an absent one
+        return {k: v for k, v in flat.items() if v not in ([], {})}
+
+    fa, fb = empty_is_none(flatten_parts(a)), empty_is_none(flatten_parts(b))
     return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
             if not _volatile_parts(k) and fa.get(k) != fb.get(k)]
 

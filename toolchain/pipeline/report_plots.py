@@ -65,13 +65,16 @@ def latency_histograms_png(bench_rows: list[dict]) -> bytes | None:
     if not rows:
         return None
     plt = _plt()
-    # one scale for every plot: from the fastest sample to the slowest 99.5th percentile
+    # one scale for every plot, fitted to the bulk of the runs: each measurement's 95th
+    # percentile, but never past 4x its median (a loaded machine's hiccups are not the
+    # distribution); slower runs are counted in a note on their plot
     cuts = []
     for r in rows:
         data = sorted(r["samples_ms"])
-        cuts.append(data[min(len(data) - 1, int(len(data) * 0.995))])
+        q95, median = data[min(len(data) - 1, int(len(data) * 0.95))], data[len(data) // 2]
+        cuts.append(min(q95, 4.0 * median))
     lo = min(min(r["samples_ms"]) for r in rows)
-    hi = max(cuts)
+    hi = 1.25 * max(cuts)
     pad = 0.05 * (hi - lo or hi or 1.0)
     fig, axes = plt.subplots(len(rows), 1, figsize=(7, 1.9 * len(rows) + 0.5), squeeze=False,
                              sharex=True)
@@ -83,8 +86,12 @@ def latency_histograms_png(bench_rows: list[dict]) -> bytes | None:
         if len(shown) < len(data):
             notes.append(f"{len(data) - len(shown)} slower run(s) > {human(hi)} ms not shown")
         for q, style in (("p50", "-"), ("p99", "--")):
-            if r.get(q) is not None:
+            if r.get(q) is None:
+                continue
+            if r[q] <= hi + pad:
                 ax.axvline(r[q], color="k", ls=style, lw=1, label=f"{q} {human(r[q])} ms")
+            else:
+                notes.append(f"{q} {human(r[q])} ms is off this scale (right)")
         for metric, limit in _budget_lines(r):
             if limit <= hi + pad:
                 ax.axvline(limit, color="tab:red", lw=1.5, label=f"budget {metric} <= {human(limit)} ms")

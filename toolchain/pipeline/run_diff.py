@@ -18,7 +18,7 @@ _WIDTH = 48          # a cell longer than this is cut, with "..."
 MAX_ROWS = 120       # text rows; the rest are counted
 
 
-def format_value(value: Any, width: int = _WIDTH) -> str:
+def format_value(value: Any, width: int = _WIDTH, sep: str = ", ") -> str:
     """A value as a person reads it: lists as comma-separated items, floats to 4 significant
     digits, long text cut.
 
@@ -35,7 +35,7 @@ def format_value(value: Any, width: int = _WIDTH) -> str:
     elif isinstance(value, int):
         text = f"{value:,}" if abs(value) >= 10000 else str(value)
     elif isinstance(value, (list, tuple)):
-        text = ", ".join(format_value(v, width) for v in value) or "(empty)"
+        text = sep.join(format_value(v, width) for v in value) or "(empty)"
     elif isinstance(value, dict):
         text = ", ".join(f"{k}={format_value(v, width)}" for k, v in value.items()) or "(empty)"
     else:
@@ -78,9 +78,28 @@ def diff_rows(a: dict, b: dict) -> list[dict]:
         rows.append({"rank": rank, "where": where, "field": ".".join(field) or "-",
                      "a": va, "b": vb, "change": _delta(va, vb)})
     rows.sort(key=lambda r: (r["rank"], r["where"], r["field"]))
-    for r in rows:
-        r.pop("rank")
-    return rows
+    return [{k: v for k, v in r.items() if k != "rank"} for r in _collapse_whole_items(rows)]
+
+
+def _collapse_whole_items(rows: list[dict]) -> list[dict]:
+    """An item (a gate, a pair, a target) present in one run only: one row, not one per field."""
+    out, i = [], 0
+    while i < len(rows):
+        j = i
+        while j < len(rows) and rows[j]["where"] == rows[i]["where"]:
+            j += 1
+        group = rows[i:j]
+        kinds = {r["change"] for r in group}
+        if rows[i]["where"] != "run" and ":" in rows[i]["where"] and len(group) > 1 \
+                and kinds in ({"added"}, {"removed"}):
+            side = "b" if kinds == {"added"} else "a"
+            row = dict(group[0], field="(the whole item)", a=None, b=None)
+            row[side] = f"{len(group)} fields"
+            out.append(row)
+        else:
+            out += group
+        i = j
+    return out
 
 
 def render_diff(rows: list[dict], name_a: str, name_b: str, max_rows: int = MAX_ROWS) -> str:
@@ -98,8 +117,11 @@ def render_diff(rows: list[dict], name_a: str, name_b: str, max_rows: int = MAX_
         if r["where"] != group:
             group = r["where"]
             out.append(f"\n[{format_value(group, 100)}]")
-        out.append(f"  {format_value(r['field']):<{fw}}  {format_value(r['a']):>{vw}}  ->  "
-                   f"{format_value(r['b']):<{vw}}  {r['change']}".rstrip())
+        # a command line reads as one, not as a list of words
+        sep = " " if r["field"].split(".")[-1] in ("command", "launcher_command") else ", "
+        a, b = (format_value(r[k], sep=sep) for k in ("a", "b"))
+        out.append(f"  {format_value(r['field']):<{fw}}  {a:>{vw}}  ->  {b:<{vw}}  "
+                   f"{r['change']}".rstrip())
     if len(rows) > len(shown):
         out.append(f"\n... and {len(rows) - len(shown)} more (--json lists every difference)")
     return "\n".join(out)

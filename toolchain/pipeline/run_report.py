@@ -152,7 +152,9 @@ def build_sections(record: dict, history: list[dict]) -> dict:
     parity = stages.get("parity", {}).get("metrics", {}).get("pairs", [])
     bench = [dict(b, why=reason_code(b.get("not_judged_reason", "")))
              for b in stages.get("bench", {}).get("metrics", {}).get("results", [])]
-    acc_by_artifact = {p.get("artifact"): p.get("candidate_top1") for p in parity}
+    # an artifact's accuracy from its pair on the most images (not a 64-image emulated run)
+    acc_by_artifact = {p.get("artifact"): p.get("candidate_top1")
+                       for p in sorted(parity, key=lambda p: p.get("n") or 0)}
     points = [{"artifact": b.get("artifact_name"), "target": b.get("target"), "p50": b.get("p50"),
                "verdict": b.get("verdict"),
                "top1": acc_by_artifact.get(b.get("artifact_name"), val.get("top1"))} for b in bench]
@@ -233,11 +235,12 @@ def _md(record, s, verdict, lines, pictures) -> str:
     return "\n".join(md)
 
 
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:1.5em auto;padding:0 1em;"
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:1320px;margin:1.5em auto;padding:0 1em;"
         "color:#222}h1{font-size:1.6em;margin:.2em 0}h1.pass{color:#065}h1.fail{color:#b00}"
         "table{border-collapse:collapse;margin:.5em 0;max-width:100%}"
         "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top;"
-        "overflow-wrap:anywhere}th{background:#f3f3f3;text-align:left}"
+        "overflow-wrap:break-word}th{background:#f3f3f3;text-align:left}"
+        "td.pass,td.fail,td.nj{white-space:nowrap}"
         ".pass{color:#065;font-weight:bold}.fail{color:#b00;font-weight:bold}"
         ".nj{color:#a60;font-weight:bold}.warn{color:#a60;font-weight:bold}"
         "ul.stages{padding-left:1.2em}ul.stages li{margin:.25em 0}"

@@ -69,7 +69,9 @@ def changed_inputs(old: dict, new: dict, limit: int = 3) -> list[str]:
     >>> changed_inputs({"a": 1, "b": {"c": 2}}, {"a": 1, "b": {"c": 3}, "d": 4})
     ['b.c 2 -> 3', 'd (new) 4']
     """
-    fa, fb = _flatten(old or {}), _flatten(new or {})
+    # compare as run.json holds them (a tuple in the live inputs is a list once saved)
+    old, new = (json.loads(json.dumps(x or {}, default=str)) for x in (old, new))
+    fa, fb = _flatten(old), _flatten(new)
     out = []
     for key in sorted(set(fa) | set(fb)):
         if key not in fa:

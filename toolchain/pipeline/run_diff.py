@@ -58,6 +58,33 @@ def _delta(a: Any, b: Any) -> str:
     return "changed"
 
 
+def _same_number(a, b) -> bool:
+    """Float noise (a cosine of 1 - 1e-13 against 1) is not a change."""
+    num = (int, float)
+    return (isinstance(a, num) and isinstance(b, num) and not isinstance(a, bool)
+            and not isinstance(b, bool) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12))
+
+
+def _changed_parts(a: Any, b: Any, sep: str) -> tuple[str, str]:
+    """Two lists shown by the items that differ (``...`` for the common rest), so that the
+    change is visible within the cell width; anything else formatted whole."""
+    if not (isinstance(a, list) and isinstance(b, list)):
+        return format_value(a, sep=sep), format_value(b, sep=sep)
+    import difflib
+
+    sa, sb = [format_value(v, 1000) for v in a], [format_value(v, 1000) for v in b]
+    out_a, out_b = [], []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=sa, b=sb, autojunk=False).get_opcodes():
+        if op == "equal":
+            for out in (out_a, out_b):
+                if not out or out[-1] != "...":
+                    out.append("...")
+        else:
+            out_a += sa[i1:i2] or ["(none)"]
+            out_b += sb[j1:j2] or ["(none)"]
+    return format_value(sep.join(out_a)), format_value(sep.join(out_b))
+
+
 def _where(parts: tuple) -> tuple[int, str, tuple]:
     """(sort rank, group heading, the field's own path)."""
     if parts[0] == "stages" and len(parts) > 1:
@@ -65,7 +92,9 @@ def _where(parts: tuple) -> tuple[int, str, tuple]:
         rank = 1 + (_STAGE_ORDER.index(stage) if stage in _STAGE_ORDER else len(_STAGE_ORDER))
         rest = parts[2:]
         items = [p[1:-1] for p in rest if p.startswith("[")]
-        field = tuple(p for p in rest if not p.startswith("[") and p not in ("metrics",))
+        # a stage's "inputs" are its cache key; "metrics" is where every result lives
+        field = tuple("cache key" if p == "inputs" and i == 0 else p for i, p in enumerate(rest)
+                      if not p.startswith("[") and p != "metrics")
         return rank, f"{stage}" + (f": {' | '.join(items)}" if items else ""), field
     return 0, "run", parts
 
@@ -74,6 +103,8 @@ def diff_rows(a: dict, b: dict) -> list[dict]:
     """Every difference as ``{"where", "field", "a", "b", "change"}`` (values as recorded)."""
     rows = []
     for parts, va, vb in diff_parts(a, b):
+        if _same_number(va, vb):
+            continue
         rank, where, field = _where(parts)
         rows.append({"rank": rank, "where": where, "field": ".".join(field) or "-",
                      "a": va, "b": vb, "change": _delta(va, vb)})
@@ -119,7 +150,7 @@ def render_diff(rows: list[dict], name_a: str, name_b: str, max_rows: int = MAX_
             out.append(f"\n[{format_value(group, 100)}]")
         # a command line reads as one, not as a list of words
         sep = " " if r["field"].split(".")[-1] in ("command", "launcher_command") else ", "
-        a, b = (format_value(r[k], sep=sep) for k in ("a", "b"))
+        a, b = _changed_parts(r["a"], r["b"], sep)
         out.append(f"  {format_value(r['field']):<{fw}}  {a:>{vw}}  ->  {b:<{vw}}  "
                    f"{r['change']}".rstrip())
     if len(rows) > len(shown):

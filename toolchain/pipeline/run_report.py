@@ -35,6 +35,23 @@ def _md_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _breakable(text: str, longest: int = 20) -> str:
+    """``text`` escaped for HTML, with break points (``<wbr>``) in long unbroken words (paths,
+    artifact names) after / _ - . and every ``longest`` characters, so a cell wraps there
+    rather than stretching the table past the page; short words are left whole."""
+    import re
+
+    def split(m):
+        parts = re.split(r"(?<=[/_\-.,:=])", m.group(0))
+        out = []
+        for part in parts:
+            out += [part[i:i + longest] for i in range(0, len(part), longest)] or [part]
+        return "\x00".join(out)
+
+    marked = re.sub(r"\S{%d,}" % (longest + 1), split, str(text))
+    return html.escape(marked).replace("\x00", "<wbr>")
+
+
 _STATE_CLASS = {"PASS": "pass", "FAIL": "fail", "INCONCLUSIVE": "fail", "ERROR": "fail",
                 "NOT JUDGED": "nj", "slower": "warn", "failed": "fail"}
 
@@ -50,7 +67,7 @@ def _html_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
             text = _cell(r.get(k))
             cls = _STATE_CLASS.get(text)
             cells.append(f"<td{f' class={chr(34)}{cls}{chr(34)}' if cls else ''}>"
-                         f"{html.escape(text)}</td>")
+                         f"{_breakable(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -261,15 +278,15 @@ def _html(record, s, state, verdict, lines, pictures) -> str:
                 f'{base64.b64encode(data).decode()}"></p>')
 
     def kv(rows):
-        return ("<table>" + "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(_cell(v))}</td></tr>"
+        return ("<table>" + "".join(f"<tr><th>{esc(str(k))}</th><td>{_breakable(_cell(v))}</td></tr>"
                                     for k, v in rows) + "</table>")
 
     items = "".join(f"<li><b>{esc(name)}</b> <span class='{_STATE_CLASS.get(st, '')}'>"
-                    f"{esc(st)}</span>: {esc(text)}</li>" for name, st, text in lines)
+                    f"{esc(st)}</span>: {_breakable(text)}</li>" for name, st, text in lines)
     reasons = ""
     if s["reasons"]:
         reasons = ("<h3>Why not judged</h3><dl>" + "".join(
-            f"<dt>{esc(code)}</dt><dd>{esc(text)} <em>({esc(', '.join(where))})</em></dd>"
+            f"<dt>{esc(code)}</dt><dd>{_breakable(text)} <em>({_breakable(', '.join(where))})</em></dd>"
             for code, text, where in s["reasons"]) + "</dl>")
     text = json.dumps(record, indent=1, default=str)
     whole = (f"<pre>{esc(text)}</pre>" if len(text) <= _INLINE_RECORD_LIMIT else
@@ -279,7 +296,7 @@ def _html(record, s, state, verdict, lines, pictures) -> str:
          "<meta name='viewport' content='width=device-width, initial-scale=1'>",
          f"<title>{esc(state)}: ShuffleNetV2 pipeline report</title>",
          f"<style>{_CSS}</style></head><body>",
-         f"<h1 class='{'pass' if state == 'PASS' else 'fail'}'>Verdict: {esc(verdict)}</h1>",
+         f"<h1 class='{'pass' if state == 'PASS' else 'fail'}'>Verdict: {_breakable(verdict)}</h1>",
          "<p>ShuffleNetV2 pipeline report.</p>",
          f"<ul class='stages'>{items}</ul>",
          "<h2>Run</h2>", kv(_facts(record, s)),

@@ -35,7 +35,7 @@ def _md_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _breakable(text: str, longest: int = 20) -> str:
+def _breakable(text: str, longest: int = 30) -> str:
     """``text`` escaped for HTML, with break points (``<wbr>``) in long unbroken words (paths,
     artifact names) after / _ - . and every ``longest`` characters, so a cell wraps there
     rather than stretching the table past the page; short words are left whole."""
@@ -296,7 +296,7 @@ def _html(record, s, state, verdict, lines, pictures) -> str:
          "<meta name='viewport' content='width=device-width, initial-scale=1'>",
          f"<title>{esc(state)}: ShuffleNetV2 pipeline report</title>",
          f"<style>{_CSS}</style></head><body>",
-         f"<h1 class='{'pass' if state == 'PASS' else 'fail'}'>Verdict: {_breakable(verdict)}</h1>",
+         f"<h1 class='{'pass' if state == 'PASS' else 'fail'}'>Verdict: {esc(verdict)}</h1>",
          "<p>ShuffleNetV2 pipeline report.</p>",
          f"<ul class='stages'>{items}</ul>",
          "<h2>Run</h2>", kv(_facts(record, s)),

@@ -180,7 +180,8 @@ def stage_lines(record: dict) -> list[tuple[str, str, str]]:
     out = []
     train = (stages.get("train") or {}).get("metrics") or {}
     if train:
-        out.append(("train", "done", f"{train.get('epochs', '?')} epochs in "
+        n = train.get("epochs", "?")
+        out.append(("train", "done", f"{n} epoch{'' if n == 1 else 's'} in "
                                      f"{human(train.get('train_seconds'))} s"))
     val = stages.get("validate") or {}
     if val:

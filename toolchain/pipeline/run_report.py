@@ -205,7 +205,10 @@ def headline(record: dict) -> tuple[str, str]:
     if not_judged_note(gates):
         qualifiers.append(not_judged_note(gates))
     verdict = state + (f" ({'; '.join(qualifiers)})" if qualifiers else "")
-    failed = record.get("failed_gates") or []
+    # the chance gate's name states the check; failed, the headline states the finding
+    found = {g["name"]: "model not shown better than chance"
+             for g in gates if "chance_pct" in g and g.get("passed") is False}
+    failed = [found.get(n, n) for n in record.get("failed_gates") or []]
     return state, verdict + (f" ({'; '.join(failed)})" if failed else "")
 
 

@@ -195,7 +195,7 @@ def chance_gate(res: dict, confidence: float = 0.95) -> dict:
                 else "no val size would settle it")
         detail = (f"{found}: not shown better than chance (INCONCLUSIVE; {need}); try more val "
                   f"images or more training")
-    return {"name": "model beats chance (val top-1 > majority class, one-sided exact binomial, 95%)",
+    return {"name": "model beats chance (val top-1 vs commonest class, exact binomial, 95%)",
             "passed": v.state == PASS, "verdict": "PASS" if v.state == PASS else "FAIL",
             "test": v.state, "samples_needed": v.samples_needed,
             "chance_pct": round(100 * chance, 2), "detail": detail}

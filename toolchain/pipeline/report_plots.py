@@ -128,7 +128,7 @@ def accuracy_latency_png(points: list[dict]) -> bytes | None:
                    facecolors=colour if judged else "none", edgecolors=colour, linewidths=1.5,
                    clip_on=False,
                    label=f"{p['artifact']} @ {p['target']}"
-                         + ("" if judged else f" (NOT JUDGED)")
+                         + ("" if judged else " (NOT JUDGED)")
                          + (" FAIL" if p.get("verdict") == "FAIL" else ""))
     accs = [100.0 * p["top1"] for p in pts]
     bottom = max(0.0, min(accs) - max(2.0, 0.5 * (max(accs) - min(accs))))

@@ -70,7 +70,8 @@ def _override(ctx, param, values):
 @click.option("--bench-seconds", type=click.FloatRange(0.1), default=2.0,
               help="Time budget per target for latency measurement.")
 @click.option("--diff", "diff_with", default=None, type=click.Path(file_okay=False, exists=True),
-              help="Do not run: print how this run's record differs from another run directory's.")
+              help="Do not run: print what changed from run DIR (A) to this one (-o, B), by stage, "
+                   "artifact+engine and target, with deltas (timings and raw samples left out).")
 @launch_options
 @json_option
 def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, target_names,

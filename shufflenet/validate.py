@@ -130,5 +130,8 @@ def validate(model: str | None = None, ckpt_path: str | None = None, pretrained:
                    "dataset": dataset, "split": val_split, "device_target": target,
                    "image_size": transform.image_size, "crop_pct": transform.crop_pct,
                    "preprocessing": transform.to_dict(),
-                   "images_fingerprint": image_set_of(source)})
+                   "images_fingerprint": image_set_of(source),
+                   # the rate a constant guess scores: what the pipeline's chance gate beats
+                   "majority_class_images": int(np.bincount(np.asarray(source.targets)).max())
+                   if len(source.targets) else 0})
     return result

@@ -81,7 +81,12 @@ def test_every_rank_runs_in_the_launchers_interpreter(tmp_path):
     died with "No module named 'mindspore'" wherever that lacks it. Comparing
     sys.executable and sys.prefix fails on any machine, not only on those.
     """
-    from shufflenet.train.launch import LaunchSpec, _environment, _msrun_command, free_port
+    from shufflenet.train.launch import (
+        LaunchSpec,
+        _environment,
+        _msrun_command,
+        free_port,
+    )
 
     out, logs = tmp_path / "seen", tmp_path / "logs"
     out.mkdir()
@@ -338,8 +343,10 @@ def test_pipeline_two_ranks_killed_rank_then_resume_end_to_end(tmp_path, referen
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
 
     res = _cli(*args)
-    assert res.returncode == 0, res.stderr[-3000:]
     rec = json.loads((run / "run.json").read_text())
+    # one epoch on 192 images: the chance gate may fail the model (exit 1), nothing else may
+    assert all(g.startswith("model beats chance") for g in rec["failed_gates"]), res.stderr[-3000:]
+    assert res.returncode == (1 if rec["failed_gates"] else 0), res.stderr[-3000:]
     train = rec["stages"]["train"]
     assert train["metrics"]["resumed"] is True and train["inputs"]["world_size"] == 2
     assert all(s["status"] == "done" for s in rec["stages"].values())

@@ -119,20 +119,28 @@ def test_pass_with_unjudged_gates_says_so_in_every_headline(tmp_path):
     write_reports(tmp_path, rec.to_dict(), [])
     md = (tmp_path / "report.md").read_text()
     assert "**Verdict: PASS (3 gates NOT JUDGED)**" in md
-    assert "Verdict: PASS (3 gates NOT JUDGED)</p>" in (tmp_path / "report.html").read_text()
+    assert "Verdict: PASS (3 gates NOT JUDGED)</h1>" in (tmp_path / "report.html").read_text()
     assert verdict_line(rec) == "PASS (3 gates NOT JUDGED)"
     # all gates judged: the plain headline
     rec.stages["bench"].gates, rec.stages["export"].gates = [], []
     assert verdict_line(rec) == "PASS"
 
 
-def test_not_judged_row_counts_latency_and_other_gates_apart(tmp_path):
-    write_reports(tmp_path, _with_unjudged_gates().to_dict(), [])
-    row = next(line for line in (tmp_path / "report.md").read_text().splitlines()
-               if line.startswith("| not judged |"))
-    assert "3 gate(s): 2 latency (latency host-cpu; latency cortex-a76" in row
-    assert "1 other (onnx-int8 accuracy budget 2.0 pp (held-out train): no held-out images)" in row
-    assert "3 latency gate(s)" not in row
+def test_not_judged_reasons_are_coded_in_the_table_and_written_once_below(tmp_path):
+    rec = _with_unjudged_gates()
+    long_reason = ("budgets are sized for shufflenet_v2_x1_0 at 224 px, the artifact is "
+                   "shufflenet_v2_x0_5 at 32 px")
+    row = rec.stages["bench"].metrics["results"][0]
+    row.update(verdict="NOT JUDGED", not_judged_reason=long_reason)
+    rec.stages["bench"].metrics["results"].append(dict(row, target="cortex-a76"))
+    write_reports(tmp_path, rec.to_dict(), [])
+    md = (tmp_path / "report.md").read_text()
+    table = [ln for ln in md.splitlines() if ln.startswith("|") and "| NOT JUDGED |" in ln]
+    assert len(table) == 2 and all(ln.rstrip(" |").endswith("model-size") for ln in table)
+    assert md.count(long_reason) == 1            # the full reason once, below the table
+    assert "- **model-size** (x (x), cortex-a76 (x)): " + long_reason in md
+    # the unjudged int8 budget is named with its reason in the stage lines
+    assert "onnx-int8 accuracy budget 2.0 pp (held-out train): no held-out images" in md
 
 
 def test_inconclusive_and_unjudged_qualifiers_combine(tmp_path):

@@ -10,6 +10,7 @@ from toolchain.attest import attest_run
 from toolchain.attest.sign import check_key_file
 from toolchain.pipeline import PipelineOptions, RunRecord, diff_records, run_pipeline
 from toolchain.pipeline.record import not_judged_note
+from toolchain.pipeline.run_diff import diff_rows, render_diff
 
 from ..options import json_option, launch_options, pipeline_targets_file_option
 from ..output import echo_json, echo_table
@@ -76,7 +77,8 @@ def _override(ctx, param, values):
 @click.option("--bench-seconds", type=click.FloatRange(0.1), default=2.0,
               help="Time budget per target for latency measurement.")
 @click.option("--diff", "diff_with", default=None, type=click.Path(file_okay=False, exists=True),
-              help="Do not run: print how this run's record differs from another run directory's.")
+              help="Do not run: print what changed from run DIR (A) to this one (-o, B), by stage, "
+                   "artifact+engine and target, with deltas (timings and raw samples left out).")
 @click.option("--attest-key", "attest_key", default=None, type=click.Path(dir_okay=False),
               metavar="KEY.pem", help="Sign the run's verdicts and artifacts (`shufflenet attest`).")
 @launch_options
@@ -143,7 +145,19 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
         click.echo(f"\nverdict: {verdict_line(record)}")
         click.echo(f"report: {Path(run_dir) / 'report.html'}  (also report.md, run.json)")
     if not record.passed:
-        raise click.ClickException("pipeline gates failed: " + "; ".join(record.failed_gates))
+        raise click.ClickException("pipeline gates failed: " + "; ".join(failure_lines(record)))
+
+
+def _chance_gate(record) -> dict | None:
+    st = record.stages.get("validate")
+    return next((g for g in (st.gates if st else []) if "test" in g and "chance_pct" in g), None)
+
+
+def failure_lines(record) -> list[str]:
+    """The failed gates by name; the chance gate with its finding and what to try."""
+    chance = _chance_gate(record)
+    return [f"{name}: {chance['detail']}" if chance and name == chance["name"] else name
+            for name in record.failed_gates]
 
 
 def verdict_line(record) -> str:
@@ -153,6 +167,9 @@ def verdict_line(record) -> str:
     gates = [g for st in record.stages.values() for g in (st.gates or [])]
     qualifiers = (["allowed by --allow-inconclusive"]
                   if record.verdict == "INCONCLUSIVE" and record.passed else [])
+    chance = _chance_gate(record)
+    if chance and chance.get("passed") is False:
+        qualifiers.append("model not shown better than chance: " + chance["detail"].split(":")[0])
     if not_judged_note(gates):
         qualifiers.append(not_judged_note(gates))
     return record.verdict + (f" ({'; '.join(qualifiers)})" if qualifiers else "")
@@ -184,16 +201,16 @@ def _command_line(ctx) -> list[str]:
 
 
 def _print_diff(run_dir, other, as_json):
-    recs = []
+    """Text: grouped by stage and item, read from ``--diff`` (A, the baseline) to ``-o`` (B),
+    deltas B - A. ``--json``: every difference as ``{"key", "a": -o's value, "b": --diff's}``."""
+    recs = {}
     for d in (run_dir, other):
         rec = RunRecord.load(d)
         if rec is None:
             raise ConfigError(f"no run record (run.json, schema 1) in {d}")
-        recs.append(rec.to_dict())
-    rows = [{"key": k, "a": a, "b": b} for k, a, b in diff_records(*recs)]
+        recs[d] = rec.to_dict()
     if as_json:
-        echo_json(rows)
-    elif not rows:
-        click.echo("no differences (timings and timestamps aside)")
+        echo_json([{"key": k, "a": a, "b": b} for k, a, b in diff_records(recs[run_dir],
+                                                                         recs[other])])
     else:
-        echo_table(rows, [("key", "field"), ("a", str(run_dir)), ("b", str(other))])
+        click.echo(render_diff(diff_rows(recs[other], recs[run_dir]), str(other), str(run_dir)))

@@ -16,8 +16,50 @@ import math
 from dataclasses import asdict, dataclass
 
 __all__ = ["AccuracyDelta", "FAIL", "INCONCLUSIVE", "PASS", "Verdict", "accuracy_delta",
-           "accuracy_drop_verdict", "agreement_verdict", "mcnemar_exact", "newcombe_paired_interval",
+           "accuracy_drop_verdict", "agreement_verdict", "better_than_chance_verdict",
+           "binomial_tail", "mcnemar_exact", "newcombe_paired_interval",
            "samples_for_margin", "wilson_interval"]
+
+
+def binomial_tail(k: int, n: int, p: float, upper: bool = True) -> float:
+    """Exact ``P(X >= k)`` (``upper``) or ``P(X <= k)`` for ``X ~ Binomial(n, p)``.
+
+    Summed in log space (exact enough for large ``n``, no overflow); the sum
+    stops once the terms falling away from the mode are below 1e-17 of the
+    largest, so a far tail of a large ``n`` costs a few hundred terms.
+
+    >>> round(binomial_tail(2, 6, 0.5, upper=False), 5)   # (1 + 6 + 15) / 64
+    0.34375
+    >>> binomial_tail(0, 10, 0.3)
+    1.0
+    """
+    k, n = int(k), int(n)
+    if n < 0 or not 0.0 <= p <= 1.0:
+        raise ValueError(f"need n >= 0 and 0 <= p <= 1, got n={n}, p={p}")
+    if (upper and k <= 0) or (not upper and k >= n):
+        return 1.0
+    if (upper and k > n) or (not upper and k < 0):
+        return 0.0
+    if p in (0.0, 1.0):                       # all the mass on one count
+        at = n if p == 1.0 else 0
+        return float(at >= k) if upper else float(at <= k)
+    lp, lq, lnf = math.log(p), math.log1p(-p), math.lgamma(n + 1)
+
+    def log_pmf(i: int) -> float:
+        return lnf - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+
+    # walk away from k through the tail; beyond the mode the terms only shrink
+    idx = range(k, n + 1) if upper else range(k, -1, -1)
+    mode = (n + 1) * p
+    terms: list[float] = []
+    for i in idx:
+        t = log_pmf(i)
+        terms.append(t)
+        past_mode = i >= mode if upper else i <= mode
+        if past_mode and t < max(terms) - 39.2:      # e**-39.2 ~ 1e-17
+            break
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -35,13 +77,7 @@ def mcnemar_exact(b: int, c: int) -> float:
     n = b + c
     if n == 0:
         return 1.0
-    k = min(b, c)
-    # log-space sum keeps large n exact enough without overflow
-    log_terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
-                 for i in range(k + 1)]
-    top = max(log_terms)
-    tail = math.exp(top) * sum(math.exp(t - top) for t in log_terms)
-    return min(1.0, 2.0 * tail)
+    return min(1.0, 2.0 * binomial_tail(min(b, c), n, 0.5, upper=False))
 
 
 def _z(confidence: float) -> float:
@@ -225,3 +261,34 @@ def samples_for_margin(margin: float, discordant: float = 0.0, accuracy: float =
         return -lo <= margin
 
     return _smallest_n(10, ok)
+
+
+def better_than_chance_verdict(correct: int, n: int, chance: float,
+                               confidence: float = 0.95) -> Verdict:
+    """Does a model's top-1 beat ``chance`` (e.g. the val split's majority-class rate)?
+
+    One-sided exact binomial test of ``H0: accuracy <= chance``: ``PASS`` when
+    ``P(X >= correct | n, chance) < 1 - confidence``; ``FAIL`` when the observed
+    accuracy is at or below chance; ``INCONCLUSIVE`` otherwise, with
+    ``samples_needed`` the val size at which the same accuracy would pass.
+    ``ci`` is the Wilson interval of the accuracy; ``margin`` is ``chance``.
+
+    >>> better_than_chance_verdict(40, 120, 1 / 3).state     # 33.3 % of 3 classes
+    'FAIL'
+    >>> better_than_chance_verdict(353, 359, 0.1).state
+    'PASS'
+    >>> v = better_than_chance_verdict(15, 36, 1 / 3)         # 41.7 %, p ~ 0.19
+    >>> v.state, v.samples_needed > 36
+    ('INCONCLUSIVE', True)
+    """
+    if n <= 0:
+        return Verdict(INCONCLUSIVE, 0.0, (0.0, 1.0), chance, 0, None)
+    acc = correct / n
+    ci = wilson_interval(correct, n, confidence)
+    alpha = 1.0 - confidence
+    if acc <= chance + 1e-12:
+        return Verdict(FAIL, acc, ci, chance, n)
+    if binomial_tail(correct, n, chance) < alpha:
+        return Verdict(PASS, acc, ci, chance, n)
+    needed = _smallest_n(n + 1, lambda m: binomial_tail(int(round(acc * m)), m, chance) < alpha)
+    return Verdict(INCONCLUSIVE, acc, ci, chance, n, needed)

@@ -137,7 +137,7 @@ def _row(p, name_of) -> dict:
         "device": p.device, "precision": (p.profile or {}).get("name"),
         "n": m.get("samples"),
         "max_abs": m.get("max_abs_error"), "max_rel": m.get("max_rel_error"),
-        "cosine": m.get("min_cosine"), "psnr": m.get("psnr_db"),
+        "cosine": m.get("min_cosine"), "mean_cosine": m.get("mean_cosine"), "psnr": m.get("psnr_db"),
         "top1_agreement": m.get("top1_agreement"), "top5_overlap": m.get("top5_overlap"),
         "reference_top1": acc.get("reference_accuracy"),     # fractions, as validate()
         "candidate_top1": acc.get("candidate_accuracy"),

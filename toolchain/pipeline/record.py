@@ -40,6 +40,8 @@ class StageRecord:
     gates: list = field(default_factory=list)     # [{"name", "passed", "detail"}]
     seconds: float = 0.0
     error: str = ""
+    # why the stage ran instead of being served from the cache ("" when cached)
+    cache_miss: str = ""
 
 
 @dataclass
@@ -114,18 +116,44 @@ def device_fingerprint() -> dict:
     return {**machine_fingerprint(), "memory_bytes": mem}
 
 
-def _flatten(obj: Any, prefix: str = "") -> dict:
+# fields that name a row of a list of results: parity pairs by artifact + engine (+ where they
+# ran), latency rows by target + artifact + engine, exports by format, gates by name
+_IDENTITY = ("name", "format", "target", "artifact", "artifact_name", "engine", "ran_on", "metric")
+# a list of more numbers than this is raw samples (per-iteration latencies): never compared
+_SAMPLES = 8
+
+
+def _identity(item: dict, index: int) -> str:
+    parts = [str(item[k]) for k in _IDENTITY if item.get(k) not in (None, "")]
+    return " / ".join(parts) if parts else str(index)
+
+
+def flatten_parts(obj: Any, prefix: tuple = ()) -> dict:
+    """``{path tuple: leaf}``; list items by identity (``"[onnx / onnxruntime]"``), never by
+    position; lists of more than a few numbers (raw samples) left out."""
     out = {}
     if isinstance(obj, dict):
         for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+            out.update(flatten_parts(v, prefix + (str(k),)))
     elif isinstance(obj, list) and obj and all(isinstance(v, dict) for v in obj):
+        seen: dict = {}
         for i, v in enumerate(obj):
-            key = v.get("name") or v.get("format") or v.get("target") or str(i)
-            out.update(_flatten(v, f"{prefix}[{key}]"))
+            key = _identity(v, i)
+            seen[key] = seen.get(key, 0) + 1
+            key = key if seen[key] == 1 else f"{key} #{seen[key]}"
+            out.update(flatten_parts(v, prefix + (f"[{key}]",)))
+    elif (isinstance(obj, list) and len(obj) > _SAMPLES
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in obj)):
+        pass
     else:
         out[prefix] = obj
     return out
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict:
+    """``{"a.b[onnx / onnxruntime].c": leaf}`` (see :func:`flatten_parts`)."""
+    base = tuple(prefix.split(".")) if prefix else ()
+    return {".".join(p).replace(".[", "["): v for p, v in flatten_parts(obj, base).items()}
 
 
 _VOLATILE_TOP = ("created", "updated", "commands")
@@ -133,30 +161,39 @@ _VOLATILE_TOP = ("created", "updated", "commands")
 _CHOSEN = ("options", "overrides", "recipe", "command")
 
 
-def _volatile(key: str) -> bool:
-    """Timestamps and measured durations: they differ on every run."""
-    parts = key.split(".")
-    if parts[0] in _VOLATILE_TOP:
+def _volatile_parts(parts: tuple) -> bool:
+    """Timestamps, measured durations and why-not-cached notes: they differ on every run."""
+    if not parts or parts[0] in _VOLATILE_TOP:
         return True
     if parts[0] in _CHOSEN:
         return False
     leaf = parts[-1]
-    return leaf in ("seconds", "created", "updated") or leaf.endswith("_seconds")
+    # inputs_hash: the inputs themselves are compared, field by field
+    return (leaf in ("seconds", "created", "updated", "cache_miss", "inputs_hash")
+            or leaf.endswith("_seconds"))
+
+
+def _volatile(key: str) -> bool:
+    return _volatile_parts(tuple(key.split(".")))
+
+
+def diff_parts(a: dict, b: dict) -> list[tuple[tuple, Any, Any]]:
+    """Differences between two run records as ``(path tuple, a_value, b_value)``, in path order;
+    timestamps, timings and raw samples left out."""
+    def empty_is_none(flat):    # an empty list or dict says no more than an absent one
+        return {k: v for k, v in flat.items() if v not in ([], {})}
+
+    fa, fb = empty_is_none(flatten_parts(a)), empty_is_none(flatten_parts(b))
+    return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
+            if not _volatile_parts(k) and fa.get(k) != fb.get(k)]
 
 
 def diff_records(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
     """Differences between two run records as ``(key, a_value, b_value)``.
 
-    Timestamps and timings are left out: they always differ.
+    Timestamps and timings are left out: they always differ; so are raw samples.
     """
-    fa, fb = _flatten(a), _flatten(b)
-    rows = []
-    for key in sorted(set(fa) | set(fb)):
-        if _volatile(key):
-            continue
-        if fa.get(key) != fb.get(key):
-            rows.append((key, fa.get(key), fb.get(key)))
-    return rows
+    return [(".".join(k).replace(".[", "["), va, vb) for k, va, vb in diff_parts(a, b)]
 
 
 def run_verdict(gates: list[dict]) -> str:

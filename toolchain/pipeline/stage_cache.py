@@ -8,6 +8,7 @@ unchanged and whose output files are still there with the same hashes.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 import traceback
@@ -18,7 +19,7 @@ from typing import Callable
 from shufflenet.checkpoint import sha256_file
 from shufflenet.errors import ShuffleNetError
 
-from .record import RunRecord, StageRecord, stable_hash
+from .record import RunRecord, StageRecord, _flatten, stable_hash
 
 
 @dataclass
@@ -57,6 +58,63 @@ def _record_outputs(outputs: dict) -> dict:
     return out
 
 
+def _short(value, width: int = 40) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def changed_inputs(old: dict, new: dict, limit: int = 3) -> list[str]:
+    """The inputs that differ, e.g. ``["val_fingerprint 9e38d4307b0a -> 5e33c3c185e2"]``.
+
+    >>> changed_inputs({"a": 1, "b": {"c": 2}}, {"a": 1, "b": {"c": 3}, "d": 4})
+    ['b.c 2 -> 3', 'd (new) 4']
+    """
+    # compare as run.json holds them (a tuple in the live inputs is a list once saved)
+    old, new = (json.loads(json.dumps(x or {}, default=str)) for x in (old, new))
+    fa, fb = _flatten(old), _flatten(new)
+    out = []
+    for key in sorted(set(fa) | set(fb)):
+        if key not in fa:
+            out.append(f"{key} (new) {_short(fb[key])}")
+        elif key not in fb:
+            out.append(f"{key} (gone, was {_short(fa[key])})")
+        elif fa[key] != fb[key]:
+            out.append(f"{key} {_short(fa[key])} -> {_short(fb[key])}")
+    return out[:limit] + ([f"and {len(out) - limit} more"] if len(out) > limit else [])
+
+
+def cache_miss_reason(name: str, rec: StageRecord, inputs: dict, digest: str, force: set) -> str:
+    """Why ``name`` runs instead of coming from the cache, in one line."""
+    if name in force:
+        return f"--force {name}"
+    if rec.status == "pending" and not rec.inputs_hash:
+        return "first run in this directory"
+    if rec.status in ("failed", "running"):
+        return f"its last attempt ended {'with an error' if rec.status == 'failed' else 'unfinished'}"
+    if rec.inputs_hash != digest:
+        changed = changed_inputs(rec.inputs, inputs)
+        return "input changed: " + ("; ".join(changed) if changed else "(recorded inputs unreadable)")
+    return f"output missing or modified: {', '.join(_damaged_outputs(rec)) or '?'}"
+
+
+def _damaged_outputs(rec: StageRecord) -> list[str]:
+    out = []
+    for key, value in rec.outputs.items():
+        if isinstance(value, dict) and "path" in value:
+            p = Path(value["path"])
+            if not p.exists() or (value.get("sha256") and p.is_file()
+                                  and sha256_file(p) != value["sha256"]):
+                out.append(f"{key} ({p})")
+    return out
+
+
+def _dropped_notes(old: StageRecord, new_metrics: dict, reason: str) -> list[dict]:
+    """Notes the last run of this stage showed that this run no longer does, and why."""
+    before = (old.metrics or {}).get("notes") or [] if old.status in ("done", "cached") else []
+    now = set((new_metrics or {}).get("notes") or [])
+    return [{"note": n, "because": reason} for n in before if n not in now]
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -68,16 +126,18 @@ def run_stage(stage: Stage, ctx: dict, record: RunRecord, run_dir: Path, force: 
     rec = record.stage(stage.name)
     if (stage.name not in force and rec.status in ("done", "cached") and rec.inputs_hash == digest
             and _outputs_intact(rec)):
-        rec.status = "cached"
+        rec.status, rec.cache_miss = "cached", ""
         log(f"[{stage.name}] unchanged inputs -- cached ({rec.seconds:.1f}s last time)")
         ctx[stage.name] = rec
         record.save(run_dir)
         return rec
-    log(f"[{stage.name}] {stage.description}...")
+    reason = cache_miss_reason(stage.name, rec, inputs, digest, force)
+    log(f"[{stage.name}] {stage.description} (not cached: {reason})...")
     # the stage may want to know how its last attempt ended (e.g. to resume it)
     ctx.setdefault("_previous", {})[stage.name] = rec
     ctx["_digest"] = digest
-    new = StageRecord(stage.name, status="running", inputs_hash=digest, inputs=inputs)
+    new = StageRecord(stage.name, status="running", inputs_hash=digest, inputs=inputs,
+                      cache_miss=reason)
     record.stages[stage.name] = new
     record.save(run_dir)
     start = time.perf_counter()
@@ -98,6 +158,11 @@ def run_stage(stage: Stage, ctx: dict, record: RunRecord, run_dir: Path, force: 
     new.seconds = round(time.perf_counter() - start, 3)
     new.outputs = _record_outputs(result.outputs)
     new.metrics = result.metrics
+    dropped = _dropped_notes(rec, result.metrics, reason)
+    if dropped:
+        new.metrics = dict(result.metrics, notes_dropped=dropped)
+        for d in dropped:
+            log(f"[{stage.name}] note no longer shown ({reason}): {d['note']}")
     new.gates = result.gates
     new.status = "done"
     ctx[stage.name] = new

@@ -25,14 +25,20 @@ from shufflenet.train.run_checkpoints import read_metrics
 from shufflenet.validate import validate
 
 from .bench_stage import bench_stage
-from .parity_stage import (checkpoint_data_problem, data_fingerprint, eval_data_spec, parity_stage,
-                           train_data_spec)
+from .parity_stage import (
+    checkpoint_data_problem,
+    data_fingerprint,
+    eval_data_spec,
+    parity_stage,
+    train_data_spec,
+)
 from .preflight import preflight
-from .run_options import STAGES, PipelineOptions, installed_formats, launch_spec
-from .stage_cache import Stage, StageResult, log, run_stage
+from .quality_gate import CHANCE_GATE_VERSION, chance_gate
 from .record import RunRecord, device_fingerprint, library_versions, run_verdict
+from .run_options import STAGES, PipelineOptions, installed_formats, launch_spec
 from .run_report import write_reports
 from .secondary_node import train_on_secondary_node
+from .stage_cache import Stage, StageResult, log, run_stage
 
 
 def _train_config(opts: PipelineOptions, run_dir: Path):
@@ -103,7 +109,7 @@ def _stage_validate(opts: PipelineOptions, cfg) -> Stage:
         return {"checkpoint_sha256": ctx["checkpoint_sha256"], "dataset": spec["dataset"],
                 "data_dir": str(spec["data_dir"]), "val_split": spec["val_split"],
                 "val_fingerprint": data_fingerprint(opts, cfg, _checkpoint(ctx), "val"),
-                "min_top1_pct": opts.min_top1_pct}
+                "min_top1_pct": opts.min_top1_pct, "chance_gate": CHANCE_GATE_VERSION}
 
     def run(ctx):
         spec = data(ctx)
@@ -111,7 +117,7 @@ def _stage_validate(opts: PipelineOptions, cfg) -> Stage:
                        data_dir=spec["data_dir"], val_split=spec["val_split"], batch_size=64,
                        device_target=cfg.device_target, mode=1, progress=opts.progress)
         res = dict(res, data={k: spec[k] for k in ("dataset", "data_dir", "val_split", "named_by")})
-        gates = []
+        gates = [chance_gate(res)]
         if opts.min_top1_pct is not None:
             gates.append(top1_gate(res["top1"], opts.min_top1_pct))
         return StageResult(metrics=res, gates=gates)

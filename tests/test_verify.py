@@ -395,3 +395,20 @@ def test_attest_refuses_an_artifact_changed_since_the_run(run, tmp_path):
     (d / "artifacts" / ONNX).write_bytes(bytes(data))
     _failed(_cli("attest", d, "--key", run["keys"]["key"]), ONNX, "changed since the run")
     assert not (d / "attestation").exists()
+
+
+def test_vectors_stay_within_their_size_budget(tmp_path):
+    """Fewer vectors (never none) when the images do not fit the budget."""
+    from exporters.export import ExportContext
+    from exporters.source import load_source
+    from exporters.vectors import build_vectors
+
+    src = load_source(make_checkpoint(tmp_path / "c.ckpt"))
+    ctx = ExportContext(src, tmp_path, "dynamic", None, None, 1,
+                        val_data={"dataset": "demo", "val_split": "val"})
+    full = build_vectors(ctx, "fp32")
+    assert full["count"] == 8
+    one = len(json.dumps(full["vectors"][0]))
+    small = build_vectors(ctx, "fp32", budget_bytes=3 * one + one // 2)
+    assert small["count"] == 3 and len(json.dumps(small["vectors"])) <= 3 * one + one // 2 + 10
+    assert build_vectors(ctx, "fp32", budget_bytes=1)["count"] == 1

@@ -143,6 +143,15 @@ def test_verify_local_passes_in_seconds(run):
         assert v["seconds"] < 20
 
 
+def test_verify_on_a_named_local_target(run):
+    res = _cli("verify", run["art"] / ONNX, "--target", "x86-edge-ort-1t", "--json")
+    assert res.exit_code == 0, res.output
+    v = json.loads(res.output[res.output.index("{"):])["vectors"]
+    assert v["verdict"] == "PASS" and v["ran_on"] == "x86-edge-ort-1t @ local"
+    _failed(_cli("verify", run["art"] / MNN, "--target", "x86-edge-ort-1t"),
+            "runs onnx artifacts", "mnn")
+
+
 def test_verify_with_the_attestation_prints_signed_verdicts(run):
     res = _cli("verify", run["art"] / ONNX, "--attestation", run["statement"],
                "--key", run["keys"]["key_pub"])

@@ -421,3 +421,28 @@ def test_vectors_stay_within_their_size_budget(tmp_path):
     small = build_vectors(ctx, "fp32", budget_bytes=3 * one + one // 2)
     assert small["count"] == 3 and len(json.dumps(small["vectors"])) <= 3 * one + one // 2 + 10
     assert build_vectors(ctx, "fp32", budget_bytes=1)["count"] == 1
+
+
+def test_verify_on_an_ssh_target(run, tmp_path):
+    """The same check on an ssh device (a real OpenSSH server on loopback), via a targets file."""
+    import shlex
+
+    from conftest_ssh import start_sshd, stop_sshd
+
+    server = start_sshd(tmp_path / "sshd")
+    try:
+        wrapper = tmp_path / "python"                 # exec, not a symlink: keeps the venv
+        wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
+        wrapper.chmod(0o755)
+        f = tmp_path / "targets.yaml"
+        f.write_text("targets:\n  loopback:\n    engine: mnn\n    threads: 1\n"
+                     f"    where: {server.where}\n"
+                     f"    ssh:\n      identity_file: {json.dumps(str(server.client_key))}\n"
+                     f"      known_hosts: {json.dumps(str(server.known_hosts))}\n"
+                     f"      python: {json.dumps(str(wrapper))}\n")
+        res = _cli("verify", run["art"] / MNN, "--target", "loopback", "--targets-file", f, "--json")
+        assert res.exit_code == 0, res.output
+        v = json.loads(res.output[res.output.index("{"):])["vectors"]
+        assert v["verdict"] == "PASS" and v["ran_on"].startswith("ssh://"), v["ran_on"]
+    finally:
+        stop_sshd(server)

@@ -51,15 +51,17 @@ from toolchain.parity.profiles import profile_for_precision
 from .formats import FORMATS
 from .source import run_mindspore
 
-__all__ = ["BUDGET_BYTES", "DEFAULT_COUNT", "ONNX_VECTORS_KEY", "VECTORS_SUFFIX", "decode_inputs",
+__all__ = ["BUDGET_BYTES", "BUDGET_SHARE", "DEFAULT_COUNT", "ONNX_VECTORS_KEY", "VECTORS_SUFFIX", "decode_inputs",
            "decode_logits", "read_vectors", "vectors_path", "judge"]
 
 ONNX_VECTORS_KEY = "shufflenet.test_vectors"
 VECTORS_SUFFIX = ".vectors.json"
 SCHEMA = 1
 DEFAULT_COUNT = 8
-# added bytes per artifact at most: 8 vectors fit at <= 96 px; at 224 px fewer are kept (>= 1)
+# added bytes per artifact at most: max(BUDGET_BYTES, BUDGET_SHARE of the model files). Real
+# photos take ~11 KB a vector at 64 px (8 fit), ~117 KB at 224 px (fewer are kept, >= 1)
 BUDGET_BYTES = 128 * 1024
+BUDGET_SHARE = 0.05
 # the profile gates judged per vector, and those judged over the set
 PER_VECTOR_GATES = ("max_rel_error", "min_cosine")
 SET_GATES = ("min_mean_cosine", "min_top1_agreement")
@@ -326,8 +328,10 @@ def attach_vectors(ctx, fmt: str, built) -> list:
     ONNX: re-saved with the vectors in ``metadata_props``; other formats: a
     ``.vectors.json`` sidecar bound to the staged files, appended to the list.
     """
-    vec = build_vectors(ctx, FORMATS[fmt].precision)
     path = Path(built.files[0])
+    model_bytes = sum(Path(f).stat().st_size for f in built.files)
+    vec = build_vectors(ctx, FORMATS[fmt].precision,
+                        budget_bytes=max(BUDGET_BYTES, int(BUDGET_SHARE * model_bytes)))
     if path.suffix == ".onnx":
         import onnx
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest_export import make_checkpoint
 from strict import missing, require_module
 
@@ -109,7 +108,12 @@ def _failed(res, *words):
 
 # -- the vectors ---------------------------------------------------------------------------
 def test_every_artifact_carries_vectors_from_the_val_split(run):
-    from exporters.vectors import BUDGET_BYTES, decode_inputs, read_vectors, vectors_path
+    from exporters.vectors import (
+        BUDGET_BYTES,
+        decode_inputs,
+        read_vectors,
+        vectors_path,
+    )
     from shufflenet.artifact import resolve_artifact
     from shufflenet.data.demo import demo_arrays
     from shufflenet.data.preprocess import EvalTransform
@@ -141,6 +145,15 @@ def test_verify_local_passes_in_seconds(run):
         assert out["verdict"] == v["verdict"] == "PASS" and v["count"] == 8
         assert all(r["verdict"] == "PASS" and r["top1_same"] for r in v["vectors"])
         assert v["seconds"] < 20
+
+
+def test_verify_on_a_named_local_target(run):
+    res = _cli("verify", run["art"] / ONNX, "--target", "x86-edge-ort-1t", "--json")
+    assert res.exit_code == 0, res.output
+    v = json.loads(res.output[res.output.index("{"):])["vectors"]
+    assert v["verdict"] == "PASS" and v["ran_on"] == "x86-edge-ort-1t @ local"
+    _failed(_cli("verify", run["art"] / MNN, "--target", "x86-edge-ort-1t"),
+            "runs onnx artifacts", "mnn")
 
 
 def test_verify_with_the_attestation_prints_signed_verdicts(run):
@@ -395,3 +408,45 @@ def test_attest_refuses_an_artifact_changed_since_the_run(run, tmp_path):
     (d / "artifacts" / ONNX).write_bytes(bytes(data))
     _failed(_cli("attest", d, "--key", run["keys"]["key"]), ONNX, "changed since the run")
     assert not (d / "attestation").exists()
+
+
+def test_vectors_stay_within_their_size_budget(tmp_path):
+    """Fewer vectors (never none) when the images do not fit the budget."""
+    from exporters.export import ExportContext
+    from exporters.source import load_source
+    from exporters.vectors import build_vectors
+
+    src = load_source(make_checkpoint(tmp_path / "c.ckpt"))
+    ctx = ExportContext(src, tmp_path, "dynamic", None, None, 1,
+                        val_data={"dataset": "demo", "val_split": "val"})
+    full = build_vectors(ctx, "fp32")
+    assert full["count"] == 8
+    one = len(json.dumps(full["vectors"][0]))
+    small = build_vectors(ctx, "fp32", budget_bytes=3 * one + one // 2)
+    assert small["count"] == 3 and len(json.dumps(small["vectors"])) <= 3 * one + one // 2 + 10
+    assert build_vectors(ctx, "fp32", budget_bytes=1)["count"] == 1
+
+
+def test_verify_on_an_ssh_target(run, tmp_path):
+    """The same check on an ssh device (a real OpenSSH server on loopback), via a targets file."""
+    import shlex
+
+    from conftest_ssh import start_sshd, stop_sshd
+
+    server = start_sshd(tmp_path / "sshd")
+    try:
+        wrapper = tmp_path / "python"                 # exec, not a symlink: keeps the venv
+        wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
+        wrapper.chmod(0o755)
+        f = tmp_path / "targets.yaml"
+        f.write_text("targets:\n  loopback:\n    engine: mnn\n    threads: 1\n"
+                     f"    where: {server.where}\n"
+                     f"    ssh:\n      identity_file: {json.dumps(str(server.client_key))}\n"
+                     f"      known_hosts: {json.dumps(str(server.known_hosts))}\n"
+                     f"      python: {json.dumps(str(wrapper))}\n")
+        res = _cli("verify", run["art"] / MNN, "--target", "loopback", "--targets-file", f, "--json")
+        assert res.exit_code == 0, res.output
+        v = json.loads(res.output[res.output.index("{"):])["vectors"]
+        assert v["verdict"] == "PASS" and v["ran_on"].startswith("ssh://"), v["ran_on"]
+    finally:
+        stop_sshd(server)

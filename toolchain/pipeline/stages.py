@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from shufflenet.data.preprocess import PREPROCESSING_VERSION
 from shufflenet.errors import ConfigError
 
 from .parity_stage import (checkpoint_data_problem, data_fingerprint, eval_data_spec, parity_stage,
@@ -132,6 +133,7 @@ def _stage_validate(opts: PipelineOptions, cfg) -> Stage:
         return {"checkpoint_sha256": ctx["checkpoint_sha256"], "dataset": spec["dataset"],
                 "data_dir": str(spec["data_dir"]), "val_split": spec["val_split"],
                 "val_fingerprint": data_fingerprint(opts, cfg, _checkpoint(ctx), "val"),
+                "preprocessing_version": PREPROCESSING_VERSION,
                 "min_top1_pct": opts.min_top1_pct}
 
     def run(ctx):

@@ -127,7 +127,8 @@ def read_image(path: str | os.PathLike):
             im.load()
             image = im.convert("RGB")
     except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
-        raise DataError(f"cannot read image {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        why = getattr(exc, "strerror", None) or exc
+        raise DataError(f"cannot read image {path}: {why}") from None
     return image, hashlib.sha256(data).hexdigest()
 
 

@@ -50,9 +50,9 @@ from pathlib import Path
 from .errors import ExportError
 
 __all__ = ["Artifact", "DEFAULT_CROP_PCT", "DEFAULT_IMAGE_SIZE", "DEFAULT_INTERPOLATION",
-           "IMAGENET_MEAN", "IMAGENET_STD", "ONNX_KEY", "PREPROCESS_KEYS", "REQUIRED_FIELDS", "SCHEMA_VERSION",
-           "SIDECAR_SUFFIX", "read_artifact_metadata", "resolve_artifact", "sidecar_path",
-           "weights_path"]
+           "IMAGENET_MEAN", "IMAGENET_STD", "ONNX_KEY", "PREPROCESS_KEYS", "REQUIRED_FIELDS",
+           "SCHEMA_VERSION", "SIDECAR_SUFFIX", "read_artifact_metadata", "resolve_artifact",
+           "sidecar_path", "weights_path"]
 
 SCHEMA_VERSION = 1
 # The zoo's default eval preprocessing, the one place these numbers are written: the model

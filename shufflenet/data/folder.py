@@ -203,8 +203,10 @@ def label_position_problem(folders, labels) -> str | None:
     without names, e.g. MindCV's) keep the positional convention when there
     is one folder per class.
 
-    >>> label_position_problem(["train", "val"], ["cat", "dog"])
-    "class folders (train, val) do not match the model's labels (cat, dog) by position (train, val not among them)"
+    >>> print(label_position_problem(["dog"], ["cat", "dog"]))
+    class folders (dog) do not match the model's labels (cat, dog) by position
+    >>> print(label_position_problem(["val"], ["cat"]))
+    class folders (val) do not match the model's labels (cat) by position (val not among them)
     >>> label_position_problem(["cat"], ["cat", "dog"]) is None
     True
     """

@@ -26,6 +26,9 @@ from ..artifact import (DEFAULT_CROP_PCT, DEFAULT_IMAGE_SIZE, DEFAULT_INTERPOLAT
                         IMAGENET_STD)
 from ..errors import DataError
 
+# Bumped when the tensors an image becomes change, so cached evaluations are measured again
+# (2: validate reads image files through EvalTransform, not MindSpore's OpenCV resize).
+PREPROCESSING_VERSION = 2
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 _INTERP = {"bilinear": 2, "bicubic": 3, "nearest": 0, "lanczos": 1, "box": 4, "hamming": 5}
 
@@ -124,7 +127,8 @@ def read_image(path: str | os.PathLike):
             im.load()
             image = im.convert("RGB")
     except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
-        raise DataError(f"cannot read image {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        why = getattr(exc, "strerror", None) or exc
+        raise DataError(f"cannot read image {path}: {why}") from None
     return image, hashlib.sha256(data).hexdigest()
 
 

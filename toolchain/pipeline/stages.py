@@ -18,6 +18,7 @@ from shufflenet import __version__
 from shufflenet.checkpoint import read_metadata, sha256_file
 from shufflenet.config import make_config, recipe_dict
 from shufflenet.data.pipeline import open_source
+from shufflenet.data.preprocess import PREPROCESSING_VERSION
 from shufflenet.device import quiet_mindspore
 from shufflenet.errors import ConfigError
 from shufflenet.train.launch import distributed_summary, resolve_spec, run_training
@@ -109,6 +110,7 @@ def _stage_validate(opts: PipelineOptions, cfg) -> Stage:
         return {"checkpoint_sha256": ctx["checkpoint_sha256"], "dataset": spec["dataset"],
                 "data_dir": str(spec["data_dir"]), "val_split": spec["val_split"],
                 "val_fingerprint": data_fingerprint(opts, cfg, _checkpoint(ctx), "val"),
+                "preprocessing_version": PREPROCESSING_VERSION,
                 "min_top1_pct": opts.min_top1_pct, "chance_gate": CHANCE_GATE_VERSION}
 
     def run(ctx):

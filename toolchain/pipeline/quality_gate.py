@@ -3,7 +3,7 @@ from __future__ import annotations
 
 __all__ = ["CHANCE_GATE_VERSION", "chance_gate"]
 
-CHANCE_GATE_VERSION = 1   # in validate's cache key: runs cached before the gate existed re-judge
+CHANCE_GATE_VERSION = 2   # in validate's cache key: runs cached before the gate existed re-judge
 
 
 def chance_gate(res: dict, confidence: float = 0.95) -> dict:

@@ -5,7 +5,7 @@ from toolchain.parity.statistics import PASS, better_than_chance_verdict
 
 __all__ = ["CHANCE_GATE_VERSION", "chance_gate"]
 
-CHANCE_GATE_VERSION = 1   # in validate's cache key: runs cached before the gate existed re-judge
+CHANCE_GATE_VERSION = 2   # in validate's cache key: runs cached before the gate existed re-judge
 
 
 def chance_gate(res: dict, confidence: float = 0.95) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 from shufflenet.artifact import Artifact, resolve_artifact
 from shufflenet.errors import RuntimeEngineError
 
-from ._lazy import engine_installed, install_hint
+from ._lazy import engine_installed, not_installed
 from .base import InputSpec, Runner, RunnerInfo
 
 __all__ = ["ENGINES", "Artifact", "EngineSpec", "InputSpec", "Runner", "RunnerInfo",
@@ -113,8 +113,7 @@ def create_runner(engine: str, artifact: "str | os.PathLike | Artifact", threads
     if not isinstance(artifact, Artifact) and not Path(artifact).exists():
         raise RuntimeEngineError(f"artifact not found: {artifact}")
     if not engine_installed(spec.module):
-        raise RuntimeEngineError(f"engine {spec.name!r} is not installed (no Python module "
-                                 f"{spec.module!r}): {install_hint(spec.extra)}")
+        raise RuntimeEngineError(not_installed(spec.name, spec.module, spec.extra))
     art = resolve_artifact(artifact)
     if art.format not in spec.formats:
         raise RuntimeEngineError(

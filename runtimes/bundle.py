@@ -30,6 +30,7 @@ __all__ = ["BUNDLED", "agent_zipapp"]
 _ROOT = Path(__file__).resolve().parent.parent
 # checkout paths copied as they are; everything else is left out
 BUNDLED = ("runtimes/__init__.py", "runtimes/_lazy.py", "runtimes/base.py", "runtimes/agent.py",
+           "runtimes/machine.py", "runtimes/measure.py",
            "runtimes/onnxruntime_runner.py", "runtimes/openvino_runner.py",
            "runtimes/mnn_runner.py", "runtimes/ncnn_runner.py", "runtimes/tflite_runner.py",
            "runtimes/mindspore_runner.py",

@@ -381,6 +381,11 @@ def load_targets(user_file: str | os.PathLike | None = None) -> dict[str, Target
     return targets
 
 
+def own_targets(user_file: str | os.PathLike) -> list[str]:
+    """The names a user's targets file defines itself (without the built-ins)."""
+    return list(parse_targets(read_targets_text(user_file), str(user_file)))
+
+
 def read_targets_text(path: str | os.PathLike) -> str:
     """A targets file's text, or a :class:`ConfigError` saying why it cannot be read."""
     path = Path(path).expanduser()

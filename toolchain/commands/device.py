@@ -108,7 +108,7 @@ def status(where, cpu, targets_file, as_json):
     Prints the architecture, CPU model and features, whether it is emulated,
     and the engines with their versions.
     """
-    from runtimes.devices import device_for, device_info
+    from runtimes.devices import device_for
     from runtimes.targets import load_targets
 
     ssh_options, t = None, None
@@ -121,7 +121,7 @@ def status(where, cpu, targets_file, as_json):
     if cpu and not where.startswith("emu:"):
         raise click.BadParameter("--cpu applies only to the emulated device (emu:arm64)")
     dev = device_for(where, ssh_options=ssh_options, cpu=cpu)
-    info = device_info(dev)
+    info = dev.describe()
     d = info["device"]
     out = {"device": dev.label(), "arch": d["arch"], "cpu": d["cpu"],
            "cpu_models": d.get("cpu_models") or [d["cpu"]],   # what cpu_class is matched against

@@ -37,7 +37,7 @@ def target_row(t, installed: list[str], host_cpus=None) -> dict:
     from runtimes.targets import normalize_arch
 
     if host_cpus is None:
-        from runtimes.agent import machine_fingerprint
+        from runtimes.machine import machine_fingerprint
 
         host_cpus = machine_fingerprint()["cpu_models"]
     b = t.budgets
@@ -64,7 +64,7 @@ def targets(targets_file, as_json):
     against them.
     """
     from runtimes import available_engines
-    from runtimes.agent import machine_fingerprint
+    from runtimes.machine import machine_fingerprint
     from runtimes.targets import load_targets
 
     installed = available_engines()

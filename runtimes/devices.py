@@ -130,6 +130,15 @@ class InProcessDevice(Device):
 class SubprocessDevice(Device):
     """This machine, in a fresh Python process of this very interpreter."""
 
+    def open(self, engine, artifact, threads=None, options=None, affinity=None) -> Runner:
+        from . import get_engine
+        from ._lazy import engine_installed, not_installed
+
+        spec = get_engine(engine)   # this machine is the device: say so before a process starts
+        if not engine_installed(spec.module):
+            raise RuntimeEngineError(not_installed(spec.name, spec.module, spec.extra))
+        return super().open(engine, artifact, threads, options, affinity)
+
     def python_argv(self) -> list[str]:
         return [sys.executable]
 

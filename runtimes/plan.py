@@ -58,13 +58,15 @@ def check_compatible(art: Artifact, target, measuring: bool = True) -> Artifact:
     return art
 
 
-def plan(targets, artifacts: list[Artifact], installed=None,
-         measuring: bool = True) -> tuple[list, list]:
+def plan(targets, artifacts: list[Artifact], installed=None, measuring: bool = True,
+         exported: bool = False) -> tuple[list, list]:
     """``([(target, artifact)], [(target, reason)])``: what each target runs, and each left out.
 
     ``installed``: the engines installed here (default: found now); a local
     target whose engine is missing is left out, a remote one's engine is the
-    device's business. With one artifact the reason is that artifact's
+    device's business. ``exported``: the artifacts are a run's exports, so a
+    missing one is named as an export to add (``--formats``); otherwise they
+    are the user's files and the reason is the best candidate's
     :func:`check_compatible` message.
     """
     installed = set(available_engines() if installed is None else installed)
@@ -74,7 +76,7 @@ def plan(targets, artifacts: list[Artifact], installed=None,
         if not t.is_remote and t.engine not in installed:
             skipped.append((t, not_installed(spec.name, spec.module, spec.extra)))
             continue
-        art, why = _artifact_for(t, artifacts, measuring)
+        art, why = _artifact_for(t, artifacts, measuring, exported)
         if art is None:
             skipped.append((t, why))
         else:
@@ -82,26 +84,24 @@ def plan(targets, artifacts: list[Artifact], installed=None,
     return pairs, skipped
 
 
-def _artifact_for(t, artifacts: list, measuring: bool):
-    """``(artifact, None)`` or ``(None, reason)``."""
-    if len(artifacts) == 1:
-        try:
-            return check_compatible(artifacts[0], t, measuring), None
-        except ConfigError as exc:
-            return None, str(exc)
+def _artifact_for(t, artifacts: list, measuring: bool, exported: bool):
+    """``(artifact, None)`` or ``(None, reason)``; the engine's preferred format first."""
     order = [t.format] if t.format else list(ENGINES[t.engine].formats)
-    candidates = sorted((a for a in artifacts if a.format in order),
-                        key=lambda a: order.index(a.format))
-    same = [a for a in candidates if a.precision == t.precision]
-    if t.format and candidates and not same:
-        return None, (f"target {t.name!r} runs a {t.format} {t.precision} artifact, the exported "
-                      f"{t.format} is {candidates[0].precision}; fix the target's format or precision")
-    if not same:
-        return None, f"no {t.format or t.engine} {t.precision} artifact was exported (--formats)"
+    rank = {fmt: i for i, fmt in enumerate(order)}
+    ranked = sorted(artifacts, key=lambda a: rank.get(a.format, len(order)))
+    if exported:
+        runnable = [a for a in ranked if a.format in rank]
+        ranked = [a for a in runnable if a.precision == t.precision]
+        if t.format and runnable and not ranked:
+            return None, (f"target {t.name!r} runs a {t.format} {t.precision} artifact, the "
+                          f"exported {t.format} is {runnable[0].precision}; fix the target's "
+                          "format or precision")
+        if not ranked:
+            return None, f"no {t.format or t.engine} {t.precision} artifact was exported (--formats)"
     errors = []
-    for a in same:
+    for a in ranked:
         try:
             return check_compatible(a, t, measuring), None
         except ConfigError as exc:
             errors.append(str(exc))
-    return None, errors[0]
+    return None, errors[0] if errors else "no artifact given"

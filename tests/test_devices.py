@@ -296,7 +296,8 @@ def test_device_parity_checks_the_artifact_the_bench_stage_measures(tmp_path):
     # the precision is the file's own (its metadata), not what its format is usually called:
     # an "onnx" file whose metadata says int8 is an int8 artifact for both halves
     odd = _fake_artifacts(tmp_path, {"onnx": "m.onnx"}, {"onnx": "int8"})
-    assert plan([table["q"]], list(odd.values()), measuring=False)[0] == [(table["q"], odd["onnx"])]
+    pairs, _ = plan([table["q"]], list(odd.values()), measuring=False, exported=True)
+    assert pairs == [(table["q"], odd["onnx"])]
 
 
 def test_default_arm_parity_emulates_a_cpu_of_the_targets_class():

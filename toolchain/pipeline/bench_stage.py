@@ -42,12 +42,12 @@ def choose_targets(names, targets_file, artifacts: dict) -> list:
     table = load_targets(targets_file)
     arts = list(artifacts.values())
     if names:
-        pairs, skipped = plan([get_target(n, table) for n in names], arts)
+        pairs, skipped = plan([get_target(n, table) for n in names], arts, exported=True)
         if skipped:
             raise ConfigError(skipped[0][1])
         return pairs
     defaults = own_targets(targets_file) if targets_file else list(DEFAULT_TARGETS)
-    pairs, skipped = plan([table[n] for n in defaults if n in table], arts)
+    pairs, skipped = plan([table[n] for n in defaults if n in table], arts, exported=True)
     if targets_file:  # a user's own target is the point of passing the file: say why it is out
         for t, why in skipped:
             log(f"[bench] skipping target {t.name} from {targets_file}: {why}")

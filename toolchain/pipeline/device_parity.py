@@ -68,7 +68,7 @@ def plan_device_checks(target_names, targets_file, artifacts: dict) -> tuple[lis
                     seen.add(sig)
                     chosen.append(t)
         chosen = [_on_emulator(t) for t in chosen]
-    pairs, skipped = plan(chosen, list(artifacts.values()), measuring=False)
+    pairs, skipped = plan(chosen, list(artifacts.values()), measuring=False, exported=True)
     if target_names:  # by default only the ARM engines whose artifact was exported run
         notes += [f"device parity for target {t.name}: {why}" for t, why in skipped]
     checks += [DeviceCheck(t, art, None if target_names else EMULATED_DEFAULT_SAMPLES)

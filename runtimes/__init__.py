@@ -20,7 +20,7 @@ from ._lazy import engine_installed, not_installed
 from .base import InputSpec, Runner, RunnerInfo
 
 __all__ = ["ENGINES", "Artifact", "EngineSpec", "InputSpec", "Runner", "RunnerInfo",
-           "artifact_files", "artifact_format", "available_engines", "create_runner",
+           "available_engines", "create_runner",
            "engines_for_artifact", "get_engine", "resolve_artifact"]
 
 
@@ -75,25 +75,11 @@ def available_engines() -> list[str]:
     return [e.name for e in ENGINES.values() if engine_installed(e.module)]
 
 
-def artifact_format(path: "str | os.PathLike | Artifact") -> tuple[str, str, dict]:
-    """``(format, precision, metadata)`` of an artifact; a ``.ckpt`` is ``checkpoint``/fp32.
-
-    Prefer :func:`resolve_artifact` once and passing the :class:`Artifact` on.
-    """
-    art = resolve_artifact(path)
-    return art.format, art.precision, art.metadata
-
-
 def engines_for_artifact(path: "str | os.PathLike | Artifact", installed_only: bool = True) -> list[str]:
     """Engines that can run the artifact at ``path`` (installed ones only by default)."""
     fmt = resolve_artifact(path).format
     names = available_engines() if installed_only else list(ENGINES)
     return [n for n in names if fmt in ENGINES[n].formats]
-
-
-def artifact_files(path: "str | os.PathLike | Artifact") -> list[Path]:
-    """Every file the artifact needs on another machine: itself, weights, metadata sidecar."""
-    return list(resolve_artifact(path).files)
 
 
 def create_runner(engine: str, artifact: "str | os.PathLike | Artifact", threads: int | None = None,

@@ -36,6 +36,10 @@ import time
 
 import numpy as np
 
+from shufflenet.artifact import Artifact, resolve_artifact
+
+from . import ENGINES, create_runner
+from ._lazy import engine_installed
 from .machine import machine_fingerprint, set_affinity
 from .measure import measure
 
@@ -61,9 +65,6 @@ def decode_array(d: dict) -> np.ndarray:
 # -- requests --------------------------------------------------------------------------
 def engines_here() -> dict:
     """``{engine: version or None}`` for every engine whose module is importable here."""
-    from runtimes import ENGINES
-    from runtimes._lazy import engine_installed
-
     out = {}
     for name, spec in ENGINES.items():
         out[name] = _dist_version(spec.module) if engine_installed(spec.module) else None
@@ -125,9 +126,6 @@ class Session:
         raise ValueError(f"unknown request {op!r}")
 
     def open(self, req: dict) -> dict:
-        from runtimes import create_runner
-        from shufflenet.artifact import Artifact, resolve_artifact
-
         self.close()
         set_affinity(req.get("affinity"))  # before the engine starts its threads
         path = req["artifact"]

@@ -49,7 +49,11 @@ from shufflenet.artifact import Artifact
 from shufflenet.errors import RuntimeEngineError
 
 from . import agent as agent_module
+from . import create_runner, get_engine
+from ._lazy import engine_installed, not_installed
 from .base import InputSpec, Runner
+from .bundle import agent_zipapp
+from .emulated import load_device
 from .measure import LatencyResult
 from .targets import SshOptions, parse_where
 
@@ -97,8 +101,6 @@ class Device:
 
     def stage(self, files: list[Path]) -> "Staged":
         """Make ``files`` and the agent zipapp visible on the device (here: they already are)."""
-        from .bundle import agent_zipapp
-
         return Staged({str(f): str(f) for f in files}, str(agent_zipapp()), None)
 
     def unstage(self, staged: "Staged") -> None:
@@ -116,8 +118,6 @@ class InProcessDevice(Device):
     in_process = True
 
     def open(self, engine, artifact, threads=None, options=None, affinity=None) -> Runner:
-        from . import create_runner
-
         runner = create_runner(engine, artifact, threads=threads, **dict(options or {}))
         runner.affinity = affinity
         runner.device = {"where": "local", **agent_module.machine_fingerprint()}
@@ -131,9 +131,6 @@ class SubprocessDevice(Device):
     """This machine, in a fresh Python process of this very interpreter."""
 
     def open(self, engine, artifact, threads=None, options=None, affinity=None) -> Runner:
-        from . import get_engine
-        from ._lazy import engine_installed, not_installed
-
         spec = get_engine(engine)   # this machine is the device: say so before a process starts
         if not engine_installed(spec.module):
             raise RuntimeEngineError(not_installed(spec.name, spec.module, spec.extra))
@@ -149,8 +146,6 @@ class EmulatedArm64(Device):
     emulated = True
 
     def __init__(self, cpu: str | None = None):
-        from .emulated import load_device
-
         self.dev = load_device("arm64", cpu)
         self.where = f"emu:arm64 ({self.dev.cpu})"
 
@@ -173,8 +168,6 @@ class SshDevice(Device):
             shlex.quote(w) for w in [self.host.opts.python, staged.agent, "--serve"]))
 
     def stage(self, files: list[Path]) -> Staged:
-        from .bundle import agent_zipapp
-
         remote_dir = self.host.make_dir()
         pyz = agent_zipapp()
         try:
@@ -311,8 +304,6 @@ class DeviceRunner(Runner):
 
     def __init__(self, device: Device, engine: str, artifact: Artifact, threads: int | None = None,
                  timeout_s: float = 900, affinity=None, **options):
-        from . import get_engine
-
         spec = get_engine(engine)
         self.engine = spec.name
         self.extra = spec.extra

@@ -168,22 +168,16 @@ class Artifact:
         present). A ``.ckpt`` is ``checkpoint``/``fp32``. Raises :class:`ExportError` when
         the weights a graph file needs are missing.
         """
-        path = Path(path)
-        meta = dict(metadata)
+        path, meta = Path(path), dict(metadata)
         if path.suffix == ".ckpt":
             return cls(path, "checkpoint", "fp32", meta, (path,))
-        files = [path]
-        weights = weights_path(path)
-        if weights is not None:
-            if not weights.exists():
-                raise ExportError(f"{path.name} needs its weights {weights.name} next to it "
-                                  f"(not found in {weights.parent})")
-            files.append(weights)
-        side = sidecar_path(path)
-        if side.exists():
-            files.append(side)
+        weights, side = weights_path(path), sidecar_path(path)
+        if weights is not None and not weights.exists():
+            raise ExportError(f"{path.name} needs its weights {weights.name} next to it "
+                              f"(not found in {weights.parent})")
+        files = (path, *[f for f in (weights, side) if f is not None and f.exists()])
         return cls(path, str(meta.get("format", "unknown")), str(meta.get("precision", "fp32")),
-                   meta, tuple(files))
+                   meta, files)
 
     def __str__(self) -> str:  # an Artifact reads like its path in messages and f-strings
         return str(self.path)

@@ -108,10 +108,10 @@ def test_registry():
     assert runtimes.engines_for_artifact(arts["mindir"]) == ["mindir"]
     assert set(runtimes.engines_for_artifact(arts["onnx"], installed_only=False)) == {"onnxruntime",
                                                                                       "openvino"}
-    files = runtimes.artifact_files(arts["mindir"])
+    files = list(runtimes.resolve_artifact(arts["mindir"]).files)
     assert [f.name for f in files] == ["shufflenet_v2_x0_5.mindir", "shufflenet_v2_x0_5.mindir.meta.json"]
     if "openvino" in arts:
-        assert {f.suffix for f in runtimes.artifact_files(arts["openvino"])} == {".xml", ".bin", ".json"}
+        assert {f.suffix for f in runtimes.resolve_artifact(arts["openvino"]).files} == {".xml", ".bin", ".json"}
 
 
 def test_registry_errors(tmp_path):

@@ -16,7 +16,7 @@ from conftest_runtimes import BATCH, resolved_artifacts
 from conftest_ssh import start_sshd, stop_sshd
 
 import runtimes
-from runtimes.devices import SshHost
+from runtimes.ssh import SshHost
 from runtimes.targets import SshOptions, Target, load_targets, normalize_arch
 from shufflenet.errors import ConfigError, RuntimeEngineError
 from toolchain.bench import bench_target, check_budgets, input_batch

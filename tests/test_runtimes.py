@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest_runtimes import BATCH, built_artifacts, real_batch
+from conftest_runtimes import BATCH, NUM_CLASSES, SIZE, built_artifacts, real_batch
 from strict import missing
 
 import runtimes
@@ -159,3 +159,23 @@ def test_mindspore_graph_mode_matches_pynative_and_restores_context(reference):
     assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-5
     with pytest.raises(RuntimeEngineError, match="option mode: 'eager' is not one of 'pynative', 'graph'"):
         runtimes.create_runner("mindspore", built_artifacts()[0], mode="eager")
+
+
+def test_infer_pads_a_fixed_batch_artifact(tmp_path):
+    """Padding to an artifact's fixed batch was written three times (the parity comparator,
+    the layer probe, the int8 search); Runner.infer is now the one place: any batch size goes
+    in, the last chunk is padded with copies and their outputs are dropped."""
+    from exporters import export_checkpoint
+
+    ckpt, arts = built_artifacts()
+    (fixed,) = export_checkpoint(ckpt, "onnx", tmp_path, batch=3, image_size=SIZE)
+    art = runtimes.resolve_artifact(fixed.path)
+    assert art.metadata["input_shape"][0] == 3
+    x = real_batch(art.metadata, 5)
+    with runtimes.create_runner("onnxruntime", art, threads=1) as r:
+        got = r.infer(x)                      # 5 = 3 + 2 (+1 padded copy, dropped)
+        assert r.infer(x[:1]).shape == (1, NUM_CLASSES)
+    with runtimes.create_runner("onnxruntime", arts["onnx"], threads=1) as dynamic:
+        want = dynamic.infer(x)
+    assert got.shape == (5, NUM_CLASSES)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -91,11 +91,7 @@ def create_runner(engine: str, artifact: "str | os.PathLike | Artifact", threads
     take, and an artifact the engine cannot run.
     """
     spec = get_engine(engine)
-    cls = spec.runner_class()
-    unknown = sorted(set(options) - set(cls.option_values))
-    if unknown:
-        raise RuntimeEngineError(f"engine {spec.name!r} has no option(s) {', '.join(unknown)}; it "
-                                 f"takes {', '.join(cls.option_values) or 'none'}")
+    spec.runner_class().check_options(options)   # before anything is read or loaded
     if not isinstance(artifact, Artifact) and not Path(artifact).exists():
         raise RuntimeEngineError(f"artifact not found: {artifact}")
     if not engine_installed(spec.module):
@@ -106,4 +102,4 @@ def create_runner(engine: str, artifact: "str | os.PathLike | Artifact", threads
             f"engine {spec.name!r} cannot run a {art.format!r} artifact ({art.path}); it runs "
             f"{', '.join(spec.formats)}. Engines for this artifact: "
             f"{', '.join(engines_for_artifact(art, installed_only=False)) or 'none'}")
-    return cls(art, threads=threads, **options)
+    return spec.runner_class()(art, threads=threads, **options)

@@ -54,7 +54,9 @@ class Runner:
     extra = None  # pip extra that brings the engine, for the missing-engine message
 
     def __init__(self, artifact: Artifact, threads: int | None = None, **options) -> None:
-        # resolved once, by the caller (files, format, metadata)
+        if not isinstance(artifact, Artifact):  # resolved once, at the edge, never here again
+            raise TypeError(f"a runner takes a resolved Artifact, got {artifact!r}: "
+                            "use runtimes.resolve_artifact(path) (or create_runner) first")
         self.resolved = artifact
         self.artifact = str(self.resolved.path)
         self.threads = threads

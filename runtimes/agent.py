@@ -88,7 +88,10 @@ def _dist_version(module: str) -> str:
 def describe(modules: bool = False) -> dict:
     """What this device is and which engines it has (``modules``: what the agent imported)."""
     out = {"agent_version": AGENT_VERSION, "device": machine_fingerprint(),
-           "engines": engines_here()}
+           "engines": engines_here(),
+           # which Python serves: a device started with a link to a venv's python outside the
+           # venv would run the base interpreter, without the venv's packages
+           "interpreter": {"executable": sys.executable, "prefix": sys.prefix}}
     if modules:  # lets a test prove what the agent imports
         out["modules"] = sorted({m.split(".")[0] for m in sys.modules})
     return out

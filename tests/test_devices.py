@@ -83,6 +83,13 @@ def test_zipapp_agent_gives_the_local_runners_logits_bit_for_bit(case):
     assert remote.device["arch"] and remote.device["emulated"] is None
 
 
+def test_a_subprocess_device_runs_this_interpreter_and_its_environment():
+    """The agent must start in the launching interpreter's environment (a symlinked venv
+    python outside its folder loses the venv); the device says which Python serves it."""
+    here = SubprocessDevice().describe()["interpreter"]
+    assert here == {"executable": sys.executable, "prefix": sys.prefix}
+
+
 def test_target_options_reach_the_engine_on_the_device_or_are_rejected():
     onnx = resolve_artifact(built_artifacts()[1]["onnx"])
     dev = SubprocessDevice()

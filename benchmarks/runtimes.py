@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     wanted = sorted({f for f, e, _, _ in CONFIGS if e in installed})
     arts = build_artifacts(out, wanted)
     threads = [int(t) for t in args.threads.split(",")]
-    x = input_batch(runtimes.artifact_format(arts["onnx"])[2], 1)
+    x = input_batch(runtimes.resolve_artifact(arts["onnx"]).metadata, 1)
 
     runners, notes = [], []
     for fmt, engine, opts, label in CONFIGS:

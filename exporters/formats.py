@@ -10,9 +10,8 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
+from runtimes._lazy import install_hint as _pip_line
 from shufflenet.errors import ConfigError, ExportError
-
-PIP_NAME = "shufflenet-toolchain"
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ def parse_formats(value) -> list[str]:
 
 
 def install_hint(spec: FormatSpec) -> str:
-    return f'pip install "{PIP_NAME}[{spec.extra}]"' if spec.extra else f"pip install {PIP_NAME}"
+    return _pip_line(spec.extra)   # the one pip line (runtimes names it for engines too)
 
 
 def require_modules(spec: FormatSpec) -> None:

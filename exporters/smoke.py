@@ -8,13 +8,11 @@ no engine code of its own.
 """
 from __future__ import annotations
 
-import contextlib
-import os
-
 import numpy as np
 
 from runtimes import create_runner
-from shufflenet.artifact import Artifact, resolve_artifact, weights_path
+from runtimes._lazy import stdout_redirected
+from shufflenet.artifact import Artifact, resolve_artifact
 
 # the engine that smoke-checks each export format (the format's own engine)
 SMOKE_ENGINES = {"mindir": "mindir", "onnx-raw": "onnxruntime", "onnx": "onnxruntime",
@@ -22,21 +20,9 @@ SMOKE_ENGINES = {"mindir": "mindir", "onnx-raw": "onnxruntime", "onnx": "onnxrun
                  "mnn": "mnn", "ncnn": "ncnn", "tflite": "tflite"}
 
 
-@contextlib.contextmanager
 def quiet_stdout():
     """Silence C/C++ prints on fd 1 (MNN, converters) so stdout stays our table/JSON."""
-    import sys
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 1)
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+    return stdout_redirected(to_devnull=True)
 
 
 def run_artifact(fmt: str, path, x: np.ndarray, meta: dict | None = None) -> np.ndarray:
@@ -46,13 +32,7 @@ def run_artifact(fmt: str, path, x: np.ndarray, meta: dict | None = None) -> np.
     still in its staging folder, sidecar not written yet); otherwise it is
     read from the artifact. One thread, the engine's fp32 defaults.
     """
-    from pathlib import Path
-
-    if meta is None:
-        art = resolve_artifact(path)
-    else:
-        path = Path(path)
-        files = [path] + [w for w in [weights_path(path)] if w is not None and w.exists()]
-        art = Artifact(path, fmt, str(meta.get("precision", "fp32")), dict(meta), tuple(files))
+    art = resolve_artifact(path) if meta is None else Artifact.from_metadata(
+        path, {**meta, "format": fmt})
     with create_runner(SMOKE_ENGINES[fmt], art, threads=1) as runner:
         return runner.infer(np.ascontiguousarray(x, dtype=np.float32))

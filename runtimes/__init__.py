@@ -16,11 +16,11 @@ from pathlib import Path
 from shufflenet.artifact import Artifact, resolve_artifact
 from shufflenet.errors import RuntimeEngineError
 
-from ._lazy import engine_installed, install_hint
+from ._lazy import engine_installed, not_installed
 from .base import InputSpec, Runner, RunnerInfo
 
 __all__ = ["ENGINES", "Artifact", "EngineSpec", "InputSpec", "Runner", "RunnerInfo",
-           "artifact_files", "artifact_format", "available_engines", "create_runner",
+           "available_engines", "create_runner",
            "engines_for_artifact", "get_engine", "resolve_artifact"]
 
 
@@ -75,25 +75,11 @@ def available_engines() -> list[str]:
     return [e.name for e in ENGINES.values() if engine_installed(e.module)]
 
 
-def artifact_format(path: "str | os.PathLike | Artifact") -> tuple[str, str, dict]:
-    """``(format, precision, metadata)`` of an artifact; a ``.ckpt`` is ``checkpoint``/fp32.
-
-    Prefer :func:`resolve_artifact` once and passing the :class:`Artifact` on.
-    """
-    art = resolve_artifact(path)
-    return art.format, art.precision, art.metadata
-
-
 def engines_for_artifact(path: "str | os.PathLike | Artifact", installed_only: bool = True) -> list[str]:
     """Engines that can run the artifact at ``path`` (installed ones only by default)."""
     fmt = resolve_artifact(path).format
     names = available_engines() if installed_only else list(ENGINES)
     return [n for n in names if fmt in ENGINES[n].formats]
-
-
-def artifact_files(path: "str | os.PathLike | Artifact") -> list[Path]:
-    """Every file the artifact needs on another machine: itself, weights, metadata sidecar."""
-    return list(resolve_artifact(path).files)
 
 
 def create_runner(engine: str, artifact: "str | os.PathLike | Artifact", threads: int | None = None,
@@ -105,20 +91,15 @@ def create_runner(engine: str, artifact: "str | os.PathLike | Artifact", threads
     take, and an artifact the engine cannot run.
     """
     spec = get_engine(engine)
-    cls = spec.runner_class()
-    unknown = sorted(set(options) - set(cls.option_values))
-    if unknown:
-        raise RuntimeEngineError(f"engine {spec.name!r} has no option(s) {', '.join(unknown)}; it "
-                                 f"takes {', '.join(cls.option_values) or 'none'}")
+    spec.runner_class().check_options(options)   # before anything is read or loaded
     if not isinstance(artifact, Artifact) and not Path(artifact).exists():
         raise RuntimeEngineError(f"artifact not found: {artifact}")
     if not engine_installed(spec.module):
-        raise RuntimeEngineError(f"engine {spec.name!r} is not installed (no Python module "
-                                 f"{spec.module!r}): {install_hint(spec.extra)}")
+        raise RuntimeEngineError(not_installed(spec.name, spec.module, spec.extra))
     art = resolve_artifact(artifact)
     if art.format not in spec.formats:
         raise RuntimeEngineError(
             f"engine {spec.name!r} cannot run a {art.format!r} artifact ({art.path}); it runs "
             f"{', '.join(spec.formats)}. Engines for this artifact: "
             f"{', '.join(engines_for_artifact(art, installed_only=False)) or 'none'}")
-    return cls(art, threads=threads, **options)
+    return spec.runner_class()(art, threads=threads, **options)

@@ -13,12 +13,19 @@ def install_hint(extra: str | None) -> str:
     return f'pip install "{PIP_NAME}[{extra}]"' if extra else f"pip install {PIP_NAME}"
 
 
-@contextlib.contextmanager
-def stdout_to_stderr():
-    """Send what native code prints on file descriptor 1 to stderr meanwhile.
+def not_installed(engine: str, module: str, extra: str | None, why: str = "") -> str:
+    """The one missing-engine message: what is missing and the pip line that brings it."""
+    return (f"engine {engine!r} is not installed here (no Python module {module!r}"
+            f"{f': {why}' if why else ''}): {install_hint(extra)}")
 
-    ``import MNN`` and MNN's loader print from C++ on stdout, which would
-    corrupt ``--json`` output; Python-level prints are redirected too.
+
+@contextlib.contextmanager
+def stdout_redirected(to_devnull: bool = False):
+    """Send what is printed on file descriptor 1 to stderr (or nowhere) meanwhile.
+
+    ``import MNN``, MNN's loader and the edge converters print from C++ on
+    stdout, which would corrupt a table or ``--json`` output; Python-level
+    prints are redirected too.
     """
     import os
     import sys
@@ -29,31 +36,34 @@ def stdout_to_stderr():
     except OSError:  # no real stdout (embedded): nothing to protect
         yield
         return
+    null = open(os.devnull, "w") if to_devnull else None
     try:
-        os.dup2(2, 1)
-        with contextlib.redirect_stdout(sys.stderr):
+        os.dup2(null.fileno() if null else 2, 1)
+        with contextlib.redirect_stdout(null or sys.stderr):
             yield
     finally:
+        sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(saved, 1)
         os.close(saved)
+        if null:
+            null.close()
 
 
 def import_engine(module: str, engine: str, extra: str | None, quiet: bool = False):
     """Import ``module`` for ``engine`` or raise :class:`RuntimeEngineError`.
 
     ``quiet`` sends what the import prints on stdout to stderr (see
-    :func:`stdout_to_stderr`).
+    :func:`stdout_redirected`).
     """
     try:
         if quiet:
-            with stdout_to_stderr():
+            with stdout_redirected():
                 return importlib.import_module(module)
         return importlib.import_module(module)
     except ImportError as exc:
-        raise RuntimeEngineError(
-            f"engine {engine!r} needs the Python module {module!r}, which is not installed "
-            f"({exc.msg if hasattr(exc, 'msg') else exc}): {install_hint(extra)}") from None
+        raise RuntimeEngineError(not_installed(engine, module, extra,
+                                               getattr(exc, "msg", None) or str(exc))) from None
 
 
 def engine_installed(module: str) -> bool:

@@ -7,10 +7,14 @@ validation and timing; an engine implements only the ``_impl`` hooks.
 Callers always pass NCHW float32 images already preprocessed by
 :class:`shufflenet.data.preprocess.EvalTransform` built from the artifact's
 metadata; a runner whose engine wants NHWC transposes inside ``_infer_impl``.
+A batch of any size goes in: for an artifact with a fixed batch, :meth:`Runner.infer`
+runs it in chunks of that size, padding the last with copies of its last
+image and dropping their outputs (the one place that pads).
 
->>> with OnnxRuntimeRunner("m.onnx", threads=1) as r:   # doctest: +SKIP
-...     logits = r.infer(batch)          # (N, num_classes) float32
-...     r.last_inference_time            # seconds
+>>> with OnnxRuntimeRunner(art, threads=1) as r:   # doctest: +SKIP
+...     logits = r.infer(batch)          # (N, num_classes) float32, any N
+...     r.last_inference_time            # seconds, all chunks
+...     r.latency(batch, {"iterations": 50}).p50_ms
 """
 from __future__ import annotations
 
@@ -19,7 +23,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from shufflenet.artifact import Artifact
 from shufflenet.errors import RuntimeEngineError
+
+from .machine import set_affinity
+from .measure import LatencyResult, measure
 
 
 @dataclass(frozen=True)
@@ -45,11 +53,11 @@ class Runner:
     engine = "base"
     extra = None  # pip extra that brings the engine, for the missing-engine message
 
-    def __init__(self, artifact, threads: int | None = None, **options) -> None:
-        from shufflenet.artifact import resolve_artifact
-
-        # resolved once (files, format, metadata); a path is resolved here
-        self.resolved = resolve_artifact(artifact)
+    def __init__(self, artifact: Artifact, threads: int | None = None, **options) -> None:
+        if not isinstance(artifact, Artifact):  # resolved once, at the edge, never here again
+            raise TypeError(f"a runner takes a resolved Artifact, got {artifact!r}: "
+                            "use runtimes.resolve_artifact(path) (or create_runner) first")
+        self.resolved = artifact
         self.artifact = str(self.resolved.path)
         self.threads = threads
         self.options = options
@@ -57,11 +65,21 @@ class Runner:
         self.check_options(options)
         self.is_active = False
         self.last_inference_time: float | None = None
+        self.load_s: float | None = None       # seconds the last activate() took
+        self.affinity = None                   # CPUs to pin this process to while active
+        self._previous_affinity = None
 
     # -- lifecycle -----------------------------------------------------
     def activate(self) -> "Runner":
         if not self.is_active:
-            self._activate_impl()
+            self._pin()
+            t0 = time.perf_counter()
+            try:
+                self._activate_impl()
+            except BaseException:
+                self._unpin()
+                raise
+            self.load_s = time.perf_counter() - t0
             self.is_active = True
         return self
 
@@ -71,6 +89,21 @@ class Runner:
                 self._deactivate_impl()
             finally:
                 self.is_active = False
+                self._unpin()
+
+    def _pin(self) -> None:
+        """Pin before the engine starts its threads (they inherit the calling thread's set)."""
+        if self.affinity:
+            try:
+                self._previous_affinity = set_affinity(self.affinity)
+            except OSError as exc:
+                raise RuntimeEngineError(f"cannot pin to CPUs {list(self.affinity)}: "
+                                         f"{exc.strerror}") from None
+
+    def _unpin(self) -> None:
+        if self._previous_affinity is not None:
+            set_affinity(self._previous_affinity)
+            self._previous_affinity = None
 
     close = deactivate
 
@@ -86,16 +119,17 @@ class Runner:
         return self._input_spec_impl()
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Run one NCHW float32 batch; returns ``(N, num_classes)`` logits."""
+        """Run one NCHW float32 batch of any size; returns ``(N, num_classes)`` logits."""
         self._require_active()
         batch = self._check_input(batch)
         start = time.perf_counter()
-        out = self._infer_impl(batch)
+        outs = [np.asarray(self._infer_impl(part), dtype=np.float32).reshape(len(part), -1)[:n]
+                for part, n in self._chunks(batch)]
         self.last_inference_time = time.perf_counter() - start
-        return np.asarray(out, dtype=np.float32).reshape(batch.shape[0], -1)
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     def infer_outputs(self, batch: np.ndarray, names) -> dict:
-        """Named graph tensors (e.g. intermediate layers) for one NCHW batch.
+        """Named graph tensors (e.g. intermediate layers) for one NCHW batch of any size.
 
         Only engines that can expose any graph tensor implement it (ONNX
         Runtime, OpenVINO); the parity layer probe uses it on a copy of the
@@ -104,8 +138,28 @@ class Runner:
         self._require_active()
         batch = self._check_input(batch)
         names = list(names)
-        outs = self._infer_outputs_impl(batch, names)
-        return {n: np.asarray(o, dtype=np.float32) for n, o in zip(names, outs)}
+        chunks = [[np.asarray(o, dtype=np.float32)[:n] for o in self._infer_outputs_impl(part, names)]
+                  for part, n in self._chunks(batch)]
+        return {name: np.concatenate([c[k] for c in chunks]) for k, name in enumerate(names)}
+
+    def latency(self, batch: np.ndarray, policy: dict | None = None, progress=None):
+        """:func:`runtimes.measure.measure` of this (active) runner on ``batch``, where
+        the runner lives; returns a :class:`runtimes.measure.LatencyResult`."""
+        self._require_active()
+        return self._latency_impl(self._check_input(batch), policy, progress)
+
+    def _chunks(self, batch: np.ndarray):
+        """``(part, real rows)``: the batch as the artifact's fixed batch size takes it."""
+        dim = self._input_spec_impl().shape[0]
+        fixed = dim if isinstance(dim, int) and dim > 0 else None
+        if fixed is None or fixed == len(batch):
+            yield batch, len(batch)
+            return
+        for i in range(0, len(batch), fixed):
+            part, n = batch[i:i + fixed], min(fixed, len(batch) - i)
+            if n < fixed:
+                part = np.concatenate([part, np.repeat(part[-1:], fixed - n, 0)])
+            yield np.ascontiguousarray(part), n
 
     def settings(self) -> dict:
         """The engine's effective settings, read back from the engine itself where it can
@@ -129,6 +183,9 @@ class Runner:
 
     def _settings_impl(self) -> dict:
         return {}
+
+    def _latency_impl(self, batch: np.ndarray, policy, progress) -> LatencyResult:
+        return measure(self, batch, policy, progress)
 
     def _infer_outputs_impl(self, batch: np.ndarray, names: list) -> list:
         raise RuntimeEngineError(f"{self.engine}: this engine cannot return intermediate tensors")
@@ -178,7 +235,7 @@ class Runner:
             raise RuntimeEngineError(f"{self.engine}: expected an NCHW batch (4 dims), got shape "
                                      f"{tuple(batch.shape)}")
         for i, (got, exp) in enumerate(zip(batch.shape, want)):
-            if exp not in (-1, None) and got != exp:
+            if i and exp not in (-1, None) and got != exp:  # dim 0: infer() pads to a fixed batch
                 raise RuntimeEngineError(
                     f"{self.engine}: input shape {tuple(batch.shape)} does not match the artifact's "
                     f"{tuple(want)} (dim {i}); preprocess with the artifact's metadata")

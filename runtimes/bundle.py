@@ -25,11 +25,14 @@ import tempfile
 import zipapp
 from pathlib import Path
 
+from .emulated import shufflenet_home
+
 __all__ = ["BUNDLED", "agent_zipapp"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 # checkout paths copied as they are; everything else is left out
 BUNDLED = ("runtimes/__init__.py", "runtimes/_lazy.py", "runtimes/base.py", "runtimes/agent.py",
+           "runtimes/machine.py", "runtimes/measure.py",
            "runtimes/onnxruntime_runner.py", "runtimes/openvino_runner.py",
            "runtimes/mnn_runner.py", "runtimes/ncnn_runner.py", "runtimes/tflite_runner.py",
            "runtimes/mindspore_runner.py",
@@ -57,8 +60,6 @@ def agent_zipapp(dest_dir: str | os.PathLike | None = None) -> Path:
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + files[name] + b"\0")
     if dest_dir is None:
-        from .emulated import shufflenet_home
-
         dest_dir = shufflenet_home() / "agent"
     dest = Path(dest_dir) / f"shufflenet-agent-{digest.hexdigest()[:16]}.pyz"
     if dest.is_file():

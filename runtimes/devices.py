@@ -1,17 +1,37 @@
-"""Where an artifact runs: this machine, an ssh host, or the emulated ARM64 device.
+"""Where an artifact runs, and the one way to reach it: ``device.open(...) -> Runner``.
 
-Every device runs the same agent zipapp (:mod:`runtimes.bundle`), so the
-engine code on a phone, a Raspberry Pi or under qemu is the runners' own.
-A :class:`DeviceRunner` is a :class:`~runtimes.base.Runner` whose engine
-lives on a device: it starts one ``agent.pyz --serve`` session there, loads
-the artifact once and sends each preprocessed NCHW batch over the session,
-getting the logits back bit for bit. Parity and the pipeline use it like
-any local runner.
+Four kinds of device, one call::
 
->>> dev = device_for("emu:arm64", cpu="cortex-a76")                 # doctest: +SKIP
->>> with DeviceRunner(dev, "ncnn", "m.ncnn.param", fp16=True) as r:  # doctest: +SKIP
-...     logits = r.infer(batch)
-...     r.device                    # {"arch": "aarch64", "cpu": "Cortex-A76", "emulated": ...}
+    from runtimes import resolve_artifact
+    from runtimes.devices import device_for
+
+    art = resolve_artifact("out/m.ncnn.param")                 # once, at the edge
+    dev = device_for("emu:arm64", cpu="cortex-a76")            # or "local", "ssh://me@pi:22"
+    with dev.open("ncnn", art, threads=1, options={"fp16": True}) as runner:
+        logits = runner.infer(batch)              # preprocessed NCHW float32, any batch size
+        result = runner.latency(batch, {"iterations": 50})     # runtimes.measure.LatencyResult
+        runner.device     # {"arch": "aarch64", "cpu": "Cortex-A76", "emulated": "qemu:...", ...}
+    dev.describe()        # {"device": {...fingerprint...}, "engines": {name: version}}
+
+* :class:`InProcessDevice` (``device_for("local", in_process=True)``): the runner
+  lives in this process (the MindSpore checkpoint reference always does);
+* :class:`SubprocessDevice` (``local``): a fresh Python on this machine, the
+  interpreter running now (``sys.executable``, never a link to it): honest
+  memory, no engine state leaking between targets;
+* :class:`EmulatedArm64` (``emu:arm64``): aarch64 Python under qemu-user, built by
+  ``shufflenet device setup arm64``; it sees this machine's files;
+* :class:`SshDevice` (``ssh://user@host[:port]``): files go with ``scp`` into a
+  fresh ``mktemp -d`` folder, removed on close. Every string that reaches the
+  remote shell goes through :func:`shlex.quote`; host-key checking stays on
+  unless the target sets ``ssh.strict_host_key_checking: false``.
+
+Every device but the first runs the same agent zipapp (:mod:`runtimes.bundle`,
+:mod:`runtimes.agent`): the engine code on a phone, a Raspberry Pi or under
+qemu is the runners' own, and logits come back bit for bit.
+
+Android (design, not implemented): the same serving session over ``adb``:
+``adb push`` the files to ``/data/local/tmp/``, ``adb shell`` the agent with an
+on-device Python (e.g. Termux).
 """
 from __future__ import annotations
 
@@ -24,20 +44,51 @@ from pathlib import Path
 
 import numpy as np
 
+from shufflenet.artifact import Artifact
 from shufflenet.errors import RuntimeEngineError
 
 from . import agent as agent_module
+from . import create_runner, get_engine
+from ._lazy import engine_installed, not_installed
 from .base import InputSpec, Runner
+from .bundle import agent_zipapp
+from .emulated import load_device
+from .measure import LatencyResult
+from .ssh import SshHost
+from .targets import SshOptions
 
-__all__ = ["AgentSession", "Device", "DeviceRunner", "EmulatedArm64", "LocalDevice", "SshDevice",
-           "device_for", "device_for_target", "device_info"]
-
+__all__ = ["Device", "DeviceRunner", "EmulatedArm64", "InProcessDevice", "SshDevice",
+           "SubprocessDevice", "device_for", "device_for_target"]
 
 class Device:
-    """A place the agent runs. Subclasses give the argv that starts its Python."""
+    """A place runners live. :meth:`open` is the one way in."""
 
     where = "local"
     emulated = False
+    in_process = False
+
+    def open(self, engine: str, artifact: Artifact, threads: int | None = None,
+             options: dict | None = None, affinity=None) -> Runner:
+        """A (not yet active) runner of ``engine`` on ``artifact`` here; use it as a context manager."""
+        return DeviceRunner(self, engine, artifact, threads, affinity=affinity,
+                            **dict(options or {}))
+
+    def describe(self) -> dict:
+        """What the device says about itself: ``{"device": fingerprint, "engines": {...}}``."""
+        staged = self.stage([])
+        session = AgentSession(self, staged, timeout_s=300)
+        try:
+            return session.request({"op": "describe"})
+        finally:
+            session.close()
+            self.unstage(staged)
+
+    def label(self) -> str:
+        return self.where
+
+    # -- the agent's side: how its Python starts, where its files go ------------
+    def agent_argv(self, staged: "Staged") -> list[str]:
+        return [*self.python_argv(), staged.agent, "--serve"]
 
     def python_argv(self) -> list[str]:
         raise NotImplementedError
@@ -46,16 +97,11 @@ class Device:
         return None
 
     def stage(self, files: list[Path]) -> "Staged":
-        """Make ``files`` and the agent zipapp visible on the device."""
-        from .bundle import agent_zipapp
-
+        """Make ``files`` and the agent zipapp visible on the device (here: they already are)."""
         return Staged({str(f): str(f) for f in files}, str(agent_zipapp()), None)
 
     def unstage(self, staged: "Staged") -> None:
         pass
-
-    def label(self) -> str:
-        return self.where
 
 
 class Staged:
@@ -63,8 +109,29 @@ class Staged:
         self.paths, self.agent, self.remote_dir = paths, agent, remote_dir
 
 
-class LocalDevice(Device):
-    """This machine, in a fresh Python process (honest memory, no leaked engine state)."""
+class InProcessDevice(Device):
+    """This process: the runner is the engine's own, no agent in between."""
+
+    in_process = True
+
+    def open(self, engine, artifact, threads=None, options=None, affinity=None) -> Runner:
+        runner = create_runner(engine, artifact, threads=threads, **dict(options or {}))
+        runner.affinity = affinity
+        runner.device = {"where": "local", **agent_module.machine_fingerprint()}
+        return runner
+
+    def describe(self) -> dict:
+        return agent_module.describe()
+
+
+class SubprocessDevice(Device):
+    """This machine, in a fresh Python process of this very interpreter."""
+
+    def open(self, engine, artifact, threads=None, options=None, affinity=None) -> Runner:
+        spec = get_engine(engine)   # this machine is the device: say so before a process starts
+        if not engine_installed(spec.module):
+            raise RuntimeEngineError(not_installed(spec.name, spec.module, spec.extra))
+        return super().open(engine, artifact, threads, options, affinity)
 
     def python_argv(self) -> list[str]:
         return [sys.executable]
@@ -76,8 +143,6 @@ class EmulatedArm64(Device):
     emulated = True
 
     def __init__(self, cpu: str | None = None):
-        from .emulated import load_device
-
         self.dev = load_device("arm64", cpu)
         self.where = f"emu:arm64 ({self.dev.cpu})"
 
@@ -91,21 +156,16 @@ class EmulatedArm64(Device):
 class SshDevice(Device):
     """An ssh host: files and the zipapp go into a fresh ``mktemp -d`` folder, removed after."""
 
-    def __init__(self, where: str, ssh_options=None):
-        from .remote import SshHost
-
+    def __init__(self, where: str, ssh_options: SshOptions | None = None):
         self.host = SshHost(where, ssh_options)
         self.where = where
-        self._remote_dir: str | None = None
 
-    def python_argv(self) -> list[str]:
-        raise RuntimeEngineError("an ssh device starts its agent through ssh_argv")
+    def agent_argv(self, staged: "Staged") -> list[str]:
+        return self.host.ssh_argv(" ".join(
+            shlex.quote(w) for w in [self.host.opts.python, staged.agent, "--serve"]))
 
     def stage(self, files: list[Path]) -> Staged:
-        from .bundle import agent_zipapp
-        from .remote import make_remote_dir
-
-        remote_dir = make_remote_dir(self.host)
+        remote_dir = self.host.make_dir()
         pyz = agent_zipapp()
         try:
             self.host.copy_to([*files, pyz], remote_dir)
@@ -123,10 +183,14 @@ class SshDevice(Device):
                 pass
 
 
-def device_for(where: str, ssh_options=None, cpu: str | None = None) -> Device:
-    """``local``, ``emu:arm64`` or ``ssh://user@host[:port]`` -> its :class:`Device`."""
+def device_for(where: str = "local", ssh_options=None, cpu: str | None = None,
+               in_process: bool = False) -> Device:
+    """``local``, ``emu:arm64`` or ``ssh://user@host[:port]`` -> its :class:`Device`.
+
+    ``local`` is a fresh Python process unless ``in_process``.
+    """
     if where in (None, "", "local"):
-        return LocalDevice()
+        return InProcessDevice() if in_process else SubprocessDevice()
     if str(where).startswith("emu:"):
         if str(where)[4:] not in ("arm64", "aarch64"):
             raise RuntimeEngineError(f"unknown emulated device {where!r}; the one there is is "
@@ -138,25 +202,23 @@ def device_for(where: str, ssh_options=None, cpu: str | None = None) -> Device:
                              "ssh://user@host[:port]")
 
 
-def device_for_target(target) -> Device:
-    """The device a :class:`runtimes.targets.Target` lives on (its ``where``, ssh options, ``cpu``)."""
-    return device_for(target.where, ssh_options=target.ssh, cpu=getattr(target, "cpu", None))
+def device_for_target(target, in_process: bool = False) -> Device:
+    """The device a :class:`runtimes.targets.Target` lives on (its ``where``, ssh options,
+    ``cpu``); a local target of the ``mindspore`` checkpoint engine runs in this process."""
+    return device_for(target.where, ssh_options=target.ssh, cpu=getattr(target, "cpu", None),
+                      in_process=in_process or target.engine == "mindspore")
 
 
+# -- the agent session ---------------------------------------------------------------
 class AgentSession:
     """One ``agent.pyz --serve`` process on a device; :meth:`request` is one round trip."""
 
     def __init__(self, device: Device, staged: Staged, timeout_s: float = 600):
-        if isinstance(device, SshDevice):
-            argv = device.host.ssh_argv(" ".join(
-                shlex.quote(w) for w in [device.host.opts.python, staged.agent, "--serve"]))
-        else:
-            argv = [*device.python_argv(), staged.agent, "--serve"]
         self.device, self.timeout_s = device, timeout_s
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True, env=device.env(),
-                                         bufsize=1)
+            self.proc = subprocess.Popen(device.agent_argv(staged), stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True, env=device.env(), bufsize=1)
         except FileNotFoundError as exc:
             raise RuntimeEngineError(f"cannot start the agent on {device.label()}: "
                                      f"{exc.filename} not found") from None
@@ -168,7 +230,8 @@ class AgentSession:
         for line in self.proc.stderr:
             self._stderr = (self._stderr + [line])[-20:]
 
-    def request(self, req: dict) -> dict:
+    def request(self, req: dict, progress=None) -> dict:
+        """Send ``req``, return its reply; ``progress(phase, runs)`` gets the progress lines."""
         if self.proc.poll() is not None:
             raise RuntimeEngineError(self._died())
         timer = threading.Timer(self.timeout_s, self.proc.kill)
@@ -180,6 +243,9 @@ class AgentSession:
                 line = self.proc.stdout.readline()
                 if not line:
                     raise RuntimeEngineError(self._died())
+                if line.startswith(agent_module.PROGRESS_MARK) and progress is not None:
+                    phase, _, count = line[len(agent_module.PROGRESS_MARK):].strip().partition(" ")
+                    progress(phase, int(count or 0))
                 at = line.find(agent_module.REPLY_MARK)
                 if at >= 0:
                     reply = json.loads(line[at + len(agent_module.REPLY_MARK):])
@@ -201,6 +267,9 @@ class AgentSession:
         tail = [ln.strip() for ln in self._stderr if ln.strip()]
         rc = self.proc.returncode
         why = f"timed out after {self.timeout_s:.0f} s" if rc == -9 else f"exit code {rc}"
+        if rc == 255 and isinstance(self.device, SshDevice):  # ssh itself failed
+            return self.device.host.unreachable(tail[-1] if tail else f"exit code {rc}",
+                                                "\n".join(tail))
         return (f"the agent on {self.device.label()} stopped ({why})"
                 + (f": {tail[-1][:300]}" if tail else ""))
 
@@ -222,29 +291,16 @@ class AgentSession:
                 pass
 
 
-def device_info(device: Device) -> dict:
-    """What the device says about itself: arch, CPU model, features, emulated, engines."""
-    staged = device.stage([])
-    session = AgentSession(device, staged, timeout_s=300)
-    try:
-        return session.request({"op": "info"})
-    finally:
-        session.close()
-        device.unstage(staged)
-
-
 class DeviceRunner(Runner):
-    """A runner whose engine runs on ``device`` through the agent.
+    """A runner whose engine runs on ``device`` through the agent (see :meth:`Device.open`).
 
     Options are checked on the host against the engine's own runner (an
     unknown one is rejected before anything starts) and applied on the
     device by that same runner.
     """
 
-    def __init__(self, device: Device, engine: str, artifact, threads: int | None = None,
-                 timeout_s: float = 900, **options):
-        from . import get_engine
-
+    def __init__(self, device: Device, engine: str, artifact: Artifact, threads: int | None = None,
+                 timeout_s: float = 900, affinity=None, **options):
         spec = get_engine(engine)
         self.engine = spec.name
         self.extra = spec.extra
@@ -256,7 +312,7 @@ class DeviceRunner(Runner):
         if spec.name == "mindspore":
             raise RuntimeEngineError("the mindspore checkpoint engine is the reference and runs "
                                      "only here; export the checkpoint for a device")
-        self.device_obj, self.timeout_s = device, timeout_s
+        self.device_obj, self.timeout_s, self.agent_affinity = device, timeout_s, affinity
         self.device: dict = {}
         self._session = self._staged = None
         self._loaded: dict = {}
@@ -270,9 +326,10 @@ class DeviceRunner(Runner):
         try:
             self._session = AgentSession(self.device_obj, self._staged, self.timeout_s)
             self._loaded = self._session.request({
-                "op": "load", "engine": self.engine,
+                "op": "open", "engine": self.engine,
                 "artifact": self._staged.paths[str(self.resolved.path)], "threads": self.threads,
-                "options": self.options, "metadata": self.metadata})
+                "options": self.options, "metadata": self.metadata,
+                "affinity": list(self.agent_affinity) if self.agent_affinity else None})
         except BaseException:
             self._deactivate_impl()
             raise
@@ -281,6 +338,15 @@ class DeviceRunner(Runner):
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         reply = self._session.request({"op": "infer", "x": agent_module.encode_array(batch)})
         return agent_module.decode_array(reply["y"])
+
+    def _latency_impl(self, batch: np.ndarray, policy, progress) -> LatencyResult:
+        reply = self._session.request({"op": "latency", "x": agent_module.encode_array(batch),
+                                       "policy": policy, "progress": progress is not None},
+                                      progress=progress)
+        result = LatencyResult.from_wire(reply["result"])
+        result.load_s, result.artifact = float(self._loaded["load_s"]), self.artifact
+        result.where = self.device_obj.label()
+        return result
 
     def _input_spec_impl(self) -> InputSpec:
         if self._loaded:

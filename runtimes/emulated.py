@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shufflenet.checkpoint import atomic_write
 from shufflenet.errors import RuntimeEngineError
 
 __all__ = ["CPU_MODELS", "DEVICES", "DeviceError", "EmulatedDevice", "build_device",
@@ -127,7 +128,6 @@ def device_dir(name: str) -> Path:
 # -- the built device ------------------------------------------------------------
 class EmulatedDevice:
     """A built emulated device: the argv and environment that start its Python."""
-
     def __init__(self, root: Path, record: dict, cpu: str | None = None):
         self.root, self.record = Path(root), record
         self.name = record["name"]
@@ -403,8 +403,6 @@ def build_device(name: str = "arm64", cpu: str = DEFAULT_CPU, force: bool = Fals
 
 
 def _set_default_cpu(dev: EmulatedDevice, cpu: str) -> None:
-    from shufflenet.checkpoint import atomic_write
-
     record = {**dev.record, "default_cpu": cpu}
     wrapper = dev.root / "bin" / "python3"
     text = wrapper.read_text()

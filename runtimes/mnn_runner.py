@@ -5,7 +5,7 @@ import numpy as np
 
 from shufflenet.errors import RuntimeEngineError
 
-from ._lazy import import_engine, stdout_to_stderr
+from ._lazy import import_engine, stdout_redirected
 from .base import InputSpec, Runner
 
 
@@ -23,7 +23,7 @@ class MNNRunner(Runner):
         config = {"precision": str(self.options.get("precision", "high")), "backend": 0,
                   "numThread": int(self.threads or 1)}
         try:
-            with stdout_to_stderr():  # MNN prints from C++ on stdout
+            with stdout_redirected():  # MNN prints from C++ on stdout
                 rt = mnn.nn.create_runtime_manager((config,))
                 self._module = mnn.nn.load_module_from_file(self.artifact, names_in, names_out,
                                                             runtime_manager=rt)

@@ -36,7 +36,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from shufflenet.artifact import MODEL_NAMES
-from shufflenet.errors import ConfigError
+from shufflenet.errors import ConfigError, RuntimeEngineError
+
+from . import ENGINES
+from .cpu_class import CpuClassError, check_cpu_class
+from .emulated import CPU_MODELS
 
 BUILTIN_FILE = Path(__file__).with_name("targets.yaml")
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")
@@ -57,7 +61,6 @@ def normalize_arch(machine: str | None) -> str | None:
 @dataclass(frozen=True)
 class WarmupPolicy:
     """Warm up until the rolling median changes by less than ``tolerance`` (capped)."""
-
     min: int = 5
     max: int = 200
     max_s: float = 20.0
@@ -72,7 +75,6 @@ class WarmupPolicy:
 @dataclass(frozen=True)
 class Budgets:
     """Latency budgets in ms and a peak-memory budget in MiB (None = not checked)."""
-
     p50_ms: float | None = None
     p90_ms: float | None = None
     p99_ms: float | None = None
@@ -82,7 +84,6 @@ class Budgets:
 @dataclass(frozen=True)
 class SizedFor:
     """What a target's budgets were sized for: a model at a square input size."""
-
     model: str | None = None
     input_size: int | None = None
 
@@ -90,7 +91,6 @@ class SizedFor:
 @dataclass(frozen=True)
 class SshOptions:
     """How to reach an ``ssh://`` target. Host-key checking is on unless turned off."""
-
     identity_file: str | None = None
     known_hosts: str | None = None
     strict_host_key_checking: bool = True
@@ -101,7 +101,6 @@ class SshOptions:
 @dataclass(frozen=True)
 class Target:
     """A named deployment profile."""
-
     name: str
     engine: str
     format: str | None = None          # artifact format required (None: any the engine runs)
@@ -169,7 +168,6 @@ _TARGET_FIELDS = [f.name for f in fields(Target) if f.name not in ("name", "sour
 
 class _At:
     """Formats ``file:line: target 'x': field 'y': message`` errors."""
-
     def __init__(self, path: str):
         self.path = path
 
@@ -244,8 +242,6 @@ def _nested(loader, node, cls, at, name, key):
 def _target(loader, name, name_node, node, at) -> Target:
     import yaml
 
-    from . import ENGINES
-
     if not isinstance(node, yaml.MappingNode):
         raise at.error(node, "a target must be a mapping of fields", name)
     kw: dict = {"name": name, "source": f"{at.path}:{name_node.start_mark.line + 1}"}
@@ -269,8 +265,6 @@ def _target(loader, name, name_node, node, at) -> Target:
                 raise at.error(vnode, f"must be a list of CPU ids, got {raw!r}", name, key)
             kw[key] = tuple(raw) if raw else None
         elif key == "cpu_class":
-            from .cpu_class import CpuClassError, check_cpu_class
-
             try:
                 kw[key] = check_cpu_class(raw)
             except CpuClassError as exc:  # point at the bad entry's own line
@@ -298,8 +292,6 @@ def _target(loader, name, name_node, node, at) -> Target:
                 except ValueError as exc:
                     raise at.error(vnode, str(exc), name, key) from None
             if key == "cpu":
-                from .emulated import CPU_MODELS
-
                 if value not in CPU_MODELS:
                     raise at.error(vnode, f"unknown CPU model {value!r}; the emulated device has "
                                    f"{', '.join(CPU_MODELS)}", name, key)
@@ -318,8 +310,6 @@ def _target(loader, name, name_node, node, at) -> Target:
         if opt not in takes:
             raise at.error(value_nodes["options"], f"engine {kw['engine']!r} has no option {opt!r} "
                            f"(it takes {', '.join(takes) or 'none'})", name, f"options.{opt}")
-    from shufflenet.errors import RuntimeEngineError
-
     try:  # values too, by the same rules the runner applies
         ENGINES[kw["engine"]].runner_class().check_options(kw.get("options", {}))
     except RuntimeEngineError as exc:
@@ -379,6 +369,11 @@ def load_targets(user_file: str | os.PathLike | None = None) -> dict[str, Target
             raise ConfigError(f"targets file not found: {path}")
         targets.update(parse_targets(read_targets_text(path), str(path)))
     return targets
+
+
+def own_targets(user_file: str | os.PathLike) -> list[str]:
+    """The names a user's targets file defines itself (without the built-ins)."""
+    return list(parse_targets(read_targets_text(user_file), str(user_file)))
 
 
 def read_targets_text(path: str | os.PathLike) -> str:

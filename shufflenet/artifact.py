@@ -168,6 +168,26 @@ class Artifact:
         return {"path": str(self.path), "name": self.name, "format": self.format,
                 "precision": self.precision, "model": self.model, "image_size": self.image_size}
 
+    @classmethod
+    def from_metadata(cls, path: "str | os.PathLike", metadata: dict) -> "Artifact":
+        """The one builder: ``path`` with ``metadata`` already read (by the host, by an
+        exporter before its sidecar exists, or carried to a device that lacks ``onnx``).
+
+        Finds the files it needs on another machine (itself, its weights, its sidecar when
+        present). A ``.ckpt`` is ``checkpoint``/``fp32``. Raises :class:`ExportError` when
+        the weights a graph file needs are missing.
+        """
+        path, meta = Path(path), dict(metadata)
+        if path.suffix == ".ckpt":
+            return cls(path, "checkpoint", "fp32", meta, (path,))
+        weights, side = weights_path(path), sidecar_path(path)
+        if weights is not None and not weights.exists():
+            raise ExportError(f"{path.name} needs its weights {weights.name} next to it "
+                              f"(not found in {weights.parent})")
+        files = (path, *[f for f in (weights, side) if f is not None and f.exists()])
+        return cls(path, str(meta.get("format", "unknown")), str(meta.get("precision", "fp32")),
+                   meta, files)
+
     def __str__(self) -> str:  # an Artifact reads like its path in messages and f-strings
         return str(self.path)
 
@@ -191,18 +211,5 @@ def resolve_artifact(artifact: "str | os.PathLike | Artifact") -> Artifact:
     if path.suffix == ".ckpt":
         from .checkpoint import read_metadata
 
-        meta = read_metadata(path)
-        return Artifact(path, "checkpoint", "fp32", dict(meta), (path,))
-    meta = read_artifact_metadata(path)
-    files = [path]
-    weights = weights_path(path)
-    if weights is not None:
-        if not weights.exists():
-            raise ExportError(f"{path.name} needs its weights {weights.name} next to it "
-                              f"(not found in {weights.parent})")
-        files.append(weights)
-    side = sidecar_path(path)
-    if side.exists():
-        files.append(side)
-    return Artifact(path, str(meta.get("format", "unknown")), str(meta.get("precision", "fp32")),
-                    meta, tuple(files))
+        return Artifact.from_metadata(path, read_metadata(path))
+    return Artifact.from_metadata(path, read_artifact_metadata(path))

@@ -94,3 +94,13 @@ def built_artifacts() -> tuple[Path, dict]:
             formats.remove("ncnn")
     ckpt = make_checkpoint(out)
     return ckpt, export_artifacts(ckpt, out, tuple(formats))
+
+
+@functools.lru_cache(maxsize=None)
+def resolved_artifacts() -> tuple:
+    """:func:`built_artifacts` resolved once: ``(checkpoint Artifact, {format: Artifact})``,
+    what bench, parity and the devices take (they never re-read a path)."""
+    from shufflenet.artifact import resolve_artifact
+
+    ckpt, arts = built_artifacts()
+    return resolve_artifact(ckpt), {fmt: resolve_artifact(p) for fmt, p in arts.items()}

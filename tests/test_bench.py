@@ -8,23 +8,35 @@ import time
 
 import pytest
 from click.testing import CliRunner
-
-from conftest_runtimes import BATCH, built_artifacts
+from conftest_runtimes import BATCH, resolved_artifacts
 from strict import missing
 
 import runtimes
-from runtimes import agent
-from runtimes.targets import Budgets, SizedFor, Target, WarmupPolicy, load_targets, normalize_arch
+from runtimes import measure
+from runtimes.machine import machine_fingerprint
+from runtimes.targets import (
+    Budgets,
+    SizedFor,
+    Target,
+    WarmupPolicy,
+    load_targets,
+    normalize_arch,
+)
 from shufflenet.errors import ConfigError, RuntimeEngineError
-from toolchain.bench import (BudgetCheck, bench_target, check_budgets, check_compatible,
-                             input_batch, measure_latency)
+from toolchain.bench import (
+    BudgetCheck,
+    bench_target,
+    check_budgets,
+    check_compatible,
+    input_batch,
+)
 from toolchain.bench.budgets import judgement, overall_verdict
 from toolchain.cli import main
 
 FAST = {"warmup_min": 3, "warmup_window": 3, "warmup_max": 30, "iterations": 25}
 HOST_ARCH = normalize_arch(platform.machine())
 # this machine's CPU model, as the agent reads it: a cpu_class naming it makes this the device
-HOST_CPU = agent.machine_fingerprint()["cpu"]
+HOST_CPU = machine_fingerprint()["cpu"]
 # what the test artifacts are and where they run: budgets sized for them can be judged here
 SIZED_HERE = (f"    arch: {HOST_ARCH}\n    cpu_class: [{json.dumps(HOST_CPU)}]\n"
               "    sized_for: {model: shufflenet_v2_x0_5, input_size: 64}\n")
@@ -37,13 +49,13 @@ def _targets_file(tmp_path, body: str):
 
 
 def test_measure_latency_in_process():
-    onnx = built_artifacts()[1]["onnx"]
-    meta = runtimes.artifact_format(onnx)[2]
-    x = input_batch(meta, BATCH)
+    from runtimes.devices import InProcessDevice
+
+    onnx = resolved_artifacts()[1]["onnx"]
+    x = input_batch(onnx.metadata, BATCH)
     ticks = []
-    runner = runtimes.create_runner("onnxruntime", onnx, threads=1)
-    res = measure_latency(runner, x, FAST, progress=lambda phase, n: ticks.append(phase))
-    runner.deactivate()
+    with InProcessDevice().open("onnxruntime", onnx, threads=1) as runner:
+        res = runner.latency(x, FAST, progress=lambda phase, n: ticks.append(phase))
     assert res.iterations == 25 and len(res.times_ms) == 25
     assert 0 < res.min_ms <= res.p50_ms <= res.p90_ms <= res.p99_ms <= res.max_ms
     assert res.mean_ms > 0 and res.std_ms >= 0
@@ -56,11 +68,11 @@ def test_measure_latency_in_process():
 
 
 def test_time_budget_mode():
-    onnx = built_artifacts()[1]["onnx"]
-    x = input_batch(runtimes.artifact_format(onnx)[2], BATCH)
+    onnx = resolved_artifacts()[1]["onnx"]
+    x = input_batch(onnx.metadata, BATCH)
     with runtimes.create_runner("onnxruntime", onnx, threads=1) as r:
         start = time.perf_counter()
-        res = measure_latency(r, x, {**FAST, "time_budget_s": 0.3, "min_iterations": 5})
+        res = r.latency(x, {**FAST, "time_budget_s": 0.3, "min_iterations": 5})
         assert time.perf_counter() - start >= 0.3
     assert res.iterations >= 5
 
@@ -69,18 +81,18 @@ def test_warm_up_waits_for_stability_and_is_capped():
     # latency that halves for a while, then settles: stable only after it settles
     delays = [0.008, 0.004, 0.002, 0.001] + [0.0005] * 400
     it = iter(delays)
-    warm = agent.warm_up(lambda: time.sleep(next(it)), {"warmup_min": 2, "warmup_window": 3,
+    warm = measure.warm_up(lambda: time.sleep(next(it)), {"warmup_min": 2, "warmup_window": 3,
                                                           "warmup_tolerance": 0.5})
     assert warm["stable"] and warm["iterations"] >= 6 + 1
     # latency that keeps growing never counts as stable: the cap ends warm-up
     grow = iter([0.0002 * 1.5 ** i for i in range(40)])
-    warm = agent.warm_up(lambda: time.sleep(next(grow)), {"warmup_min": 2, "warmup_window": 3,
+    warm = measure.warm_up(lambda: time.sleep(next(grow)), {"warmup_min": 2, "warmup_window": 3,
                                                            "warmup_max": 12, "warmup_tolerance": 0.05})
     assert not warm["stable"] and warm["iterations"] == 12
 
 
 def test_summarize_percentiles():
-    s = agent.summarize([0.001 * i for i in range(1, 101)], batch=2)
+    s = measure.summarize([0.001 * i for i in range(1, 101)], batch=2)
     assert s["p50_ms"] == pytest.approx(50.5) and s["p90_ms"] == pytest.approx(90.1)
     assert s["min_ms"] == pytest.approx(1) and s["max_ms"] == pytest.approx(100)
     assert s["throughput_ips"] == pytest.approx(2 * 1e3 / 50.5)
@@ -94,7 +106,7 @@ def _judged_here(iterations: int, budgets) -> Target:
 
 
 def test_check_budgets_pass_and_fail():
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolved_artifacts()[1]["onnx"]
     t = _judged_here(100, Budgets(p50_ms=10_000, p99_ms=0.0001, peak_rss_mb=100_000))
     res = bench_target(onnx, t)
     checks = check_budgets(res, t)
@@ -121,7 +133,7 @@ def test_check_budgets_pass_and_fail():
 
 
 def test_compatibility_errors():
-    ckpt, arts = built_artifacts()
+    ckpt, arts = resolved_artifacts()
     onnx = arts["onnx"]
     with pytest.raises(ConfigError, match=r"precision mismatch: .* is fp32, target 'q' expects int8"):
         check_compatible(onnx, Target(name="q", engine="onnxruntime", precision="int8", batch=BATCH))
@@ -140,16 +152,17 @@ def test_engine_not_installed_is_a_clear_error(tmp_path):
         pytest.skip("LiteRT is installed here")
     fake = tmp_path / "m.tflite"
     fake.write_bytes(b"TFL3")
-    onnx_meta = runtimes.artifact_format(built_artifacts()[1]["onnx"])[2]
+    onnx_meta = resolved_artifacts()[1]["onnx"].metadata
     (tmp_path / "m.tflite.meta.json").write_text(json.dumps({**onnx_meta, "format": "tflite",
                                                              "layout": "NHWC"}))
     t = Target(name="phone", engine="tflite", format="tflite", batch=BATCH)
-    with pytest.raises(RuntimeEngineError, match=r"needs engine 'tflite'.*shufflenet-toolchain\[tflite\]"):
-        bench_target(fake, t)
+    with pytest.raises(RuntimeEngineError, match=r"engine 'tflite' is not installed here.*"
+                                                 r"shufflenet-toolchain\[tflite\]"):
+        bench_target(runtimes.resolve_artifact(fake), t)
 
 
 def test_mindspore_reference_in_process():
-    ckpt = built_artifacts()[0]
+    ckpt = resolved_artifacts()[0]
     t = Target(name="ref", engine="mindspore", batch=1, iterations=3,
                warmup=WarmupPolicy(min=1, max=3, window=1, tolerance=0.5))
     res = bench_target(ckpt, t)
@@ -158,7 +171,7 @@ def test_mindspore_reference_in_process():
 
 def test_a_percentile_of_too_few_runs_is_not_judged():
     """A 'p99' of 15 runs (their largest but one) was judged PASS or FAIL like a real p99."""
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolved_artifacts()[1]["onnx"]
     t = _judged_here(15, Budgets(p50_ms=10_000, p90_ms=10_000, p99_ms=10_000))
     res = bench_target(onnx, t)
     assert res.iterations == 15
@@ -172,7 +185,7 @@ def test_a_percentile_of_too_few_runs_is_not_judged():
 
 
 def test_bench_cli_pass_json_and_plot(tmp_path):
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolved_artifacts()[1]["onnx"]
     f = _targets_file(tmp_path, f"  roomy:\n    engine: onnxruntime\n    threads: 1\n    batch: {BATCH}\n"
                                 "    iterations: 20\n    warmup: {min: 3, window: 3}\n"
                                 + SIZED_HERE +
@@ -191,7 +204,7 @@ def test_bench_cli_pass_json_and_plot(tmp_path):
 
 
 def test_bench_cli_tight_budget_fails_nonzero(tmp_path):
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolved_artifacts()[1]["onnx"]
     f = _targets_file(tmp_path, f"  tight:\n    engine: onnxruntime\n    batch: {BATCH}\n"
                                 "    iterations: 10\n" + SIZED_HERE +
                                 "    budgets: {p50_ms: 0.0001, peak_rss_mb: 100000}\n")
@@ -204,7 +217,7 @@ def test_bench_cli_tight_budget_fails_nonzero(tmp_path):
 
 
 def test_bench_cli_bad_inputs(tmp_path):
-    onnx = str(built_artifacts()[1]["onnx"])
+    onnx = str(resolved_artifacts()[1]["onnx"])
     cases = [
         (["-t", "no-such-target"], "unknown target 'no-such-target'"),
         (["-t", "x86-edge-ort-int8-1t"], "expects a 'onnx-int8' artifact"),
@@ -223,7 +236,7 @@ def test_bench_cli_bad_inputs(tmp_path):
 
 
 def test_bench_all_targets_picks_compatible_installed(tmp_path):
-    mindir = built_artifacts()[1]["mindir"]
+    mindir = resolved_artifacts()[1]["mindir"]
     f = _targets_file(tmp_path, f"  mindir-fast:\n    engine: mindir\n    batch: {BATCH}\n"
                                 "    iterations: 5\n    warmup: {min: 2, window: 2, tolerance: 0.5}\n"
                                 "  mindir-cpu-1t:\n    engine: mindir\n    precision: int8\n")
@@ -247,19 +260,19 @@ def test_bench_all_targets_picks_compatible_installed(tmp_path):
 def test_cpu_affinity_is_applied_in_the_agent():
     if not hasattr(__import__("os"), "sched_setaffinity"):
         pytest.skip("no sched_setaffinity on this OS")
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolved_artifacts()[1]["onnx"]
     t = Target(name="pinned", engine="onnxruntime", threads=1, batch=BATCH, iterations=10,
                affinity=(0,))
     res = bench_target(onnx, t)
     assert res.fingerprint["usable_cores"] == 1
-    with pytest.raises(RuntimeEngineError, match="benchmark agent on this machine failed: OSError"):
+    with pytest.raises(RuntimeEngineError, match="agent on local: OSError"):
         bench_target(onnx, dataclasses.replace(t, affinity=(4096,)))
 
 
 def test_bench_cli_artifact_without_metadata(tmp_path):
     import onnx
 
-    proto = onnx.load(str(built_artifacts()[1]["onnx"]))
+    proto = onnx.load(str(resolved_artifacts()[1]["onnx"]))
     del proto.metadata_props[:]
     bare = tmp_path / "bare.onnx"
     onnx.save(proto, str(bare))
@@ -270,7 +283,7 @@ def test_bench_cli_artifact_without_metadata(tmp_path):
 
 # -- honest latency: judged only on the device and model size a budget is for ------
 def test_result_records_where_it_was_measured():
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolved_artifacts()[1]["onnx"]
     res = bench_target(onnx, Target(name="t", engine="onnxruntime", batch=BATCH, iterations=5,
                                     threads=1, warmup=WarmupPolicy(min=2, window=2, tolerance=0.5)))
     on = res.measured_on
@@ -283,7 +296,7 @@ def test_result_records_where_it_was_measured():
 def test_arm_phone_target_on_x86_is_not_judged():
     if HOST_ARCH == "aarch64":
         pytest.skip("this host is arm64: the phone targets' arch matches here")
-    arts = built_artifacts()[1]
+    arts = resolved_artifacts()[1]
     if "mnn" not in arts:
         missing("MNN not installed")
     phone = load_targets()["arm-phone-bigcore-mnn-1t"]
@@ -320,7 +333,7 @@ def test_emulated_timings_are_never_judged():
 
 
 def test_budget_sized_for_another_model_is_not_judged_cli(tmp_path):
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolved_artifacts()[1]["onnx"]
     body = (f"  edge-224:\n    engine: onnxruntime\n    threads: 1\n    batch: {BATCH}\n"
             f"    iterations: 5\n    warmup: {{min: 2, window: 2, tolerance: 0.5}}\n"
             f"    arch: {HOST_ARCH}\n    cpu_class: [{json.dumps(HOST_CPU)}]\n"
@@ -352,7 +365,7 @@ def test_pipeline_names_the_targets_of_a_users_file_it_cannot_run(tmp_path, caps
 
     f = _targets_file(tmp_path, "  box:\n    engine: onnxruntime\n    format: onnx\n"
                                 "  phone:\n    engine: mnn\n    format: mnn\n")
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolved_artifacts()[1]["onnx"]
     chosen = choose_targets([], f, {"onnx": onnx})
     assert [t.name for t, _ in chosen] == ["box"]
     err = capsys.readouterr().err
@@ -369,7 +382,7 @@ def test_pipeline_target_whose_format_was_exported_at_another_precision(tmp_path
 
     f = _targets_file(tmp_path, "  w:\n    engine: onnxruntime\n    format: onnx\n"
                                 "    precision: int8\n")
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolved_artifacts()[1]["onnx"]
     with pytest.raises(ConfigError, match=r"target 'w' runs a onnx int8 artifact, the exported "
                                           r"onnx is fp32; fix the target's format or precision"):
         choose_targets(["w"], f, {"onnx": onnx})

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from runtimes.agent import parse_cpuinfo
 from runtimes.cpu_class import check_cpu_class, matching_cpu, normalize_cpu
+from runtimes.machine import parse_cpuinfo
 from runtimes.targets import Budgets, SizedFor, Target, load_targets
 from toolchain.bench.budgets import check_budgets, judgement
 from toolchain.bench.latency import measured_on

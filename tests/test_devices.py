@@ -20,14 +20,8 @@ from strict import missing
 
 import runtimes
 from runtimes.bundle import BUNDLED, agent_zipapp
-from runtimes.devices import (
-    AgentSession,
-    DeviceRunner,
-    LocalDevice,
-    device_for,
-    device_info,
-)
-from shufflenet.artifact import resolve_artifact
+from runtimes.devices import AgentSession, SubprocessDevice, device_for
+from shufflenet.artifact import Artifact, resolve_artifact
 from shufflenet.errors import RuntimeEngineError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,13 +47,13 @@ def test_zipapp_holds_the_runners_and_imports_no_toolchain():
     names = set(zipfile.ZipFile(pyz).namelist())
     assert set(BUNDLED) <= names and "__main__.py" in names
     assert not any(n.startswith(("toolchain/", "exporters/", "shufflenet/models")) for n in names)
-    session = AgentSession(LocalDevice(), LocalDevice().stage([]))
+    session = AgentSession(SubprocessDevice(), SubprocessDevice().stage([]))
     try:
-        info = session.request({"op": "info", "modules": True})
+        info = session.request({"op": "describe", "modules": True})
         arts = built_artifacts()[1]
-        session.request({"op": "load", "engine": "onnxruntime", "artifact": str(arts["onnx"]),
+        session.request({"op": "open", "engine": "onnxruntime", "artifact": str(arts["onnx"]),
                          "metadata": resolve_artifact(arts["onnx"]).metadata})
-        loaded = session.request({"op": "info", "modules": True})["modules"]
+        loaded = session.request({"op": "describe", "modules": True})["modules"]
     finally:
         session.close()
     assert info["device"]["arch"] and info["engines"]["onnxruntime"]
@@ -76,10 +70,11 @@ def test_zipapp_agent_gives_the_local_runners_logits_bit_for_bit(case):
         missing(f"engine case {case} not available: only {len(cases)} of the zipapp cases have "
                 "their engine/artifact here (pip install -e \".[test]\" installs them all)")
     path, engine, options = cases[case]
-    x = real_batch(resolve_artifact(path).metadata, 2)
-    with runtimes.create_runner(engine, path, threads=1, **options) as local:
+    art = resolve_artifact(path)
+    x = real_batch(art.metadata, 2)
+    with runtimes.create_runner(engine, art, threads=1, **options) as local:
         want = local.infer(x)
-    with DeviceRunner(LocalDevice(), engine, path, threads=1, **options) as remote:
+    with SubprocessDevice().open(engine, art, 1, options) as remote:
         got = remote.infer(x)
         info = remote.info()
     assert np.array_equal(got, want), np.abs(got - want).max()
@@ -87,32 +82,58 @@ def test_zipapp_agent_gives_the_local_runners_logits_bit_for_bit(case):
     assert remote.device["arch"] and remote.device["emulated"] is None
 
 
+def test_a_subprocess_device_runs_this_interpreter_and_its_environment():
+    """The agent must start in the launching interpreter's environment (a symlinked venv
+    python outside its folder loses the venv); the device says which Python serves it."""
+    here = SubprocessDevice().describe()["interpreter"]
+    assert here == {"executable": sys.executable, "prefix": sys.prefix}
+
+
 def test_target_options_reach_the_engine_on_the_device_or_are_rejected():
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolve_artifact(built_artifacts()[1]["onnx"])
+    dev = SubprocessDevice()
     with pytest.raises(RuntimeEngineError, match="has no option"):   # before anything starts
-        DeviceRunner(LocalDevice(), "onnxruntime", onnx, light_mode=True)
+        dev.open("onnxruntime", onnx, options={"light_mode": True})
     # a value only the engine itself can refuse: the refusal comes from the device's ORT
-    runner = DeviceRunner(LocalDevice(), "onnxruntime", onnx,
-                          providers=["NoSuchExecutionProvider"])
+    runner = dev.open("onnxruntime", onnx, options={"providers": ["NoSuchExecutionProvider"]})
     with pytest.raises(RuntimeEngineError, match=r"agent on local: .*NoSuchExecutionProvider"):
         runner.activate()
-    x = real_batch(resolve_artifact(onnx).metadata, 1)
-    with DeviceRunner(LocalDevice(), "onnxruntime", onnx, graph_optimization="disable") as r:
+    x = real_batch(onnx.metadata, 1)
+    with dev.open("onnxruntime", onnx, options={"graph_optimization": "disable"}) as r:
         got = r.infer(x)
     with runtimes.create_runner("onnxruntime", onnx, graph_optimization="disable") as local:
         assert np.array_equal(local.infer(x), got)
 
 
-def test_one_shot_job_and_errors_are_one_line(tmp_path):
+def test_the_agent_has_one_protocol_and_errors_are_one_line(tmp_path):
+    """The one-shot job path is gone: the serving session is the only way in; a failed request
+    is one line and the session goes on (open, infer, latency, close on one process)."""
     pyz = agent_zipapp()
-    job = tmp_path / "job.json"
-    job.write_text(json.dumps({"engine": "onnxruntime", "artifact": str(tmp_path / "nope.onnx"),
-                               "input": str(tmp_path / "x.npy")}))
-    np.save(tmp_path / "x.npy", np.zeros((1, 3, 64, 64), np.float32))
-    proc = subprocess.run([sys.executable, str(pyz), str(job)], capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert proc.stdout.strip().startswith("SHUFFLENET-AGENT-ERROR ") and "nope.onnx" in proc.stdout
-    assert "Traceback" not in proc.stdout + proc.stderr
+    proc = subprocess.run([sys.executable, str(pyz), str(tmp_path / "job.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--serve" in proc.stderr and "Traceback" not in proc.stderr
+    art = resolve_artifact(built_artifacts()[1]["onnx"])
+    session = AgentSession(SubprocessDevice(), SubprocessDevice().stage([]))
+    try:
+        with pytest.raises(RuntimeEngineError, match=r"agent on local: .*nope\.onnx"):
+            session.request({"op": "open", "engine": "onnxruntime",
+                             "artifact": str(tmp_path / "nope.onnx")})
+        with pytest.raises(RuntimeEngineError, match="send an 'open' request"):
+            session.request({"op": "latency", "x": {}})
+        session.request({"op": "open", "engine": "onnxruntime", "artifact": str(art.path),
+                         "metadata": art.metadata, "threads": 1})
+        from runtimes.agent import encode_array
+
+        x = encode_array(real_batch(art.metadata, 2))
+        ticks = []
+        reply = session.request({"op": "latency", "x": x, "progress": True,
+                                 "policy": {"iterations": 5, "warmup_min": 1, "warmup_max": 2}},
+                                progress=lambda phase, n: ticks.append((phase, n)))
+        assert reply["result"]["iterations"] == 5 and reply["result"]["batch"] == 2
+        assert ("measure", 5) in ticks
+        session.request({"op": "close"})
+    finally:
+        session.close()
     with pytest.raises(RuntimeEngineError, match="emu:arm64"):
         device_for("emu:riscv")
 
@@ -132,7 +153,7 @@ def test_user_mode_emulation_is_seen_from_inside():
     """A Python under qemu-user that nobody told it was emulated (a Docker --platform
     linux/arm64 container through binfmt, or `where: local` run inside one) reported
     emulated None: its Cortex-A76 timings were judged like a real phone's."""
-    from runtimes.agent import machine_fingerprint, user_mode_emulator
+    from runtimes.machine import machine_fingerprint, user_mode_emulator
 
     assert user_mode_emulator("x86_64", "aarch64") == "user-mode: aarch64 on a x86_64 kernel"
     assert user_mode_emulator("aarch64", "x86_64") is not None
@@ -143,7 +164,7 @@ def test_user_mode_emulation_is_seen_from_inside():
     dev = _emulated("cortex-a76")
     env = {**dev.env(), "PYTHONPATH": f"{dev.dev.site}{os.pathsep}{REPO}"}
     env.pop("SHUFFLENET_EMULATED")
-    out = subprocess.run(dev.python_argv() + ["-c", "from runtimes.agent import machine_fingerprint "
+    out = subprocess.run(dev.python_argv() + ["-c", "from runtimes.machine import machine_fingerprint "
                                               "as f; d = f(); print(d['machine'], d['emulated'])"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -152,12 +173,12 @@ def test_user_mode_emulation_is_seen_from_inside():
 
 @pytest.mark.slow
 def test_emulated_device_is_aarch64_and_says_so():
-    info = device_info(_emulated("cortex-a76"))
+    info = _emulated("cortex-a76").describe()
     dev = info["device"]
     assert dev["arch"] == "aarch64" and dev["cpu"] == "Cortex-A76"
     assert dev["emulated"] == "qemu:cortex-a76" and {"fp16", "dotprod"} <= set(dev["cpu_features"])
     assert info["engines"]["tflite"] and info["engines"]["tflite"] != "litert"
-    base = device_info(_emulated("cortex-a72"))["device"]
+    base = _emulated("cortex-a72").describe()["device"]
     assert base["cpu"] == "Cortex-A72" and "fp16" not in base["cpu_features"]
 
 
@@ -169,7 +190,7 @@ def test_emulated_bench_job_reports_the_device():
     from toolchain.bench import bench_target, check_budgets
 
     _emulated("cortex-a72")
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolve_artifact(built_artifacts()[1]["onnx"])
     t = Target(name="emu-ort", engine="onnxruntime", where="emu:arm64", cpu="cortex-a72", batch=2,
                iterations=3, warmup=WarmupPolicy(min=1, max=2, window=1))
     res = bench_target(onnx, t)
@@ -231,7 +252,7 @@ def test_parity_on_the_emulated_arm64_device_with_two_cpu_models(arts32):
 def test_pipeline_plans_arm_parity_only_when_the_device_is_set_up(tmp_path, monkeypatch):
     from toolchain.pipeline.device_parity import SETUP_HINT, plan_device_checks
 
-    arts = {"mnn": tmp_path / "m.mnn", "ncnn": tmp_path / "m.ncnn.param", "onnx": tmp_path / "m.onnx"}
+    arts = _fake_artifacts(tmp_path, {"mnn": "m.mnn", "ncnn": "m.ncnn.param", "onnx": "m.onnx"})
     monkeypatch.setenv("SHUFFLENET_HOME", str(tmp_path / "empty"))
     assert plan_device_checks(None, None, arts) == ([], [SETUP_HINT])
     f = tmp_path / "t.yaml"
@@ -239,29 +260,50 @@ def test_pipeline_plans_arm_parity_only_when_the_device_is_set_up(tmp_path, monk
                  "    options: {fp16: true}\n  here:\n    engine: onnxruntime\n")
     checks, notes = plan_device_checks(["pi", "here"], str(f), arts)
     assert [(c.target.name, c.target.cpu, c.artifact) for c in checks] == \
-        [("pi", "cortex-a76", str(arts["ncnn"]))] and notes == []
+        [("pi", "cortex-a76", arts["ncnn"])] and notes == []
+
+
+def _fake_artifacts(tmp_path, names: dict, precisions: dict | None = None) -> dict:
+    """``{format: Artifact}`` of empty files whose metadata says format and precision."""
+    out = {}
+    for fmt, name in names.items():
+        (tmp_path / name).touch()
+        if name.endswith(".param"):
+            (tmp_path / name.replace(".param", ".bin")).touch()
+        prec = (precisions or {}).get(fmt, "int8" if "int8" in fmt else "fp32")
+        out[fmt] = Artifact.from_metadata(tmp_path / name, {"format": fmt, "precision": prec})
+    return out
 
 
 def test_device_parity_checks_the_artifact_the_bench_stage_measures(tmp_path):
     """An int8 target's device parity ran the fp32 file (the first the engine could load)
-    while its latency was measured on the int8 one; with no fp16 file it still ran fp32."""
-    from toolchain.pipeline.bench_stage import format_for_target
+    while its latency was measured on the int8 one; with no fp16 file it still ran fp32.
+    Both halves now choose with runtimes.plan.plan, from each file's own metadata."""
+    from runtimes.plan import plan
+    from toolchain.pipeline.bench_stage import choose_targets
     from toolchain.pipeline.device_parity import plan_device_checks
 
-    arts = {"onnx": tmp_path / "m.onnx", "onnx-int8": tmp_path / "m.int8.onnx"}
+    arts = _fake_artifacts(tmp_path, {"onnx": "m.onnx", "onnx-int8": "m.int8.onnx"})
     f = tmp_path / "t.yaml"
     f.write_text("targets:\n  q:\n    engine: onnxruntime\n    precision: int8\n"
                  "    where: emu:arm64\n  h:\n    engine: onnxruntime\n    precision: fp16\n"
                  "    where: emu:arm64\n  w:\n    engine: onnxruntime\n    format: onnx\n"
                  "    precision: int8\n    where: emu:arm64\n")
     checks, notes = plan_device_checks(["q", "h", "w"], str(f), arts)
-    assert [(c.target.name, c.artifact) for c in checks] == [("q", str(arts["onnx-int8"]))]
-    assert notes == ["device parity for target h: no onnxruntime fp16 artifact was exported",
-                     "device parity for target w: no onnx int8 artifact was exported"]
+    assert [(c.target.name, c.artifact) for c in checks] == [("q", arts["onnx-int8"])]
+    assert notes == ["device parity for target h: no onnxruntime fp16 artifact was exported "
+                     "(--formats)",
+                     "device parity for target w: target 'w' runs a onnx int8 artifact, the "
+                     "exported onnx is fp32; fix the target's format or precision"]
     from runtimes.targets import load_targets
 
     table = load_targets(f)
-    assert format_for_target(table["q"], {"onnx": "fp32", "onnx-int8": "int8"}) == "onnx-int8"
+    assert choose_targets(["q"], str(f), arts) == [(table["q"], arts["onnx-int8"])]
+    # the precision is the file's own (its metadata), not what its format is usually called:
+    # an "onnx" file whose metadata says int8 is an int8 artifact for both halves
+    odd = _fake_artifacts(tmp_path, {"onnx": "m.onnx"}, {"onnx": "int8"})
+    pairs, _ = plan([table["q"]], list(odd.values()), measuring=False, exported=True)
+    assert pairs == [(table["q"], odd["onnx"])]
 
 
 def test_default_arm_parity_emulates_a_cpu_of_the_targets_class():
@@ -284,7 +326,7 @@ def test_device_status_of_a_target_says_whether_its_budgets_are_judged_there(tmp
 
     from click.testing import CliRunner
 
-    from runtimes.agent import machine_fingerprint
+    from runtimes.machine import machine_fingerprint
     from runtimes.targets import normalize_arch
     from toolchain.cli import main
 
@@ -353,10 +395,11 @@ def test_device_runner_over_ssh_equals_local_and_cleans_up(tmp_path):
         dev = SshDevice(server.where, SshOptions(identity_file=str(server.client_key),
                                                  known_hosts=str(server.known_hosts),
                                                  python=sys.executable))
-        x = real_batch(resolve_artifact(ncnn_or_onnx).metadata, 2)
-        with runtimes.create_runner(engine, ncnn_or_onnx) as local:
+        art = resolve_artifact(ncnn_or_onnx)
+        x = real_batch(art.metadata, 2)
+        with runtimes.create_runner(engine, art) as local:
             want = local.infer(x)
-        runner = DeviceRunner(dev, engine, ncnn_or_onnx)
+        runner = dev.open(engine, art)
         with runner:
             got = runner.infer(x)
             remote_dir = runner._staged.remote_dir

@@ -29,9 +29,9 @@ from shufflenet.lazy import LAZY_MODULES, is_lazy_module
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("shufflenet", "exporters", "runtimes", "toolchain")
 
-# The one cycle left, owned by the device-layer work of issue 19 (runtimes/remote.py is being
-# merged into runtimes/devices.py); remove this entry when that lands.
-ALLOWED_CYCLES = {frozenset({"runtimes.devices", "runtimes.remote"})}
+# None left: runtimes/remote.py went into the device layer (issue 19). A cycle added here needs a
+# reason and an owner.
+ALLOWED_CYCLES: set[frozenset] = set()
 
 
 def _module_files() -> dict[str, Path]:
@@ -205,56 +205,7 @@ def _loads_engine(module: str, heavy: set[str]) -> bool:
 # Function-level imports of project modules that are neither lazy engines nor a way to keep one
 # lazy, not yet moved to module level: (importer, imported) -> why it is still inside a function.
 # Moving one up means deleting its entry; test_allow_list_has_no_stale_entries keeps this honest.
-_DEVICE_LAYER = ("runtimes/ is being reworked by issue 19 (one open() per device kind, remote.py "
-                 "merged into devices.py); move to module level with that change")
-_BENCH = ("bench plumbing moves onto the reworked device layer (issue 19); move to module level "
-          "with that change")
-_PARITY = ("parity plumbing moves onto the reworked device layer and one Artifact (issue 19); "
-           "move to module level with that change")
-ALLOWED_INSIDE_FUNCTIONS: dict[tuple[str, str], str] = {
-    ("runtimes.agent", "runtimes"): _DEVICE_LAYER,
-    ("runtimes.agent", "runtimes._lazy"): _DEVICE_LAYER,
-    ("runtimes.agent", "shufflenet.artifact"): _DEVICE_LAYER,
-    ("runtimes.base", "shufflenet.artifact"): _DEVICE_LAYER,
-    ("runtimes.bundle", "runtimes.emulated"): _DEVICE_LAYER,
-    ("runtimes.devices", "runtimes"): _DEVICE_LAYER,
-    ("runtimes.devices", "runtimes.bundle"): _DEVICE_LAYER,
-    ("runtimes.devices", "runtimes.emulated"): _DEVICE_LAYER,
-    ("runtimes.devices", "runtimes.remote"): _DEVICE_LAYER,
-    ("runtimes.emulated", "shufflenet.checkpoint"): _DEVICE_LAYER,
-    ("runtimes.remote", "runtimes.bundle"): _DEVICE_LAYER,
-    ("runtimes.remote", "runtimes.devices"): _DEVICE_LAYER,
-    ("runtimes.remote", "shufflenet.artifact"): _DEVICE_LAYER,
-    ("runtimes.targets", "runtimes"): _DEVICE_LAYER,
-    ("runtimes.targets", "runtimes.cpu_class"): _DEVICE_LAYER,
-    ("runtimes.targets", "runtimes.emulated"): _DEVICE_LAYER,
-    ("runtimes.targets", "shufflenet.errors"): _DEVICE_LAYER,
-    ("toolchain.bench.latency", "runtimes.targets"): _BENCH,
-    ("toolchain.bench.plot", "shufflenet.checkpoint"): _BENCH,
-    ("toolchain.bench.session", "runtimes"): _BENCH,
-    ("toolchain.bench.session", "runtimes._lazy"): _BENCH,
-    ("toolchain.bench.session", "runtimes.agent"): _BENCH,
-    ("toolchain.bench.session", "runtimes.devices"): _BENCH,
-    ("toolchain.bench.session", "runtimes.remote"): _BENCH,
-    ("toolchain.bench.session", "shufflenet.data.preprocess"): _BENCH,
-    ("toolchain.parity.comparator", "exporters.metadata"): _PARITY,
-    ("toolchain.parity.comparator", "runtimes"): _PARITY,
-    ("toolchain.parity.comparator", "runtimes.agent"): _PARITY,
-    ("toolchain.parity.comparator", "runtimes.devices"): _PARITY,
-    ("toolchain.parity.comparator", "shufflenet"): _PARITY,
-    ("toolchain.parity.comparator", "shufflenet.checkpoint"): _PARITY,
-    ("toolchain.parity.comparator", "shufflenet.data.preprocess"): _PARITY,
-    ("toolchain.parity.comparator", "toolchain.parity.contract"): _PARITY,
-    ("toolchain.parity.comparator", "toolchain.parity.layers"): _PARITY,
-    ("toolchain.parity.comparator", "toolchain.parity.report"): _PARITY,
-    ("toolchain.parity.inputs", "exporters.calibration"): _PARITY,
-    ("toolchain.parity.inputs", "shufflenet.data.demo"): _PARITY,
-    ("toolchain.parity.inputs", "shufflenet.data.preprocess"): _PARITY,
-    ("toolchain.parity.layers", "runtimes"): _PARITY,
-    ("toolchain.parity.layers", "shufflenet.artifact"): _PARITY,
-    ("toolchain.parity.profiles", "toolchain.parity.statistics"): _PARITY,
-    ("toolchain.parity.writers", "toolchain.output"): _PARITY,
-}
+ALLOWED_INSIDE_FUNCTIONS: dict[tuple[str, str], str] = {}
 
 
 def _bundled_modules() -> set[str]:

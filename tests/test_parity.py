@@ -6,8 +6,8 @@ import conftest_parity as H
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from strict import require_module
+
 from toolchain.cli import main
 from toolchain.parity import load_profile, resolve_inputs, run_parity
 
@@ -143,8 +143,10 @@ def test_mindir_layers_reported_as_not_available(arts):
     from toolchain.parity.layers import localize_divergence
 
     ckpt, files, _ = arts
-    result = localize_divergence(ckpt, files["mindir"], "mindir", np.zeros((1, 3, 64, 64), np.float32),
-                                 threshold=1e-3)
+    from shufflenet.artifact import resolve_artifact
+
+    result = localize_divergence(ckpt, resolve_artifact(files["mindir"]),
+                                 np.zeros((1, 3, 64, 64), np.float32), threshold=1e-3)
     assert result.available is False and "MindIR" in result.reason
 
 

@@ -5,8 +5,7 @@ import json
 
 import numpy as np
 import pytest
-
-from conftest_runtimes import BATCH, built_artifacts, real_batch
+from conftest_runtimes import BATCH, NUM_CLASSES, SIZE, built_artifacts, real_batch
 from strict import missing
 
 import runtimes
@@ -108,10 +107,10 @@ def test_registry():
     assert runtimes.engines_for_artifact(arts["mindir"]) == ["mindir"]
     assert set(runtimes.engines_for_artifact(arts["onnx"], installed_only=False)) == {"onnxruntime",
                                                                                       "openvino"}
-    files = runtimes.artifact_files(arts["mindir"])
+    files = list(runtimes.resolve_artifact(arts["mindir"]).files)
     assert [f.name for f in files] == ["shufflenet_v2_x0_5.mindir", "shufflenet_v2_x0_5.mindir.meta.json"]
     if "openvino" in arts:
-        assert {f.suffix for f in runtimes.artifact_files(arts["openvino"])} == {".xml", ".bin", ".json"}
+        assert {f.suffix for f in runtimes.resolve_artifact(arts["openvino"]).files} == {".xml", ".bin", ".json"}
 
 
 def test_registry_errors(tmp_path):
@@ -178,3 +177,23 @@ def test_reference_runner_selects_the_cpu():
     spy = _SpyMindSpore()
     _use_cpu(spy)  # used to call itself; the RecursionError was swallowed as a RuntimeError
     assert spy.devices == ["CPU"]
+
+
+def test_infer_pads_a_fixed_batch_artifact(tmp_path):
+    """Padding to an artifact's fixed batch was written three times (the parity comparator,
+    the layer probe, the int8 search); Runner.infer is now the one place: any batch size goes
+    in, the last chunk is padded with copies and their outputs are dropped."""
+    from exporters import export_checkpoint
+
+    ckpt, arts = built_artifacts()
+    (fixed,) = export_checkpoint(ckpt, "onnx", tmp_path, batch=3, image_size=SIZE)
+    art = runtimes.resolve_artifact(fixed.path)
+    assert art.metadata["input_shape"][0] == 3
+    x = real_batch(art.metadata, 5)
+    with runtimes.create_runner("onnxruntime", art, threads=1) as r:
+        got = r.infer(x)                      # 5 = 3 + 2 (+1 padded copy, dropped)
+        assert r.infer(x[:1]).shape == (1, NUM_CLASSES)
+    with runtimes.create_runner("onnxruntime", arts["onnx"], threads=1) as dynamic:
+        want = dynamic.infer(x)
+    assert got.shape == (5, NUM_CLASSES)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

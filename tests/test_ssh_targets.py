@@ -10,12 +10,11 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from conftest_runtimes import BATCH, built_artifacts
+from conftest_runtimes import BATCH, resolved_artifacts
 from conftest_ssh import start_sshd, stop_sshd
 
 import runtimes
-from runtimes.remote import SshHost
+from runtimes.ssh import SshHost
 from runtimes.targets import SshOptions, Target, load_targets, normalize_arch
 from shufflenet.errors import ConfigError, RuntimeEngineError
 from shufflenet.train.launch import write_interpreter_wrapper
@@ -66,7 +65,7 @@ def _remote_target(sshd, python, **kw) -> Target:
 
 
 def test_ssh_round_trip_matches_local(sshd, quoted_python):
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolved_artifacts()[1]["onnx"]
     target = _remote_target(sshd, quoted_python)
     phases = []
     res = bench_target(onnx, target, progress=lambda phase, n: phases.append(phase))
@@ -77,7 +76,7 @@ def test_ssh_round_trip_matches_local(sshd, quoted_python):
     assert res.fingerprint["logical_cores"] >= 1 and res.fingerprint["cpu"]
     assert "measure" in phases  # progress lines travel back over ssh
     # the remote agent's logits equal a local runner's on the same batch
-    meta = runtimes.artifact_format(onnx)[2]
+    meta = onnx.metadata
     with runtimes.create_runner("onnxruntime", onnx, threads=1) as r:
         local = r.infer(input_batch(meta, BATCH))
     np.testing.assert_allclose(res.output, local, rtol=1e-5, atol=1e-6)
@@ -85,7 +84,7 @@ def test_ssh_round_trip_matches_local(sshd, quoted_python):
 
 
 def test_ssh_target_from_yaml_through_cli(sshd, quoted_python, tmp_path):
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolved_artifacts()[1]["onnx"]
     f = tmp_path / "targets.yaml"
     f.write_text(
         "targets:\n  loopback:\n    engine: onnxruntime\n    threads: 1\n"
@@ -111,7 +110,7 @@ def test_ssh_target_from_yaml_through_cli(sshd, quoted_python, tmp_path):
 
 
 def test_host_key_checking_stays_on(sshd, quoted_python, tmp_path):
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolved_artifacts()[1]["onnx"]
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     target = _remote_target(sshd, quoted_python)
@@ -131,7 +130,7 @@ def test_unreachable_host_is_a_clear_error(sshd, quoted_python):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolved_artifacts()[1]["onnx"]
     target = _remote_target(sshd, quoted_python, where=f"ssh://{sshd.user}@127.0.0.1:{closed}")
     with pytest.raises(RuntimeEngineError, match=rf"cannot reach ssh://.*:{closed}: .*refused"):
         bench_target(onnx, target)
@@ -153,15 +152,16 @@ def _yaml_for(target, sshd):
 
 def test_remote_agent_errors_come_back(sshd, quoted_python, tmp_path):
     """A remote engine failure (here: a missing python) comes back as one clear line."""
-    onnx = built_artifacts()[1]["onnx"]
+    onnx = resolved_artifacts()[1]["onnx"]
     target = _remote_target(sshd, str(tmp_path / "no such python"))
-    with pytest.raises(RuntimeEngineError, match=r"failed to run the benchmark agent: .*no such python"):
+    with pytest.raises(RuntimeEngineError, match=r"the agent on ssh://.* stopped .*no such python"):
         bench_target(onnx, target)
-    bad_engine = _remote_target(sshd, quoted_python, engine="openvino",
-                                options={"inference_precision": "f99"})
-    if "openvino" in runtimes.available_engines():
-        with pytest.raises(RuntimeEngineError, match=r"benchmark agent on ssh://.* failed: "):
-            bench_target(onnx, bad_engine)
+    # an option value only the device's engine can refuse comes back as the agent's one line
+    bad_engine = _remote_target(sshd, quoted_python,
+                                options={"providers": ["NoSuchExecutionProvider"]})
+    with pytest.raises(RuntimeEngineError, match=r"agent on ssh://.*: RuntimeEngineError: .*"
+                                                 r"NoSuchExecutionProvider"):
+        bench_target(onnx, bad_engine)
 
 
 def test_ssh_argv_quotes_and_keeps_host_key_checking():
@@ -177,7 +177,7 @@ def test_ssh_argv_quotes_and_keeps_host_key_checking():
 
 
 def test_checkpoint_engine_cannot_go_remote(sshd):
-    ckpt = built_artifacts()[0]
+    ckpt = resolved_artifacts()[0]
     t = Target(name="ms-remote", engine="mindspore", where=sshd.where, batch=BATCH)
     with pytest.raises(ConfigError, match="runs only locally"):
         bench_target(ckpt, t)

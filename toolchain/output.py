@@ -43,6 +43,16 @@ def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> st
     return "\n".join(out)
 
 
+def markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
+    """The same table as Markdown (cells formatted as on the terminal, ``|`` escaped)."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    out = ["| " + " | ".join(cell(h) for _, h in columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(cell(_fmt(r.get(k))) for k, _ in columns) + " |" for r in rows]
+    return "\n".join(out)
+
+
 def echo_table(rows, columns) -> None:
     click.echo(format_table(rows, columns))
 

@@ -83,7 +83,8 @@ class RankWatcher:
 
     _EXIT = re.compile(r"Worker process (\d+) exit with exception\. Error code: (-?\d+)")
 
-    def __init__(self, spec: LaunchSpec, cmd: list, env: dict, log_dir: Path, stream) -> None:
+    def __init__(self, spec, cmd: list, env: dict, log_dir: Path, stream) -> None:
+        # spec: the launch's LaunchSpec (launch.py imports this module, so no annotation import)
         self.spec, self.cmd, self.env, self.log_dir, self.stream = spec, cmd, env, log_dir, stream
         first = spec.node_rank * spec.devices
         self.ranks = list(range(first, first + spec.devices))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shufflenet.checkpoint import atomic_write
+
 
 def plot_histograms(results, path) -> Path:
     """One histogram panel per result (per-run latency, p50/p99 and budget lines)."""
@@ -10,8 +12,6 @@ def plot_histograms(results, path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from shufflenet.checkpoint import atomic_write
 
     results = [r for r in results if r.times_ms]
     n = max(1, len(results))

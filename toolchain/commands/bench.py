@@ -1,15 +1,18 @@
 """``shufflenet bench``: measure an artifact on named targets, check their budgets."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from runtimes import ENGINES, available_engines, resolve_artifact
-from runtimes.targets import get_target, load_targets, parse_targets, read_targets_text
-from shufflenet.errors import ConfigError, GateFailed, ShuffleNetError
+from runtimes import resolve_artifact
+from runtimes.plan import plan
+from runtimes.targets import (
+    get_target,
+    load_targets,
+    own_targets,
+)
+from shufflenet.errors import ConfigError, GateFailed
 
-from ..bench import bench_target, check_budgets, check_compatible
+from ..bench import bench_target, check_budgets
 from ..bench.budgets import overall_verdict
 from ..bench.latency import measured_on_label
 from ..bench.plot import plot_histograms
@@ -19,7 +22,8 @@ from .targets import targets_file_option
 
 
 def _select(artifact, names, all_targets, targets_file, with_builtin=False):
-    """The targets to run; with --all-targets only those that fit the artifact and are installed.
+    """``(targets, skipped)`` by :func:`runtimes.plan.plan`: a named target that cannot run
+    the artifact is an error; with --all-targets only those that fit and are installed run.
 
     With a targets file, "all" means the file's targets (a user passing a file
     means those); ``with_builtin`` adds the built-in ones too.
@@ -33,28 +37,18 @@ def _select(artifact, names, all_targets, targets_file, with_builtin=False):
         raise click.UsageError("--with-builtin adds the built-in targets to --all-targets "
                                "--targets-file FILE; without both it would change nothing")
     if names:
-        return [get_target(n, table) for n in names], []
+        pairs, skipped = plan([get_target(n, table) for n in names], [artifact])
+        if skipped:
+            raise ConfigError(skipped[0][1])
+        return [t for t, _ in pairs], []
     if targets_file and not with_builtin:
-        own = parse_targets(read_targets_text(targets_file), str(targets_file))
-        table = {n: table[n] for n in own}
-    installed, chosen, skipped = available_engines(), [], []
-    for t in table.values():
-        try:
-            check_compatible(artifact, t)
-        except ConfigError as exc:
-            skipped.append((t.name, str(exc)))
-            continue
-        except ShuffleNetError:
-            raise
-        if not t.is_remote and ENGINES[t.engine].module and t.engine not in installed:
-            skipped.append((t.name, f"engine {t.engine} not installed here"))
-            continue
-        chosen.append(t)
-    if not chosen:
-        shown = "; ".join(w for _, w in skipped[:3])
+        table = {n: table[n] for n in own_targets(targets_file)}
+    pairs, skipped = plan(list(table.values()), [artifact])
+    if not pairs:
+        shown = "; ".join(why for _, why in skipped[:3])
         raise ConfigError(f"no target fits {artifact} ({len(skipped)} checked): {shown}"
                           + ("; ..." if len(skipped) > 3 else ""))
-    return chosen, skipped
+    return [t for t, _ in pairs], [(t.name, why) for t, why in skipped]
 
 
 @click.command()
@@ -79,7 +73,7 @@ def bench(artifact, names, all_targets, targets_file, with_builtin, plot_path, a
     """
     from tqdm import tqdm
 
-    artifact = resolve_artifact(artifact)  # once: every target gets the same resolved value
+    artifact = resolve_artifact(artifact)  # once, here: every layer below takes this value
     chosen, skipped = _select(artifact, names, all_targets, targets_file, with_builtin)
     for name, why in skipped:
         click.echo(f"skipping target {name}: {why}", err=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from runtimes.devices import device_for, device_info
+from runtimes.devices import device_for
 from runtimes.emulated import CPU_MODELS, DeviceError, build_device, load_device
 from runtimes.targets import load_targets
 
@@ -117,7 +117,7 @@ def status(where, cpu, targets_file, as_json):
     if cpu and not where.startswith("emu:"):
         raise click.BadParameter("--cpu applies only to the emulated device (emu:arm64)")
     dev = device_for(where, ssh_options=ssh_options, cpu=cpu)
-    info = device_info(dev)
+    info = dev.describe()
     d = info["device"]
     out = {"device": dev.label(), "arch": d["arch"], "cpu": d["cpu"],
            "cpu_models": d.get("cpu_models") or [d["cpu"]],   # what cpu_class is matched against

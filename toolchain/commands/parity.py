@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import click
 
-from runtimes import ENGINES
+from runtimes import ENGINES, resolve_artifact
 from runtimes.devices import device_for_target
+from runtimes.plan import plan
 from runtimes.targets import get_target, load_targets
 from shufflenet.errors import ConfigError, GateFailed
 from toolchain.output import echo_json, echo_table
@@ -41,16 +42,20 @@ def _engine_options(ctx, param, value):
     return out
 
 
-def _on_target(name, targets_file, engines, engine_options, threads):
-    """The target's engine, options (``--engine-option`` on top), threads and device."""
+def _on_target(name, targets_file, engines, engine_options, threads, artifacts):
+    """The target's engine, options (``--engine-option`` on top), threads and device; each
+    artifact must be one the target runs (:func:`runtimes.plan.plan`, as bench decides)."""
     target = get_target(name, load_targets(targets_file))
     if engines and engines != [target.engine]:
         raise ConfigError(f"target {name!r} runs {target.engine}; drop --engine or pick another "
                           "target")
+    for art in artifacts:
+        _, skipped = plan([target], [art], measuring=False)
+        if skipped:
+            raise ConfigError(skipped[0][1])
     options = {**engine_options, target.engine: {**dict(target.options),
                                                  **engine_options.get(target.engine, {})}}
-    device = None if target.where == "local" else device_for_target(target)
-    return [target.engine], options, threads or target.threads, device
+    return [target.engine], options, threads or target.threads, device_for_target(target, True)
 
 
 @click.command()
@@ -124,11 +129,12 @@ def parity(checkpoint, artifacts, engines, images, dataset, split, samples, rand
     """
     if images and dataset:
         raise ConfigError("give either --images or --dataset, not both")
+    artifacts = [resolve_artifact(a) for a in artifacts]   # once, here, for every layer below
     device = None
     if target_name:
         engines, engine_options, threads, device = _on_target(target_name, targets_file, engines,
-                                                              engine_options, threads)
-    report = run_parity(checkpoint, list(artifacts), engines=engines, images=images,
+                                                              engine_options, threads, artifacts)
+    report = run_parity(checkpoint, artifacts, engines=engines, images=images,
                         dataset=dataset, split=split, samples=samples, random=random_n,
                         profile=profile, batch_size=batch_size, threads=threads,
                         localize=not no_localize, progress=not as_json, model=model,

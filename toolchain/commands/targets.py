@@ -4,8 +4,8 @@ from __future__ import annotations
 import click
 
 from runtimes import available_engines
-from runtimes.agent import machine_fingerprint
 from runtimes.cpu_class import describe_cpu_class, matching_cpu
+from runtimes.machine import machine_fingerprint
 from runtimes.targets import load_targets, normalize_arch
 
 from ..options import json_option, targets_file_option  # noqa: F401  (bench imports it here)

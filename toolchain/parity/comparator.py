@@ -15,12 +15,25 @@ from pathlib import Path
 
 import numpy as np
 
+from runtimes import (
+    ENGINES,
+    create_runner,
+    engines_for_artifact,
+    get_engine,
+    resolve_artifact,
+)
+from runtimes.devices import InProcessDevice
+from shufflenet import __version__
+from shufflenet.checkpoint import sha256_file
+from shufflenet.data.preprocess import EvalTransform
 from shufflenet.errors import CheckpointError, ConfigError, GateFailed, ShuffleNetError
 
+from .contract import contract_mismatches
 from .inputs import resolve_inputs
+from .layers import localize_divergence
 from .metrics import PairMetrics
 from .profiles import GateCheck, load_profile
-from .report import PairResult, ParityReport
+from .report import LayerDivergence, PairResult, ParityReport
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +44,6 @@ LOCALIZE_SAMPLES = 4
 
 
 def _transform_of(meta: dict):
-    from shufflenet.data.preprocess import EvalTransform
-
     return EvalTransform.from_metadata(meta)
 
 
@@ -44,20 +55,16 @@ def check_artifacts(ref_meta: dict, artifacts: list, ckpt_sha: str,
     compared). The deployment contract -- labels, preprocessing, input size
     -- is checked against ``contract`` (the checkpoint's own metadata; for a
     checkpoint without preprocessing metadata, the first artifact's): each
-    mismatch is reported with its field and fails that pair. Returns
-    ``(transform, [(path, metadata, source_matches_checkpoint, mismatches)])``
+    mismatch is reported with its field and fails that pair. ``artifacts`` are
+    resolved :class:`~shufflenet.artifact.Artifact` values. Returns
+    ``(transform, [(artifact, source_matches_checkpoint, mismatches)])``
     where ``transform`` is the checkpoint's preprocessing, fed to every pair.
     """
-    from exporters.metadata import read_artifact_metadata
-
-    from .contract import contract_mismatches
-
     ref_tf = _transform_of(ref_meta) if checkpoint_has_preprocessing else None
     reference = dict(contract if contract is not None else ref_meta)
     out = []
-    for path in artifacts:
-        meta = read_artifact_metadata(path)
-        name = Path(path).name
+    for art in artifacts:
+        meta, name = art.metadata, art.name
         if meta.get("model") and meta["model"] != ref_meta["model"]:
             raise ConfigError(f"{name} is an export of {meta['model']} but the checkpoint is "
                               f"{ref_meta['model']}: parity needs artifacts of the same model")
@@ -73,38 +80,26 @@ def check_artifacts(ref_meta: dict, artifacts: list, ckpt_sha: str,
         match = None if not src else src == ckpt_sha
         if match is False:
             log.warning("%s was exported from another checkpoint file (sha256 %s...)", name, src[:12])
-        out.append((str(path), meta, match, contract_mismatches(reference, meta)))
+        out.append((art, match, contract_mismatches(reference, meta)))
     return ref_tf, out
 
 
-def _candidate_engines(path: str, requested: list[str] | None) -> list[str]:
-    from runtimes import engines_for_artifact
-
-    able = engines_for_artifact(path)
-    if not requested:
-        if not able:
-            everyone = engines_for_artifact(path, installed_only=False)
-            raise ConfigError(f"no installed engine runs {Path(path).name}; engines for it: "
-                              f"{', '.join(everyone) or 'none'}")
-        return able
-    chosen = [e for e in requested if e in able]
-    return chosen
-
-
-def _infer(runner, x: np.ndarray) -> np.ndarray:
-    """Run ``x`` through a runner whose graph may have a fixed batch size."""
-    shape = runner.input_spec().shape
-    fixed = shape[0] if shape and isinstance(shape[0], int) and shape[0] > 0 else None
-    if fixed is None or fixed == len(x):
-        return runner.infer(x)
-    outs = []
-    for i in range(0, len(x), fixed):
-        part = x[i:i + fixed]
-        n = len(part)
-        if n < fixed:
-            part = np.concatenate([part, np.repeat(part[-1:], fixed - n, 0)])
-        outs.append(runner.infer(part)[:n])
-    return np.concatenate(outs)
+def _candidate_engines(art, requested: list[str] | None, device) -> list[str]:
+    """The engines an artifact runs on: installed here, or (on a device) the requested ones."""
+    if not device.in_process:
+        able = [e for e in requested if art.format in ENGINES[e].formats]
+    else:
+        able = engines_for_artifact(art)
+        if requested:
+            able = [e for e in requested if e in able]
+    if not able:
+        everyone = engines_for_artifact(art, installed_only=False)
+        if requested:
+            raise ConfigError(f"none of the requested engines ({', '.join(requested)}) runs "
+                              f"{art.name}; engines for it: {', '.join(everyone) or 'none'}")
+        raise ConfigError(f"no installed engine runs {art.name}; engines for it: "
+                          f"{', '.join(everyone) or 'none'}")
+    return able
 
 
 def _first_line(exc: BaseException) -> str:
@@ -123,48 +118,30 @@ def _open_pairs(stack, checked, requested, profile, threads, engine_options,
                 device=None) -> list[PairResult]:
     """One activated runner per (artifact, engine); a runner that fails to load is an ERROR pair.
 
-    With a ``device`` (:mod:`runtimes.devices`) each runner runs there through
-    the agent; the engine need not be installed here.
+    Each runner is ``device.open(...)`` (:mod:`runtimes.devices`): in this process,
+    or on another device through its agent (the engine need not be installed here).
     """
-    from runtimes import ENGINES, create_runner
-    from runtimes.agent import machine_fingerprint
-
-    here = {"where": "local", **machine_fingerprint()}
     pairs = []
-    for path, meta, match, mismatches in checked:
-        chosen = _candidate_engines(path, requested) if device is None else \
-            [e for e in requested if meta.get("format") in ENGINES[e].formats]
-        if not chosen:
-            raise ConfigError(f"none of the requested engines ({', '.join(requested)}) runs "
-                              f"{Path(path).name}; engines for it: "
-                              f"{', '.join(_candidate_engines(path, None))}")
-        for engine in chosen:
-            prof = load_profile(profile, meta.get("precision"))
-            pair = PairResult(path, str(meta.get("format", "?")), str(meta.get("precision", "fp32")),
-                              engine, profile=prof.to_dict(), source_matches_checkpoint=match)
-            pair.gate_profile = prof
+    for art, match, mismatches in checked:
+        for engine in _candidate_engines(art, requested, device):
+            prof = load_profile(profile, art.precision)
+            pair = PairResult(str(art.path), art.format, art.precision, engine,
+                              profile=prof.to_dict(), source_matches_checkpoint=match)
+            pair.gate_profile, pair.resolved = prof, art
             pair.accumulator = PairMetrics(confidence=prof.get("confidence", 0.95))
             pair.contract = list(mismatches)
             if any(m.startswith("input_size") for m in mismatches):
                 pairs.append(pair)        # it cannot take the checkpoint's input: judged unrun
                 continue
             try:
-                options = dict(engine_options.get(engine, {}))
-                if device is None:
-                    pair.runner = stack.enter_context(create_runner(engine, path, threads=threads,
-                                                                    **options))
-                    pair.device = here
-                else:
-                    from runtimes.devices import DeviceRunner
-
-                    pair.runner = stack.enter_context(DeviceRunner(device, engine, path,
-                                                                   threads=threads, **options))
-                    pair.device = dict(pair.runner.device)
+                pair.runner = stack.enter_context(device.open(
+                    engine, art, threads, dict(engine_options.get(engine, {}))))
+                pair.device = dict(pair.runner.device)
                 pair.engine_version = pair.runner.info().engine_version
             except ShuffleNetError as exc:
                 pair.error = str(exc)
             except Exception as exc:  # engine-internal failure while loading the file
-                pair.error = f"{engine} cannot load {Path(path).name}: {_first_line(exc)}"
+                pair.error = f"{engine} cannot load {art.name}: {_first_line(exc)}"
             pairs.append(pair)
     return pairs
 
@@ -182,7 +159,7 @@ def _stream(inputs, transform, batch_size: int, reference, pairs, progress: bool
                     continue
                 t0 = time.perf_counter()
                 try:
-                    pair.accumulator.update(ref_out, _infer(pair.runner, batch.x), batch.labels)
+                    pair.accumulator.update(ref_out, pair.runner.infer(batch.x), batch.labels)
                 except ShuffleNetError as exc:
                     pair.error = str(exc)
                 except Exception as exc:  # an engine that cannot run the file is a finding
@@ -216,24 +193,19 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
     >>> report = run_parity("best.ckpt", ["m.onnx", "m.int8.onnx"])   # doctest: +SKIP
     >>> report.passed, [p.status for p in report.pairs]               # doctest: +SKIP
     """
-    from runtimes import create_runner
-    from shufflenet import __version__
-    from shufflenet.checkpoint import read_metadata, sha256_file
-
     started = time.perf_counter()
-    artifacts = [str(a) for a in (artifacts or [])]
     if not artifacts:
         raise ConfigError("give at least one artifact to compare with the checkpoint")
+    arts = [resolve_artifact(a) for a in artifacts]   # Artifacts pass through as they are
     if batch_size is None or batch_size < 1:
         raise ConfigError(f"batch size must be positive, got {batch_size}")
     if not Path(checkpoint).is_file():
         raise CheckpointError(f"checkpoint not found: {checkpoint}")
     requested = [e.lower() for e in engines] if engines else None
-    if device is not None and not requested:
+    if device is not None and not device.in_process and not requested:
         raise ConfigError("parity on a device needs the engine(s) to run there")
+    device = device or InProcessDevice()
     if requested:
-        from runtimes import get_engine
-
         for e in requested:
             get_engine(e)                 # unknown engine -> clear error
     engine_options = engine_options or {}
@@ -244,9 +216,9 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
         stack.enter_context(reference)
         ref_meta = dict(reference.metadata)
         ckpt_sha = sha256_file(checkpoint)
-        ckpt_meta = read_metadata(checkpoint)
+        ckpt_meta = dict(reference.resolved.metadata)   # the checkpoint's own, read once
         own_preprocessing = "image_size" in ckpt_meta
-        transform, checked = check_artifacts(ref_meta, artifacts, ckpt_sha, own_preprocessing,
+        transform, checked = check_artifacts(ref_meta, arts, ckpt_sha, own_preprocessing,
                                              contract=ckpt_meta)
         if inputs is None:
             inputs = resolve_inputs(images=images, dataset=dataset, split=split, samples=samples,
@@ -279,9 +251,7 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
                        "artifact at export, so its agreement and accuracy here are optimistic; "
                        "judge it on a split the export did not use"))
         numbers_failed = any(c.state != "PASS" for c in pair.checks if c.gate != "deployment_contract")
-        if numbers_failed and localize and first is not None and device is not None:
-            from .report import LayerDivergence
-
+        if numbers_failed and localize and first is not None and not device.in_process:
             pair.divergence = LayerDivergence(False, "layer localisation runs on this machine's "
                                               "engines only; rerun parity here to localise")
         elif numbers_failed and localize and first is not None:
@@ -305,9 +275,9 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
         if pair.source_matches_checkpoint is False:
             report.notes.append(f"{Path(pair.artifact).name} records another source checkpoint "
                                 "(sha256 differs)")
-    for path, meta, _, _ in checked:
-        calib = (meta.get("export_options") or {}).get("calibration") or {}
-        note = f"{Path(path).name}: {calib.get('note')}" if calib.get("stand_in") else None
+    for art, _, _ in checked:
+        calib = (art.metadata.get("export_options") or {}).get("calibration") or {}
+        note = f"{art.name}: {calib.get('note')}" if calib.get("stand_in") else None
         if note and note not in report.notes:
             report.notes.append(note)
     if raise_on_fail and not report.passed:
@@ -324,25 +294,21 @@ def _seen_at_export(checked, inputs) -> dict:
     """
     here = {d[:16] for d in inputs.hashes if d}
     out = {}
-    for path, meta, _, _ in checked:
-        calib = (meta.get("export_options") or {}).get("calibration") or {}
+    for art, _, _ in checked:
+        calib = (art.metadata.get("export_options") or {}).get("calibration") or {}
         shared = len(here & set(calib.get("images_sha256") or []))
         if shared:
-            out[path] = shared
+            out[str(art.path)] = shared
     return out
 
 
 def _localize(checkpoint, pair: PairResult, x: np.ndarray, prof, threads, ref_meta, options):
-    from .layers import localize_divergence
-
     try:
-        return localize_divergence(checkpoint, pair.artifact, pair.format, x,
+        return localize_divergence(checkpoint, pair.resolved, x,
                                    threshold=prof.get("layer_rel_error", 1e-3), engine=pair.engine,
                                    threads=threads, options=options, model_name=ref_meta.get("model"),
                                    num_classes=ref_meta.get("num_classes"))
     except Exception as exc:  # localisation is a diagnosis; never hide the verdict behind it
-        from .report import LayerDivergence
-
         log.warning("layer localisation failed for %s: %s", pair.name, exc)
         return LayerDivergence(False, f"localisation failed: {str(exc).splitlines()[0][:200]}")
 

@@ -29,7 +29,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from exporters.calibration import stratified_order
 from shufflenet.artifact import DEFAULT_IMAGE_SIZE
+from shufflenet.data.demo import DEMO_CLASSES
 from shufflenet.data.folder import class_folders, open_class_folders
 from shufflenet.data.pipeline import open_source
 from shufflenet.data.preprocess import (
@@ -38,6 +40,7 @@ from shufflenet.data.preprocess import (
     list_images,
     pixel_digest,
     read_image,
+    sample_photos,
 )
 from shufflenet.errors import ConfigError, DataError
 
@@ -146,8 +149,6 @@ def source_inputs(source, description: str, samples: int | None = None) -> Input
     validate uses) with its digest: the file's bytes, or an in-memory image's
     pixels -- the digests calibration records, so overlaps can be found.
     """
-    from exporters.calibration import stratified_order
-
     order = _cap(stratified_order(source.targets, seed=0).tolist(), samples)
     name = getattr(source, "name", None)
     return InputSet("dataset", f"{description} (labelled)",
@@ -166,8 +167,6 @@ def dataset_inputs(dataset: str, data_dir=None, split: str = "val", samples: int
 
     name = str(dataset).lower()
     if name == "demo":
-        from shufflenet.data.demo import DEMO_CLASSES
-
         if num_classes is not None and num_classes != len(DEMO_CLASSES):
             raise DataError(f"the demo dataset has {len(DEMO_CLASSES)} classes but the model "
                             f"has {num_classes}; use --images or a dataset of its classes")
@@ -208,8 +207,6 @@ def resolve_inputs(images: str | os.PathLike | None = None, dataset: str | None 
             return dataset_inputs("demo", split=split, samples=samples, image_size=image_size,
                                   model_labels=model_labels, num_classes=num_classes)
         return _folder_dataset(Path(dataset), split, samples, model_labels)
-    from shufflenet.data.preprocess import sample_photos
-
     photos = _cap(sample_photos(), samples)
     return InputSet("photos", "sample photos shipped with scikit-learn/scikit-image",
                     [_array_loader(np.asarray(img)) for _, img in photos], [n for n, _ in photos])

@@ -24,6 +24,9 @@ import tempfile
 
 import numpy as np
 
+from runtimes import create_runner
+from shufflenet.artifact import Artifact
+
 from .report import LayerDivergence
 
 __all__ = ["localize_divergence", "onnx_layer_tensors", "reference_layers"]
@@ -145,15 +148,11 @@ class OnnxProbe:
     bench and parity do: same options (OpenVINO f32 unless ``options`` say
     otherwise), same load checks. A fault of that engine shows up layer by layer.
     """
-
     def __init__(self, model, tensors: list[str], engine: str = "onnxruntime",
                  threads: int | None = None, options: dict | None = None,
                  metadata: dict | None = None) -> None:
         import onnx
         from onnx import helper, shape_inference
-
-        from runtimes import create_runner
-        from shufflenet.artifact import Artifact
 
         if engine not in PROBE_ENGINES:
             raise ValueError(f"no layer probe for engine {engine!r}")
@@ -174,27 +173,13 @@ class OnnxProbe:
         with tempfile.TemporaryDirectory(prefix="parity-probe-") as tmp:
             path = os.path.join(tmp, "probe.onnx")
             onnx.save(probe, path)
-            from pathlib import Path
-
-            art = Artifact(Path(path), "onnx", str(meta.get("precision", "fp32")), meta, (Path(path),))
+            art = Artifact.from_metadata(path, {**meta, "format": "onnx"})
             # the engine reads the file while activating; the temp folder may go after that
             self._runner = create_runner(engine, art, threads=threads, **(options or {})).activate()
-        dim = self._runner.input_spec().shape[0]
-        self.fixed_batch = dim if isinstance(dim, int) and dim > 0 else None
-        self._run = lambda x: [self._runner.infer_outputs(x, self.tensors)[t] for t in self.tensors]
 
     def run(self, x: np.ndarray) -> dict:
-        """Every probed tensor for ``x`` (float32), batching for fixed-batch graphs."""
-        step = self.fixed_batch or len(x)
-        chunks = []
-        for i in range(0, len(x), step):
-            part = x[i:i + step]
-            n = len(part)
-            if n < step:        # pad a fixed-batch graph with copies, drop them after
-                part = np.concatenate([part, np.repeat(part[-1:], step - n, 0)])
-            outs = self._run(np.ascontiguousarray(part, np.float32))
-            chunks.append([np.asarray(o, np.float32)[:n] for o in outs])
-        return {t: np.concatenate([c[k] for c in chunks]) for k, t in enumerate(self.tensors)}
+        """Every probed tensor for ``x`` (float32); the runner pads a fixed-batch graph."""
+        return self._runner.infer_outputs(np.ascontiguousarray(x, np.float32), self.tensors)
 
 
 def _compare(name: str, cand: np.ndarray, ref: np.ndarray) -> dict:
@@ -215,18 +200,20 @@ def _compare(name: str, cand: np.ndarray, ref: np.ndarray) -> dict:
             "shape": shape, **note}
 
 
-def localize_divergence(checkpoint, artifact, artifact_format: str, x: np.ndarray,
-                        threshold: float, engine: str = "onnxruntime", threads: int | None = None,
+def localize_divergence(checkpoint, artifact, x: np.ndarray, threshold: float,
+                        engine: str = "onnxruntime", threads: int | None = None,
                         options: dict | None = None, model_name: str | None = None,
                         num_classes: int | None = None) -> LayerDivergence:
     """Compare layer by layer on ``x`` (preprocessed NCHW) and name the first divergent one.
 
-    ONNX artifacts only; anything else reports ``available=False`` with the reason.
+    ``artifact``: a resolved :class:`~shufflenet.artifact.Artifact`. ONNX artifacts
+    only; anything else reports ``available=False`` with the reason.
     """
+    artifact_format = artifact.format
     import mindspore as ms
     import onnx
 
-    if not str(artifact).endswith(".onnx"):
+    if artifact.path.suffix != ".onnx":
         reason = _NO_MINDIR if artifact_format == "mindir" else (
             f"layer-level comparison needs an ONNX artifact; {artifact_format} graphs do not "
             "expose intermediate tensors through their runners")
@@ -237,13 +224,14 @@ def localize_divergence(checkpoint, artifact, artifact_format: str, x: np.ndarra
         "same file, so an engine-specific fault may not show up layer by layer")
     # the pair's engine options belong to that engine; a stand-in probe runs its defaults
     options = options if probe_engine == engine else None
-    model = onnx.load(str(artifact))
+    model = onnx.load(str(artifact.path))
     prev_mode = ms.get_context("mode")
     ms.set_context(mode=ms.PYNATIVE_MODE)
     try:
         net = load_reference_network(checkpoint, model_name, num_classes)
         mapping, notes = onnx_layer_tensors(model, len(net.features))
-        cand = OnnxProbe(model, list(mapping.values()), probe_engine, threads, options).run(x)
+        cand = OnnxProbe(model, list(mapping.values()), probe_engine, threads, options,
+                         artifact.metadata).run(x)
         result = LayerDivergence(True, "; ".join([note] + notes).strip("; "), probe_engine,
                                  threshold, len(x))
         for name, t_in, t_out in reference_layers(net, x):

@@ -31,6 +31,8 @@ from pathlib import Path
 
 from shufflenet.errors import ConfigError
 
+from .statistics import PASS, accuracy_drop_verdict, agreement_verdict
+
 __all__ = ["GATES", "PROFILES", "Profile", "GateCheck", "load_profile", "profile_for_precision"]
 
 # gate -> (metric key in PairMetrics.result(), "max" | "min", description)
@@ -81,7 +83,6 @@ PROFILES["bf16"] = dict(PROFILES["fp16"], max_rel_error=6e-2, min_cosine=0.995, 
 @dataclass(frozen=True)
 class GateCheck:
     """One gate applied to one pair; ``ci`` is set for the gates on sampled decisions."""
-
     gate: str
     threshold: float
     value: float | None
@@ -122,7 +123,6 @@ class Profile:
     INCONCLUSIVE with the samples needed. ``alpha`` (fp32/fp16) additionally
     fails any drop that the exact McNemar test finds significant.
     """
-
     name: str
     thresholds: dict = field(default_factory=dict)
     source: str = "built-in"
@@ -136,8 +136,6 @@ class Profile:
 
     def evaluate(self, metrics: dict) -> list[GateCheck]:
         """Apply every enabled gate to ``metrics`` (a PairMetrics result)."""
-        from .statistics import PASS, accuracy_drop_verdict, agreement_verdict
-
         checks = []
         values = dict(metrics)
         acc = metrics.get("accuracy")

@@ -56,12 +56,13 @@ class PairResult:
     seconds: float = 0.0
     source_matches_checkpoint: bool | None = None
     divergence: LayerDivergence | None = None
-    # where the candidate ran: where, arch, cpu, cpu_features, emulated (runtimes.agent fingerprint)
+    # where the candidate ran: where, arch, cpu, cpu_features, emulated (runtimes.machine fingerprint)
     device: dict = field(default_factory=dict)
     # working state while a run streams; never part of the report
     runner: object = field(default=None, repr=False, compare=False)
     accumulator: object = field(default=None, repr=False, compare=False)
     gate_profile: object = field(default=None, repr=False, compare=False)
+    resolved: object = field(default=None, repr=False, compare=False)   # its Artifact
     contract: list = field(default_factory=list, repr=False, compare=False)
 
     # an INCONCLUSIVE pair fails its gate unless this is set (--allow-inconclusive)

@@ -9,8 +9,12 @@ import os
 from pathlib import Path
 
 from shufflenet.checkpoint import atomic_write
+from toolchain.output import markdown_table
 
 from .report import TABLE_COLUMNS, ParityReport
+
+LAYER_COLUMNS = [("layer", "layer"), ("rel_rms_error", "rel RMS error"),
+                 ("max_abs_error", "max abs error"), ("shape", "shape")]
 
 __all__ = ["junit_xml", "markdown", "write_json", "write_junit", "write_markdown"]
 
@@ -66,12 +70,6 @@ def write_junit(report: ParityReport, path: str | os.PathLike) -> Path:
     return _write_text(path, junit_xml(report))
 
 
-def _cell(value) -> str:
-    from toolchain.output import _fmt
-
-    return _fmt(value).replace("|", "\\|")
-
-
 def markdown(report: ParityReport) -> str:
     """A human report: verdict, inputs, the pair table, failures and divergences."""
     verdict = report.verdict
@@ -84,10 +82,7 @@ def markdown(report: ParityReport) -> str:
              f"- preprocessing: `{json.dumps(report.inputs.get('preprocessing', {}), sort_keys=True)}`",
              f"- created {report.created}, {report.seconds:.1f} s, toolchain {report.toolchain_version}",
              ""]
-    lines += ["| " + " | ".join(h.replace("|", "\\|") for _, h in TABLE_COLUMNS) + " |",
-              "|" + "---|" * len(TABLE_COLUMNS)]
-    for row in report.rows():
-        lines.append("| " + " | ".join(_cell(row.get(k)) for k, _ in TABLE_COLUMNS) + " |")
+    lines.append(markdown_table(report.rows(), TABLE_COLUMNS))
     for p in report.pairs:
         acc = (p.metrics or {}).get("accuracy")
         if acc:
@@ -112,11 +107,9 @@ def markdown(report: ParityReport) -> str:
                      f"candidate activations from {d.engine})")
         if d.reason:
             lines.append(f"Note: {d.reason}")
-        lines += ["", "| layer | rel RMS error | max abs error | shape |", "|---|---|---|---|"]
-        for layer in d.layers + d.detail:
-            mark = " **<-**" if layer["layer"] == d.first_divergent else ""
-            lines.append(f"| {layer['layer']}{mark} | {_cell(layer['rel_rms_error'])} | "
-                         f"{_cell(layer['max_abs_error'])} | {_cell(layer.get('shape'))} |")
+        rows = [{**layer, "layer": layer["layer"] + (" **<-**" if layer["layer"] == d.first_divergent
+                                                     else "")} for layer in d.layers + d.detail]
+        lines += ["", markdown_table(rows, LAYER_COLUMNS)]
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
     return "\n".join(lines) + "\n"

@@ -4,8 +4,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from runtimes import available_engines, get_engine, resolve_artifact
-from runtimes.targets import get_target, load_targets, parse_targets, read_targets_text
+from runtimes import resolve_artifact
+from runtimes.plan import plan
+from runtimes.targets import (
+    get_target,
+    load_targets,
+    own_targets,
+)
 from shufflenet.errors import ConfigError
 from toolchain.bench.budgets import check_budgets, overall_verdict
 from toolchain.bench.latency import measured_on_label
@@ -20,80 +25,51 @@ DEFAULT_TARGETS = ("x86-edge-ort-1t", "x86-edge-ort-int8-1t", "x86-edge-openvino
                    "arm-phone-bigcore-mnn-1t", "arm-phone-bigcore-ncnn-1t")
 
 
-def format_for_target(target, precisions: dict) -> str | None:
-    """The export format whose artifact ``target`` runs, or None.
-
-    ``precisions`` is ``{export format: precision}`` of what was exported. The
-    bench stage and the device-parity half both choose with this, so parity on a
-    target's device checks the very artifact its latency is measured on (an int8
-    target never gets the fp32 file).
-    """
-    if target.format:
-        return target.format if precisions.get(target.format) == target.precision else None
-    engine = get_engine(target.engine)
-    # the engine's own format first (OpenVINO IR before ONNX), then its listed order
-    return next((fmt for fmt in engine.formats if precisions.get(fmt) == target.precision), None)
-
-
-def _artifact_for(target, resolved: dict):
-    """The exported artifact this target runs, or None. ``resolved``: format -> Artifact."""
-    fmt = format_for_target(target, {f: art.precision for f, art in resolved.items()})
-    return None if fmt is None else resolved[fmt]
+def resolved_artifacts(ctx, artifacts_of) -> dict:
+    """``{export format: Artifact}`` of this run's exports, each resolved once per run
+    (the bench and parity stages share them through ``ctx``)."""
+    cache = ctx.setdefault("_resolved_artifacts", {})
+    out = {}
+    for fmt, path in artifacts_of(ctx).items():
+        if str(path) not in cache:
+            cache[str(path)] = resolve_artifact(path)
+        out[fmt] = cache[str(path)]
+    return out
 
 
 def choose_targets(names, targets_file, artifacts: dict) -> list:
-    """(target, :class:`Artifact`) pairs to measure; unknown names are errors, defaults lenient.
+    """(target, :class:`Artifact`) pairs to measure, by :func:`runtimes.plan.plan`.
 
-    ``artifacts`` is ``{export format: path}``; each is resolved once here and the
-    resolved value is what the bench stage passes on.
+    ``artifacts`` is ``{export format: Artifact}``. A named target that cannot run
+    any of them is an error; the built-in defaults are best effort (silently left
+    out); the targets of a user's file left out are named on stderr.
     """
     table = load_targets(targets_file)
-    installed = set(available_engines())
-    resolved = {fmt: resolve_artifact(path) for fmt, path in artifacts.items()}
-    chosen = []
+    arts = list(artifacts.values())
     if names:
-        for name in names:
-            t = get_target(name, table)
-            art = _artifact_for(t, resolved)
-            if art is None and t.format in resolved:
-                raise ConfigError(f"target {name!r} runs a {t.format} {t.precision} artifact, the "
-                                  f"exported {t.format} is {resolved[t.format].precision}; fix the "
-                                  "target's format or precision")
-            if art is None:
-                raise ConfigError(f"target {name!r} needs a {t.format or t.engine} {t.precision} "
-                                  f"artifact; add its format to --formats")
-            chosen.append((t, art))
-        return chosen
-    defaults = list(DEFAULT_TARGETS)
-    if targets_file:  # a user's file: its own targets are the point of passing it
-
-        defaults = list(parse_targets(read_targets_text(targets_file), str(targets_file)))
-    for name in defaults:
-        t = table.get(name)
-        if t is None:
-            continue
-        art = _artifact_for(t, resolved) if t.engine in installed else None
-        if art is not None:
-            chosen.append((t, art))
-        elif targets_file:  # the built-in defaults are best effort; a user's own target is not
-            why = (f"engine {t.engine} is not installed" if t.engine not in installed else
-                   f"no {t.format or t.engine} {t.precision} artifact was exported (--formats)")
-            log(f"[bench] skipping target {name} from {targets_file}: {why}")
-    return chosen
+        pairs, skipped = plan([get_target(n, table) for n in names], arts, exported=True)
+        if skipped:
+            raise ConfigError(skipped[0][1])
+        return pairs
+    defaults = own_targets(targets_file) if targets_file else list(DEFAULT_TARGETS)
+    pairs, skipped = plan([table[n] for n in defaults if n in table], arts, exported=True)
+    if targets_file:  # a user's own target is the point of passing the file: say why it is out
+        for t, why in skipped:
+            log(f"[bench] skipping target {t.name} from {targets_file}: {why}")
+    return pairs
 
 
 def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
     def inputs(ctx):
-        arts = artifacts_of(ctx)
-        pairs = choose_targets(opts.target_names, opts.targets_file, arts)
+        pairs = choose_targets(opts.target_names, opts.targets_file,
+                               resolved_artifacts(ctx, artifacts_of))
         ctx["_bench_pairs"] = pairs  # run() follows inputs() in the same stage call
         shas = {k: v.get("sha256") for k, v in ctx["export"].outputs.items() if isinstance(v, dict)}
         return {"artifacts": shas, "targets": [dataclasses.asdict(t) for t, _ in pairs],
                 "bench_seconds": opts.bench_seconds}
 
     def run(ctx):
-        arts = artifacts_of(ctx)
-        name_of = {str(v): k for k, v in arts.items()}
+        name_of = {str(v): k for k, v in artifacts_of(ctx).items()}
         rows, gates = [], []
         for target, art in ctx["_bench_pairs"]:
             # the pipeline caps the measuring time; the target's own budgets still judge

@@ -17,20 +17,17 @@ reference is the checkpoint in MindSpore here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from exporters.formats import FORMATS
 from runtimes.cpu_class import matching_cpu
 from runtimes.devices import device_for_target
 from runtimes.emulated import CPU_MODELS, DeviceError, load_device
+from runtimes.plan import plan
 from runtimes.targets import get_target, load_targets
-from shufflenet.artifact import resolve_artifact
 from shufflenet.errors import ShuffleNetError
 from toolchain.parity import run_parity
 from toolchain.parity.inputs import InputSet
 from toolchain.parity.report import PairResult
 
-from .bench_stage import format_for_target
 from .stage_cache import log
 
 # The default ARM check runs under emulation (200-850x slower than the host):
@@ -43,24 +40,22 @@ SETUP_HINT = ("ARM parity not run: the emulated arm64 device is not set up "
 @dataclass
 class DeviceCheck:
     target: object          # runtimes.targets.Target (its where, cpu, ssh, engine, options)
-    artifact: str
+    artifact: object        # shufflenet.artifact.Artifact
     samples: int | None = None   # cap on the host pairs' inputs (None: all of them)
 
     def key(self) -> dict:
         t = self.target
         return {"target": t.name, "where": t.where, "cpu": t.cpu, "engine": t.engine,
-                "options": dict(t.options), "artifact": Path(self.artifact).name}
-
-
-def _artifact_for(target, artifacts: dict) -> str | None:
-    """The artifact the bench stage measures for ``target`` (same format and precision)."""
-    precisions = {fmt: FORMATS[fmt].precision for fmt in artifacts if fmt in FORMATS}
-    fmt = format_for_target(target, precisions)
-    return None if fmt is None else str(artifacts[fmt])
+                "options": dict(t.options), "artifact": self.artifact.name}
 
 
 def plan_device_checks(target_names, targets_file, artifacts: dict) -> tuple[list, list]:
-    """``([DeviceCheck], notes)``: what to run on which device, and what was left out and why."""
+    """``([DeviceCheck], notes)``: what to run on which device, and what was left out and why.
+
+    ``artifacts``: ``{export format: Artifact}``. Each target gets the artifact
+    :func:`runtimes.plan.plan` gives the bench stage, so parity on its device checks
+    the very file its latency is measured on.
+    """
     targets = load_targets(targets_file)
     notes, checks = [], []
     if target_names:
@@ -79,14 +74,11 @@ def plan_device_checks(target_names, targets_file, artifacts: dict) -> tuple[lis
                     seen.add(sig)
                     chosen.append(t)
         chosen = [_on_emulator(t) for t in chosen]
-    for t in chosen:
-        art = _artifact_for(t, artifacts)
-        if art is None:
-            if target_names:  # by default only the ARM engines whose artifact was exported run
-                notes.append(f"device parity for target {t.name}: no {t.format or t.engine} "
-                             f"{t.precision} artifact was exported")
-            continue
-        checks.append(DeviceCheck(t, art, None if target_names else EMULATED_DEFAULT_SAMPLES))
+    pairs, skipped = plan(chosen, list(artifacts.values()), measuring=False, exported=True)
+    if target_names:  # by default only the ARM engines whose artifact was exported run
+        notes += [f"device parity for target {t.name}: {why}" for t, why in skipped]
+    checks += [DeviceCheck(t, art, None if target_names else EMULATED_DEFAULT_SAMPLES)
+               for t, art in pairs]
     return checks, notes
 
 
@@ -117,7 +109,7 @@ def run_device_checks(checkpoint: str, checks: list, inputs_set, samples, progre
         t = c.target
         try:
             device = device_for_target(t)
-            log(f"[parity] {Path(c.artifact).name} on {t.engine} @ {device.label()} "
+            log(f"[parity] {c.artifact.name} on {t.engine} @ {device.label()} "
                 f"(target {t.name})")
             cap = min(x for x in (samples, c.samples) if x) if (samples or c.samples) else None
             report = run_parity(checkpoint, [c.artifact], engines=[t.engine],
@@ -126,8 +118,7 @@ def run_device_checks(checkpoint: str, checks: list, inputs_set, samples, progre
                                 allow_inconclusive=allow_inconclusive,
                                 inputs=_first(inputs_set, cap))
         except ShuffleNetError as exc:  # a device that cannot run it fails its gate
-
-            art = resolve_artifact(c.artifact)
+            art = c.artifact
             pairs.append(PairResult(str(art.path), art.format, art.precision, t.engine,
                                     error=f"on {t.where}: {exc}",
                                     device={"where": t.where, "target": t.name}))
@@ -136,7 +127,7 @@ def run_device_checks(checkpoint: str, checks: list, inputs_set, samples, progre
             p.device = {**p.device, "target": t.name}
         pairs += report.pairs
         if c.samples and report.pairs:
-            notes.append(f"{Path(c.artifact).name} on {t.engine} @ {device.label()}: first "
+            notes.append(f"{c.artifact.name} on {t.engine} @ {device.label()}: first "
                          f"{report.inputs.get('samples')} images (emulation is 200-850x slower)")
     return pairs, notes
 

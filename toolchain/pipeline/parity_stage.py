@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporters.metadata import read_artifact_metadata
 from shufflenet.artifact import DEFAULT_IMAGE_SIZE
 from shufflenet.checkpoint import read_metadata
 from shufflenet.data.pipeline import open_source
@@ -23,6 +22,7 @@ from toolchain.parity import run_parity
 from toolchain.parity.inputs import dataset_inputs
 from toolchain.parity.writers import write_markdown
 
+from .bench_stage import resolved_artifacts
 from .device_parity import plan_device_checks, planned_key, run_device_checks
 from .stage_cache import Stage, StageResult, log
 
@@ -116,10 +116,10 @@ def val_inputs(opts, cfg, checkpoint: str, samples: int | None):
 def _calibration_of(artifacts: dict, export_record) -> dict | None:
     """The int8 artifact's calibration and search (its metadata), with the timings of its
     export (search seconds, fp32 / int8-all / mixed latency), which stay out of the file."""
-    path = artifacts.get("onnx-int8")
-    if not path:
+    art = artifacts.get("onnx-int8")
+    if not art:
         return None
-    opts = read_artifact_metadata(path).get("export_options", {})
+    opts = art.metadata.get("export_options", {})
     int8 = dict(opts.get("int8", {}))
     for row in (getattr(export_record, "metrics", None) or {}).get("artifacts", []):
         if row.get("format") == "onnx-int8":
@@ -156,10 +156,11 @@ def parity_stage(opts, cfg, run_dir: Path, artifacts_of, checkpoint_of) -> Stage
                 "dataset": ctx["dataset"], "data": train_data_spec(opts, cfg),
                 "val_fingerprint": data_fingerprint(opts, cfg, checkpoint_of(ctx), "val"),
                 "samples": opts.parity_samples, "allow_inconclusive": opts.allow_inconclusive,
-                "devices": planned_key(opts.target_names, opts.targets_file, artifacts_of(ctx))}
+                "devices": planned_key(opts.target_names, opts.targets_file,
+                                       resolved_artifacts(ctx, artifacts_of))}
 
     def run(ctx):
-        arts = artifacts_of(ctx)
+        arts = resolved_artifacts(ctx, artifacts_of)
         ckpt = str(checkpoint_of(ctx))
         inputs_set, why = val_inputs(opts, cfg, ckpt, opts.parity_samples)
         notes = []

@@ -18,6 +18,7 @@ from .metadata import embed_onnx_metadata, write_sidecar
 from .mindspore_export import export_mindir
 from .onnx_optimize import OPSET
 from .precision import to_fp16
+
 # what a builder returns and the metadata every artifact carries: shared with edge.py
 from .staged import Built, artifact_metadata, library_versions  # noqa: F401
 

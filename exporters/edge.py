@@ -15,11 +15,11 @@ from shufflenet import __version__
 from shufflenet.data.preprocess import sample_photos
 from shufflenet.errors import ExportError
 
-from .staged import Built, artifact_metadata
 from .formats import FORMATS
 from .metadata import write_sidecar
 from .onnx_optimize import optimize
 from .smoke import quiet_stdout
+from .staged import Built, artifact_metadata
 
 
 def _onnx_input(ctx, stage: Path, name: str = ".source.onnx") -> Path:

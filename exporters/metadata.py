@@ -10,8 +10,14 @@ import json
 import os
 from pathlib import Path
 
-from shufflenet.artifact import (ONNX_KEY, REQUIRED_FIELDS, SCHEMA_VERSION, SIDECAR_SUFFIX,  # noqa: F401
-                                 read_artifact_metadata, sidecar_path)
+from shufflenet.artifact import (  # noqa: F401
+    ONNX_KEY,
+    REQUIRED_FIELDS,
+    SCHEMA_VERSION,
+    SIDECAR_SUFFIX,
+    read_artifact_metadata,
+    sidecar_path,
+)
 from shufflenet.checkpoint import atomic_write
 
 

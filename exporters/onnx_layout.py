@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .onnx_graph import OnnxGraph as _Graph, node_attr as _attr
+from .onnx_graph import OnnxGraph as _Graph
+from .onnx_graph import node_attr as _attr
 
 
 def pad_depthwise_channels(gr: _Graph, block: int = 16) -> int:

@@ -26,7 +26,8 @@ import numpy as np
 
 from shufflenet.errors import ExportError
 
-from .onnx_graph import OnnxGraph as _Graph, node_attr as _attr
+from .onnx_graph import OnnxGraph as _Graph
+from .onnx_graph import node_attr as _attr
 from .onnx_layout import pad_depthwise_channels, pad_pooled_channels
 
 OPSET = 13
@@ -202,9 +203,9 @@ def remove_identity(gr: _Graph) -> None:
 
 def fold_constants(gr: _Graph) -> int:
     """Evaluate nodes whose inputs are all initializers (onnx's reference evaluator)."""
-    from onnx.reference import ReferenceEvaluator
     import onnx.helper as oh
     from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
 
     count, keep = 0, []
     for n in gr.nodes:

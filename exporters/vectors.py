@@ -4,7 +4,7 @@ A few real images of the user's val split (the demo's digits for the
 demo; the stand-in photos only when no val split is reachable, said so in
 the vectors), the checkpoint's MindSpore logits on them, and the
 tolerances of the artifact's precision profile
-(:mod:`toolchain.parity.profiles`, copied, never redefined). ``shufflenet
+(:mod:`shufflenet.tolerances`, the table parity's profiles use). ``shufflenet
 verify`` runs them through the artifact on a device without MindSpore and
 without the checkpoint.
 
@@ -43,10 +43,10 @@ import numpy as np
 from exporters.calibration import stratified_order
 from shufflenet.data.pipeline import open_source
 from shufflenet.data.preprocess import EvalTransform, sample_photos
-from shufflenet.errors import ExportError, ShuffleNetError
+from shufflenet.errors import ExportError, ShuffleNetError, VerifyFailed
 from shufflenet.fileio import atomic_write, sha256_file
+from shufflenet.tolerances import tolerances_for
 from shufflenet.versions import package_versions
-from toolchain.parity.profiles import profile_for_precision
 
 from .formats import FORMATS
 from .source import run_mindspore
@@ -300,8 +300,8 @@ def build_vectors(ctx, precision: str, count: int = DEFAULT_COUNT,
     """The vectors document of one artifact (without ``bound_to``)."""
     ref = _reference(ctx, count)
     pre = ctx.source.preprocess
-    profile = profile_for_precision(precision)
-    tol = {"profile": profile.name, **{g: profile.thresholds.get(g)
+    name, thresholds = tolerances_for(precision)
+    tol = {"profile": name, **{g: thresholds.get(g)
                                        for g in PER_VECTOR_GATES + SET_GATES}}
     rows, spec, used = [], None, 0
     for i in range(len(ref["x"])):
@@ -348,3 +348,44 @@ def attach_vectors(ctx, fmt: str, built) -> list:
     text = json.dumps(vec, sort_keys=True)
     atomic_write(side, lambda tmp: Path(tmp).write_text(text))
     return list(built.files) + [side]
+
+
+# -- checking (on a device: verify, and bench before it times) ------------------------
+_LOOSENESS = {"fp32": 0, "fp16": 1, "bf16": 2, "int8": 3}
+
+
+def _tolerances(precision: str) -> dict:
+    """The vectors' tolerances under another precision profile (a target running fp16)."""
+    name, thresholds = tolerances_for(precision)
+    return {"profile": name, **{g: thresholds.get(g)
+                                       for g in PER_VECTOR_GATES + SET_GATES}}
+
+
+def bound_vectors(art) -> dict:
+    """The vectors ``art`` carries, checked to belong to its files (:class:`VerifyFailed` if not;
+    :class:`~shufflenet.errors.ExportError` when it carries none)."""
+    vectors = read_vectors(art.path)
+    problems = binding_problems(art.path, vectors)
+    if problems:
+        raise VerifyFailed(f"{art.name}: test vectors do not belong to these files: {problems[0]}")
+    return vectors
+
+
+def run_vectors(art, vectors: dict, runner, target=None) -> dict:
+    """``vectors`` through an active ``runner`` of ``art``, judged by the artifact's precision
+    profile (a target running the file in lower precision, by its own): verify's check, and
+    the bench's check before it times anything (no latency without correctness)."""
+    x = decode_inputs(vectors, art.metadata)
+    logits = runner.infer(x)   # a fixed-batch artifact is padded by Runner.infer
+    stored = (vectors.get("tolerances") or {}).get("profile")
+    if target is not None and _LOOSENESS.get(target.precision, 0) > _LOOSENESS.get(stored, 0):
+        # a target that runs an fp32 file in lower precision (ncnn fp16) is judged by its own
+        vectors = dict(vectors, tolerances=_tolerances(target.precision))
+    result = judge(vectors, logits)
+    device = dict(getattr(runner, "device", None) or {})
+    result.update(artifact=str(art.path), format=art.format, precision=art.precision,
+                  engine=runner.info().engine, engine_version=runner.info().engine_version,
+                  device=device, ran_on=device.get("where"),
+                  source=vectors.get("source"), stand_in=bool(vectors.get("stand_in")),
+                  count=len(x))
+    return result

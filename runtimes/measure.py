@@ -63,6 +63,7 @@ class LatencyResult:
     target: str | None = None
     measured_on: dict = field(default_factory=dict)    # toolchain.bench.latency.measured_on
     artifact_info: dict = field(default_factory=dict)  # model, image_size, format, precision
+    vectors: dict = field(default_factory=dict)   # the bundled test vectors' check before timing
     times_ms: list = field(default_factory=list, repr=False)
     output: np.ndarray | None = field(default=None, repr=False)   # logits of the first run
 

@@ -16,8 +16,13 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from .artifact import (DEFAULT_CROP_PCT, DEFAULT_IMAGE_SIZE, DEFAULT_INTERPOLATION, IMAGENET_MEAN,
-                       IMAGENET_STD)
+from .artifact import (
+    DEFAULT_CROP_PCT,
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_INTERPOLATION,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+)
 from .errors import ConfigError
 from .recipes import load_recipe
 

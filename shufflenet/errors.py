@@ -35,3 +35,7 @@ class RuntimeEngineError(ShuffleNetError):
 
 class GateFailed(ShuffleNetError):
     """A parity or latency gate failed (the report says which)."""
+
+
+class VerifyFailed(ShuffleNetError):
+    """An artifact, its vectors, its attestation or a key did not check out."""

@@ -216,6 +216,39 @@ def test_bench_cli_tight_budget_fails_nonzero(tmp_path):
     assert res.exit_code == 1 and json.loads(res.stdout)["passed"] is False
 
 
+def test_an_artifact_wrong_on_the_device_is_not_timed(tmp_path):
+    """No latency without correctness: the bundled test vectors run on the target's runner
+    first; weights changed after export make them FAIL, and bench reports the artifact as
+    wrong on that target (exit 1) instead of printing its latency."""
+    import shutil
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    onnx_path = resolved_artifacts()[1]["onnx"].path
+    bad = tmp_path / onnx_path.name
+    shutil.copy(onnx_path, bad)
+    model = onnx.load(str(bad))
+    init = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    w = numpy_helper.to_array(init).copy()
+    w.flat[: w.size // 10] *= 1.5
+    init.CopyFrom(numpy_helper.from_array(w, init.name))
+    onnx.save(model, str(bad))
+    f = _targets_file(tmp_path, f"  roomy:\n    engine: onnxruntime\n    threads: 1\n    batch: {BATCH}\n"
+                                "    iterations: 20\n    warmup: {min: 3, window: 3}\n"
+                                + SIZED_HERE + "    budgets: {p50_ms: 5000}\n")
+    res = CliRunner().invoke(main, ["bench", str(bad), "--targets", f, "-t", "roomy", "--json"])
+    assert res.exit_code == 1, res.output
+    report = json.loads(res.stdout)
+    assert report["results"] == [] and report["wrong_on_device"][0]["target"] == "roomy"
+    assert "test vectors FAIL" in res.output and "not timed" in res.output
+    assert "Traceback" not in res.output
+    good = CliRunner().invoke(main, ["bench", str(onnx_path), "--targets", f, "-t", "roomy", "--json"])
+    assert good.exit_code == 0, good.output
+    assert json.loads(good.stdout)["results"][0]["vectors"]["verdict"] == "PASS"
+
+
 def test_bench_cli_bad_inputs(tmp_path):
     onnx = str(resolved_artifacts()[1]["onnx"])
     cases = [

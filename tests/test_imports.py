@@ -113,7 +113,24 @@ def import_graph() -> dict[str, set[str]]:
             target = _project_target(name)
             if target and target != module:
                 graph[module].add(target)
+                graph[module].update(_outer_packages(module, target))
     return graph
+
+
+def _outer_packages(importer: str, target: str) -> set[str]:
+    """The packages whose ``__init__`` importing ``target`` runs first, from outside them.
+
+    ``import toolchain.attest.check`` from ``toolchain.bench.session`` runs
+    ``toolchain/attest/__init__.py``: a cycle through that ``__init__`` is
+    real. From inside the package (``toolchain.attest.sign``) the package is
+    already being initialised, so no edge.
+    """
+    parts, out = target.split("."), set()
+    for n in range(1, len(parts)):
+        pkg = ".".join(parts[:n])
+        if pkg in MODULES and not (importer == pkg or importer.startswith(pkg + ".")):
+            out.add(pkg)
+    return out
 
 
 def strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
@@ -285,6 +302,29 @@ def test_cycle_finder_finds_a_cycle_and_its_path():
     assert strongly_connected(graph) == [{"a", "b", "c"}]
     assert cycle_path(graph, {"a", "b", "c"}) == ["a", "b", "c", "a"]
     assert strongly_connected({"a": {"b"}, "b": set()}) == []
+
+
+# STYLE.md: "imports run only downwards"; what each top-level package may import
+MAY_IMPORT = {"shufflenet": {"shufflenet"},
+              "runtimes": {"runtimes", "shufflenet"},
+              "exporters": {"exporters", "runtimes", "shufflenet"},
+              "toolchain": {"toolchain", "exporters", "runtimes", "shufflenet"}}
+
+
+def test_imports_run_only_downwards():
+    upward = sorted(f"{a} imports {b}" for a, targets in import_graph().items() for b in targets
+                    if b.split(".")[0] not in MAY_IMPORT[a.split(".")[0]])
+    assert not upward, "imports against the layers (STYLE.md):\n" + "\n".join(upward)
+
+
+def test_importing_a_submodule_runs_its_packages_init():
+    # toolchain.bench.session once imported toolchain.attest.check; the package's __init__
+    # imports the pipeline, which imports the bench: a real cycle the graph must see
+    assert _outer_packages("toolchain.bench.session", "toolchain.attest.check") == {
+        "toolchain.attest"}
+    assert _outer_packages("exporters.vectors", "toolchain.parity.profiles") == {
+        "toolchain", "toolchain.parity"}
+    assert _outer_packages("toolchain.attest.sign", "toolchain.attest.keys") == set()
 
 
 def test_function_level_and_relative_imports_are_edges():

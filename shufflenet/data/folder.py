@@ -21,8 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .preprocess import (IMAGE_SUFFIXES, fingerprint_arrays, image_set_fingerprint, load_image,
-                         pixel_digest, read_image)
+from .preprocess import (
+    IMAGE_SUFFIXES,
+    fingerprint_arrays,
+    image_set_fingerprint,
+    load_image,
+    pixel_digest,
+    read_image,
+)
 
 
 def image_set_of(source, indices=None) -> str:

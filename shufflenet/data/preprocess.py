@@ -22,8 +22,13 @@ from typing import Iterable
 
 import numpy as np
 
-from ..artifact import (DEFAULT_CROP_PCT, DEFAULT_IMAGE_SIZE, DEFAULT_INTERPOLATION, IMAGENET_MEAN,
-                        IMAGENET_STD)
+from ..artifact import (
+    DEFAULT_CROP_PCT,
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_INTERPOLATION,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+)
 from ..errors import DataError
 
 # Bumped when the tensors an image becomes change, so cached evaluations are measured again

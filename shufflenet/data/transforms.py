@@ -15,7 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..artifact import DEFAULT_IMAGE_SIZE, DEFAULT_INTERPOLATION, IMAGENET_MEAN, IMAGENET_STD
+from ..artifact import (
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_INTERPOLATION,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+)
 from .preprocess import _INTERP
 
 

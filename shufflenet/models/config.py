@@ -3,8 +3,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..artifact import (DEFAULT_CROP_PCT, DEFAULT_IMAGE_SIZE, DEFAULT_INTERPOLATION, IMAGENET_MEAN,
-                        IMAGENET_STD)
+from ..artifact import (
+    DEFAULT_CROP_PCT,
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_INTERPOLATION,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+)
 
 
 @dataclass(frozen=True)

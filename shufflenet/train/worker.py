@@ -16,9 +16,9 @@ import os
 import sys
 from pathlib import Path
 
-from ..fileio import atomic_write
 from ..config import make_config
 from ..errors import ShuffleNetError
+from ..fileio import atomic_write
 from .trainer import train
 
 

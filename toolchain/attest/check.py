@@ -16,34 +16,22 @@ from __future__ import annotations
 import contextlib
 import time
 
-import numpy as np
-
 from exporters.smoke import SMOKE_ENGINES, quiet_stdout
-from exporters.vectors import (
-    PER_VECTOR_GATES,
-    SET_GATES,
-    binding_problems,
-    decode_inputs,
-    judge,
-    read_vectors,
-)
-from runtimes import create_runner
-from runtimes.devices import DeviceRunner, device_for, device_for_target
+from exporters.vectors import bound_vectors, run_vectors
+from runtimes.devices import device_for, device_for_target
 from shufflenet.artifact import resolve_artifact
 from shufflenet.errors import ConfigError
-from toolchain.parity.profiles import profile_for_precision
-
-from .errors import VerifyFailed
 
 
-def _open_on_device(where: str, artifact, engine: str, threads: int | None, options: dict):
-    """A (not yet active) runner for ``artifact`` on ``where`` (``local``, ``emu:arm64``,
-    ``ssh://...`` or a :class:`runtimes.targets.Target`'s device): the one place verify
-    reaches a device."""
-    if where in (None, "", "local"):
-        return create_runner(engine, artifact, threads=threads, **options)
-    device = device_for(where) if isinstance(where, str) else device_for_target(where)
-    return DeviceRunner(device, engine, artifact, threads=threads, **options)
+def _open_on_device(where, artifact, engine: str, threads: int | None, options: dict):
+    """A runner for ``artifact`` on ``where`` (``local``, ``emu:arm64``, ``ssh://...``, or a
+    :class:`runtimes.targets.Target`): the device layer's one ``open``, as parity and bench
+    reach a device. This machine runs the engine in this process (no agent start-up)."""
+    if isinstance(where, str) or where is None:
+        device = device_for(where or "local", in_process=where in (None, "", "local"))
+    else:
+        device = device_for_target(where, in_process=where.where in (None, "", "local"))
+    return device.open(engine, artifact, threads, options)
 
 
 def _plan(art, target=None, where: str | None = None):
@@ -61,29 +49,6 @@ def _plan(art, target=None, where: str | None = None):
     return place, target.engine, target.threads, dict(target.options), f"{target.name} @ {label}"
 
 
-_LOOSENESS = {"fp32": 0, "fp16": 1, "bf16": 2, "int8": 3}
-
-
-def _tolerances(precision: str) -> dict:
-    """The vectors' tolerances under another precision profile (a target running fp16)."""
-    profile = profile_for_precision(precision)
-    return {"profile": profile.name, **{g: profile.thresholds.get(g)
-                                       for g in PER_VECTOR_GATES + SET_GATES}}
-
-
-def _batches(x: np.ndarray, fixed: int | None):
-    """Chunks of ``x`` an artifact with a baked batch size takes (last one padded)."""
-    if not fixed or fixed < 1:
-        yield x, len(x)
-        return
-    for start in range(0, len(x), fixed):
-        chunk = x[start:start + fixed]
-        n = len(chunk)
-        if n < fixed:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
-        yield chunk, n
-
-
 def check_vectors(artifact, target=None, where: str | None = None) -> dict:
     """Run the vectors of ``artifact`` on ``target`` (or ``where``, default this machine).
 
@@ -94,31 +59,14 @@ def check_vectors(artifact, target=None, where: str | None = None) -> dict:
     """
     start = time.perf_counter()
     art = resolve_artifact(artifact)
-    vectors = read_vectors(art.path)
-    problems = binding_problems(art.path, vectors)
-    if problems:
-        raise VerifyFailed(f"{art.name}: test vectors do not belong to these files: {problems[0]}")
-    x = decode_inputs(vectors, art.metadata)
+    vectors = bound_vectors(art)
     place, engine, threads, options, label = _plan(art, target, where)
-    shape = art.metadata.get("input_shape") or [-1]
-    fixed = int(shape[0]) if int(shape[0]) > 0 else None
-    outs, device = [], {}
     with contextlib.ExitStack() as stack:
         if place == "local":   # engines that print on fd 1 (MNN) must not break --json
             stack.enter_context(quiet_stdout())
         runner = stack.enter_context(_open_on_device(place, art, engine, threads, options))
-        for chunk, n in _batches(x, fixed):
-            outs.append(runner.infer(chunk)[:n])
-        device = dict(getattr(runner, "device", None) or {})
-        info = runner.info()
-    stored = (vectors.get("tolerances") or {}).get("profile")
-    if target is not None and _LOOSENESS.get(target.precision, 0) > _LOOSENESS.get(stored, 0):
-        # a target that runs an fp32 file in lower precision (ncnn fp16) is judged by its own
-        vectors = dict(vectors, tolerances=_tolerances(target.precision))
-    result = judge(vectors, np.concatenate(outs))
-    result.update(artifact=str(art.path), format=art.format, precision=art.precision,
-                  engine=engine, engine_version=info.engine_version,
-                  ran_on=device.get("where") or label, device=device,
-                  source=vectors.get("source"), stand_in=bool(vectors.get("stand_in")),
-                  count=len(x), seconds=round(time.perf_counter() - start, 3))
+        result = run_vectors(art, vectors, runner, target)
+    where = result["device"].get("where")
+    result.update(ran_on=label if where in (None, "", "local") else where,
+                  seconds=round(time.perf_counter() - start, 3))
     return result

@@ -1,8 +1,7 @@
-"""The one error of a failed check: its message names what failed, in one line."""
+"""The one error of a failed check: its message names what failed, in one line
+(:class:`shufflenet.errors.VerifyFailed`, below every layer that checks vectors)."""
 from __future__ import annotations
 
-from shufflenet.errors import ShuffleNetError
+from shufflenet.errors import VerifyFailed
 
-
-class VerifyFailed(ShuffleNetError):
-    """An artifact, its vectors, its attestation or a key did not check out."""
+__all__ = ["VerifyFailed"]

@@ -10,8 +10,8 @@ from runtimes.plan import check_compatible
 
 from .budgets import BudgetCheck, Judgement, check_budgets, judgement, overall_verdict
 from .latency import measured_on
-from .session import bench_target, input_batch
+from .session import WrongOnDevice, bench_target, input_batch
 
 __all__ = ["BudgetCheck", "Judgement", "LatencyResult", "bench_target", "check_budgets",
            "check_compatible", "input_batch", "judgement", "measured_on",
-           "overall_verdict"]
+           "overall_verdict", "WrongOnDevice"]

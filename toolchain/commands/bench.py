@@ -12,7 +12,7 @@ from runtimes.targets import (
 )
 from shufflenet.errors import ConfigError, GateFailed
 
-from ..bench import bench_target, check_budgets
+from ..bench import WrongOnDevice, bench_target, check_budgets
 from ..bench.budgets import overall_verdict
 from ..bench.latency import measured_on_label
 from ..bench.plot import plot_histograms
@@ -77,7 +77,7 @@ def bench(artifact, names, all_targets, targets_file, with_builtin, plot_path, a
     chosen, skipped = _select(artifact, names, all_targets, targets_file, with_builtin)
     for name, why in skipped:
         click.echo(f"skipping target {name}: {why}", err=True)
-    results, checks, verdicts = [], [], []
+    results, checks, verdicts, wrong = [], [], [], []
     for t in chosen:
         bar = tqdm(desc=f"{t.name}", unit="run", leave=False, file=click.get_text_stream("stderr"),
                    disable=None)
@@ -88,6 +88,10 @@ def bench(artifact, names, all_targets, targets_file, with_builtin, plot_path, a
             bar.refresh()
         try:
             res = bench_target(artifact, t, progress=progress)
+        except WrongOnDevice as exc:   # reported as wrong, not timed; the run fails below
+            wrong.append((t.name, exc))
+            click.echo(f"target {t.name}: {exc}", err=True)
+            continue
         finally:
             bar.close()
         results.append(res)
@@ -104,11 +108,15 @@ def bench(artifact, names, all_targets, targets_file, with_builtin, plot_path, a
                    # True: every judged budget passed; None: nothing could be judged
                    "passed": False if failed else (True if judged else None),
                    "not_judged": sum(c.passed is None for c in checks),
-                   "skipped": [{"target": n, "reason": why} for n, why in skipped]})
+                   "skipped": [{"target": n, "reason": why} for n, why in skipped],
+                   "wrong_on_device": [{"target": n, "error": str(e), "vectors": e.check["vectors"]}
+                                       for n, e in wrong]})
     else:
         _print_tables(results, checks, verdicts)
     if plot_path:
         click.echo(f"latency histogram: {plot_histograms(results, plot_path)}", err=True)
+    if wrong:
+        raise GateFailed("; ".join(str(e) for _, e in wrong))
     if failed:
         raise GateFailed(f"{len(failed)} of {len(checks)} budget(s) failed: " + ", ".join(
             f"{c.target} {c.metric} {c.measured:.3g} > {c.limit:g}" for c in failed))

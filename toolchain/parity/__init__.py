@@ -10,11 +10,11 @@ and a failing pair is localised to its first divergent layer.
 >>> report.passed                                                         # doctest: +SKIP
 """
 from .comparator import check_artifacts, failure_message, run_parity
+from .contract import contract_mismatches
 from .inputs import InputSet, resolve_inputs
 from .metrics import PairMetrics
 from .profiles import PROFILES, Profile, load_profile
 from .report import LayerDivergence, PairResult, ParityReport
-from .contract import contract_mismatches
 from .statistics import (
     accuracy_delta,
     accuracy_drop_verdict,

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shufflenet.errors import ConfigError
+from shufflenet.tolerances import TOLERANCES, tolerances_for
 
 from .statistics import PASS, accuracy_drop_verdict, agreement_verdict
 
@@ -60,24 +61,9 @@ SETTINGS = {
                       "interval; 0: the observed value is compared with the threshold",
 }
 
-_COMMON = {"max_abs_error": None, "mean_abs_error": None, "min_mean_cosine": None,
-           "confidence": 0.95, "noninferiority": 0.0}
-PROFILES: dict[str, dict] = {
-    # the file must compute the same function: any flip or real drop fails
-    "fp32": dict(_COMMON, max_rel_error=1e-3, min_cosine=0.99999, min_psnr_db=60.0,
-                 min_top1_agreement=0.999, min_top5_overlap=0.99, max_accuracy_drop=0.001,
-                 alpha=0.05, layer_rel_error=1e-3),
-    # half-precision rounding allowed, decisions must hold
-    "fp16": dict(_COMMON, max_rel_error=3e-2, min_cosine=0.999, min_psnr_db=35.0,
-                 min_top1_agreement=0.95, min_top5_overlap=0.9, max_accuracy_drop=0.005,
-                 alpha=0.05, layer_rel_error=2e-2),
-    # quantisation changes raw values by design: judge decisions and accuracy
-    "int8": dict(_COMMON, max_rel_error=None, min_cosine=None, min_mean_cosine=0.95,
-                 min_psnr_db=None, min_top1_agreement=0.85, min_top5_overlap=0.8,
-                 max_accuracy_drop=0.02, alpha=None, layer_rel_error=0.3, noninferiority=1.0),
-}
-PROFILES["bf16"] = dict(PROFILES["fp16"], max_rel_error=6e-2, min_cosine=0.995, min_psnr_db=30.0,
-                        layer_rel_error=5e-2)
+# the numbers of each built-in profile live below every reader (exporters bundle them with
+# the test vectors): shufflenet.tolerances
+PROFILES = TOLERANCES
 
 
 @dataclass(frozen=True)
@@ -178,8 +164,7 @@ class Profile:
 
 def profile_for_precision(precision: str | None) -> Profile:
     """The built-in profile for an artifact precision (unknown -> fp32)."""
-    name = str(precision or "fp32").lower()
-    return Profile(name if name in PROFILES else "fp32", dict(PROFILES.get(name, PROFILES["fp32"])))
+    return Profile(*tolerances_for(precision))
 
 
 def load_profile(spec: str | os.PathLike | None, precision: str | None = None) -> Profile:

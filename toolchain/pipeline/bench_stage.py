@@ -14,7 +14,7 @@ from runtimes.targets import (
 from shufflenet.errors import ConfigError
 from toolchain.bench.budgets import check_budgets, overall_verdict
 from toolchain.bench.latency import measured_on_label
-from toolchain.bench.session import bench_target
+from toolchain.bench.session import WrongOnDevice, bench_target
 
 from .stage_cache import Stage, StageResult, log
 
@@ -79,7 +79,17 @@ def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
                                     warmup=dataclasses.replace(target.warmup, max_s=min(
                                         target.warmup.max_s, max(1.0, opts.bench_seconds))))
             log(f"[bench] {t.name}: {name_of.get(str(art), art.name)} on {t.engine}")
-            res = bench_target(art, t)
+            try:
+                res = bench_target(art, t)
+            except WrongOnDevice as exc:   # wrong results are a failure, never a latency
+                log(f"[bench] {t.name}: {exc}")
+                rows.append({"target": target.name, "artifact_name": name_of.get(str(art), art.name),
+                             "engine": t.engine, "verdict": "FAIL", "failed": str(exc),
+                             "vectors": {"verdict": "FAIL", "count": exc.check["count"]},
+                             "not_judged_reason": "", "budgets": []})
+                gates.append({"name": f"latency {target.name}", "status": "FAIL", "passed": False,
+                              "detail": str(exc)})
+                continue
             checks = check_budgets(res, target)
             verdict = overall_verdict(checks)
             failed = [f"{c.metric} {c.measured:.3g} > {c.limit:g}" for c in checks if c.passed is False]
@@ -98,6 +108,7 @@ def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
                          "peak_rss_mb": res.peak_rss_mb, "load_s": res.load_s,
                          "first_inference_ms": res.first_inference_ms, "iterations": res.iterations,
                          "verdict": verdict, "failed": "; ".join(failed), "not_judged_reason": why,
+                         "vectors": res.vectors,
                          "budgets": [c.to_dict() for c in checks],
                          "samples_ms": d.get("times_ms", [])[:2000], "fingerprint": res.fingerprint})
             if verdict == "NOT JUDGED":

@@ -18,7 +18,7 @@ from shufflenet.artifact import (  # noqa: F401
     read_artifact_metadata,
     sidecar_path,
 )
-from shufflenet.checkpoint import atomic_write
+from shufflenet.fileio import atomic_write
 
 
 def write_sidecar(artifact: str | os.PathLike, meta: dict) -> Path:

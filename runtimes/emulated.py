@@ -35,8 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shufflenet.checkpoint import atomic_write
 from shufflenet.errors import RuntimeEngineError
+from shufflenet.fileio import atomic_write
 
 __all__ = ["CPU_MODELS", "DEVICES", "DeviceError", "EmulatedDevice", "build_device",
            "device_dir", "get_device", "load_device"]

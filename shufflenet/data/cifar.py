@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import atomic_write
 from ..errors import DataError, DownloadError
+from ..fileio import atomic_write
 from .folder import ArraySource
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"

@@ -18,7 +18,8 @@ import logging
 import os
 from pathlib import Path
 
-from ..checkpoint import atomic_write, save_checkpoint
+from ..checkpoint import save_checkpoint
+from ..fileio import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shufflenet.checkpoint import atomic_write
+from shufflenet.fileio import atomic_write
 
 
 def plot_histograms(results, path) -> Path:

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from shufflenet.checkpoint import atomic_write
+from shufflenet.fileio import atomic_write
 from toolchain.output import markdown_table
 
 from .report import TABLE_COLUMNS, ParityReport

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runtimes.agent import machine_fingerprint
-from shufflenet.checkpoint import atomic_write
+from shufflenet.fileio import atomic_write
 from shufflenet.versions import package_versions
 
 SCHEMA_VERSION = 1

@@ -11,7 +11,7 @@ import html
 import json
 from pathlib import Path
 
-from shufflenet.checkpoint import atomic_write
+from shufflenet.fileio import atomic_write
 
 from .record import not_judged_note, run_verdict
 from .report_plots import (

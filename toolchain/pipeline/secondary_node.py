@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shufflenet.checkpoint import atomic_write
 from shufflenet.config import recipe_dict
+from shufflenet.fileio import atomic_write
 from shufflenet.train.launch import launch_training
 
 from .record import stable_hash

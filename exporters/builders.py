@@ -68,6 +68,10 @@ def build_onnx_fp16(ctx, stage: Path) -> Built:
 
 
 def build_onnx_int8(ctx, stage: Path) -> Built:
+    if "qat" in ctx.source.checkpoint_meta:  # learned ranges, not re-calibrated
+        from .qat_export import build_qat_int8
+
+        return build_qat_int8(ctx, stage)
     from .calibration import calibration_data
     from .int8_search import interleaved_latency_ms, search_int8
     from .onnx_optimize import OPSET

@@ -240,6 +240,12 @@ def load_eval_network(checkpoint: str | os.PathLike, model: str | None = None,
 
     state, meta = read_checkpoint(checkpoint)
     name, n_cls, in_ch = resolve_architecture(meta, state, checkpoint, model, num_classes)
+    if "qat" in meta:  # quantization-aware fine-tuned: the fake-quant int8 network
+        from .quant import qat_network
+
+        net = qat_network(meta["qat"], state)
+        net.set_train(False)
+        return EvalNetwork(net, name, n_cls, in_ch, meta)
     net = create_model(name, num_classes=n_cls, in_channels=in_ch)
     load_into(net, state, source=f"checkpoint {checkpoint}")
     net.set_train(False)

@@ -19,7 +19,7 @@ from shufflenet.errors import CheckpointError, ConfigError, GateFailed, ShuffleN
 
 from .inputs import resolve_inputs
 from .metrics import PairMetrics
-from .profiles import GateCheck, load_profile
+from .profiles import GateCheck, default_profile_name, load_profile
 from .report import PairResult, ParityReport
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def _open_pairs(stack, checked, requested, profile, threads, engine_options,
                               f"{Path(path).name}; engines for it: "
                               f"{', '.join(_candidate_engines(path, None))}")
         for engine in chosen:
-            prof = load_profile(profile, meta.get("precision"))
+            prof = load_profile(profile, default_profile_name(meta, match))
             pair = PairResult(path, str(meta.get("format", "?")), str(meta.get("precision", "fp32")),
                               engine, profile=prof.to_dict(), source_matches_checkpoint=match)
             pair.gate_profile = prof

@@ -40,7 +40,7 @@ def compare(out: np.ndarray, ref: np.ndarray, labels) -> dict:
     from toolchain.parity.statistics import accuracy_delta
 
     top_o, top_r = out.argmax(1), ref.argmax(1)
-    rate, ci = expected_flips(out, ref)
+    rate, _ = expected_flips(out, ref)
     row = {"top1_agreement": float((top_o == top_r).mean()),
            "rel_logit_error": round(logit_error(out, ref), 5),
            "max_abs_error": float(np.abs(out - ref).max()),

@@ -37,7 +37,7 @@ def _attrs(node) -> dict:
 def _float_name(quantized: str, taken: set) -> str:
     """``conv.weight_quantized`` -> ``conv.weight``; ``.fp32`` appended where the graph already
     names a tensor so (ONNX Runtime gives a bias's DequantizeLinear output the float name)."""
-    name = quantized[:-len("_quantized")] if quantized.endswith("_quantized") else quantized
+    name = quantized.removesuffix("_quantized")
     return name + ".fp32" if name in taken else name
 
 
@@ -172,7 +172,7 @@ def spec_to_onnx(spec: dict, params: dict):
             b, s_in, w = arr(ins[0]), scale[ins[1]], arr(ins[2])
             s = (np.float32(s_in) * weight_scale(w)).astype(np.float32)
             q = np.round(b / s).astype(np.int32)
-            base = ins[0][:-len(".fp32")] if ins[0].endswith(".fp32") else ins[0]
+            base = ins[0].removesuffix(".fp32")
             nodes.append(oh.make_node("DequantizeLinear", [
                 add(f"{base}_quantized", q), add(f"{base}_quantized_scale", s),
                 add(f"{base}_quantized_zero_point", np.zeros(len(s), np.int32))], outs,

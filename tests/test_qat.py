@@ -29,7 +29,7 @@ def trained(tmp_path_factory):
 def start(trained):
     from exporters.qat_start import write_qat_start
 
-    data, ckpt, root = trained
+    _, ckpt, root = trained
     path = root / "qat" / "qat_start.ckpt"
     meta = write_qat_start(ckpt, path, calib_samples=64, heldout=32, progress=False)
     return path, meta
@@ -51,11 +51,12 @@ def _val(data, meta):
 def test_start_checkpoint_is_the_int8_graph_with_its_calibrated_ranges(start):
     from shufflenet.checkpoint import read_checkpoint
 
-    path, meta = start
+    path, _ = start
     params, stored = read_checkpoint(path)          # CRC-checked, metadata inside
     spec = stored["qat"]
     ops = [n["op"] for n in spec["nodes"]]
-    assert ops.count("QATWeight") == 57 and ops.count("QATBias") == 57      # 56 convs + the Gemm
+    assert ops.count("QATWeight") == 57                     # 56 BN-folded convs + the classifier
+    assert ops.count("QATBias") == 56                       # int32 conv biases; the Gemm's is float
     assert "BatchNormalization" not in ops and "Relu" not in ops           # folded as exported
     assert ops[-1] == "Gemm"                                               # float logits
     assert len(spec["scales"]) >= 50 and all(params[s].asnumpy() > 0 for s in spec["scales"])
@@ -103,7 +104,7 @@ def test_train_qat_without_a_checkpoint_is_one_clean_line(tmp_path):
 def test_interrupted_qat_run_resumes_where_it_stopped(trained, tmp_path):
     from shufflenet.checkpoint import load_eval_network, read_metadata
 
-    data, ckpt, _ = trained
+    _, ckpt, _ = trained
     run = tmp_path / "run"
     common = ["train", "--qat", "--ckpt_path", str(ckpt), "--ckpt_save_dir", str(run),
               "--epoch_size", "2", "--batch_size", "4", "--max_steps_per_epoch", "1",

@@ -12,8 +12,8 @@ computes (:mod:`shufflenet.quant.network`):
 
 ``round`` passes the gradient straight through; the activation scale gets the
 LSQ gradient (Esser et al., 2020, https://arxiv.org/abs/1902.08153), scaled by
-``1 / sqrt(numel * qmax)`` and by ``s**2`` (a step in ``log s``), so a scale
-learns at the weights' learning rate.
+``1 / sqrt(numel * qmax)`` at both ends of the pair, so a scale learns at the
+weights' learning rate.
 Zero points stay fixed: a zero point of 0 is what makes a uint8 tensor a
 ReLU's output (ONNX Runtime's quantiser drops the ReLU in front of it).
 """
@@ -31,26 +31,32 @@ def round_ste(x):
 
 
 def grad_scaled(s, g):
-    """``s`` forward, gradient multiplied by ``g`` backward (LSQ's gradient scale)."""
-    return ops.stop_gradient(s - s * g) + s * g
+    """``s`` forward (bit-exact: ``a - a`` is 0, whereas ``(s - s*g) + s*g`` can be off by an
+    ulp, and the export writes ``s``), gradient multiplied by ``g`` backward (LSQ)."""
+    sg = s * g
+    return ops.stop_gradient(s) + (sg - ops.stop_gradient(sg))
 
 
 def positive(s):
     return ops.maximum(s, MIN_SCALE)
 
 
+def _learned(scale, x, qmax: float):
+    """The activation scale with LSQ's gradient scale ``1 / sqrt(numel per sample * qmax)``,
+    for both ends of a Quantize/Dequantize pair (the raw Dequantize gradient, a sum over
+    every element of the batch, drove scales negative within one epoch of momentum SGD)."""
+    g = (float(x.size // x.shape[0]) * qmax) ** -0.5
+    return positive(grad_scaled(scale, g))
+
+
 def quantize(x, scale, zero_point: float, qmin: float, qmax: float):
     """``QuantizeLinear`` as float values on the integer grid (STE, LSQ scale gradient)."""
-    g = (float(x.size // x.shape[0]) * qmax) ** -0.5
-    # times s^2: a step moves log(s), i.e. the range by a share of itself, as the weights
-    # move (an absolute step of the weights' LR on a 0.02 scale was a 10 % jump, measured)
-    s = positive(grad_scaled(scale, g * ops.stop_gradient(scale * scale)))
-    return ops.clamp(round_ste(x / s) + zero_point, qmin, qmax)
+    return ops.clamp(round_ste(x / _learned(scale, x, qmax)) + zero_point, qmin, qmax)
 
 
-def dequantize(q, scale, zero_point: float):
+def dequantize(q, scale, zero_point: float, qmax: float = 255.0):
     """``DequantizeLinear``."""
-    return (q - zero_point) * positive(scale)
+    return (q - zero_point) * _learned(scale, q, qmax)
 
 
 def weight_scale(w, axes):

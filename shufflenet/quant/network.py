@@ -27,7 +27,6 @@ hand-written network (an interpreter loop in PyNative ran a CPU training step
 from __future__ import annotations
 
 import hashlib
-import json
 import linecache
 from pathlib import Path
 
@@ -48,7 +47,7 @@ def _pads(attrs) -> tuple:
     return p[0], p[2], p[1], p[3]          # ONNX [t, l, b, r] -> (top, bottom, left, right)
 
 
-def network_source(spec: dict) -> str:  # noqa: C901  (one branch per op)
+def network_source(spec: dict) -> str:
     """Python source of ``construct(self, x)`` for ``spec`` (see module doc)."""
     params = {n: i for i, n in enumerate(spec["params"])}
     consts = {n: i for i, n in enumerate(spec["constants"])}
@@ -145,10 +144,9 @@ def _construct(spec: dict):
     if key not in _CONSTRUCTS:
         from mindspore import ops
 
-        from . import fake_quant as fq
-
         from ..download import cache_dir
         from ..fileio import atomic_write
+        from . import fake_quant as fq
 
         # a real file: MindSpore's graph compiler reads the source back (and resolves its path)
         path = cache_dir().parent / "qat" / f"construct-{key}.py"
@@ -203,10 +201,6 @@ def qat_network(spec: dict, params: dict):
     spec = dict(spec, param_shapes={n: list(values[n].shape) for n in spec["params"]})
     net = _build_class(_construct(spec))(spec, values)
     return net
-
-
-def spec_digest(spec: dict) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 def is_qat_checkpoint(meta: dict) -> bool:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+# the repository root first: benchmarks/runtimes.py would shadow the runtimes package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GLOG_v", "3")
 
 

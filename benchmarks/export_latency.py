@@ -5,7 +5,10 @@ classes, 224 px) to ``onnx-raw`` (the naive ``mindspore.onnx.export`` graph,
 same weights), ``onnx`` (optimised fp32) and ``onnx-int8`` twice: *int8-all*
 (every layer int8, MinMax: the export with an unlimited accuracy budget) and
 *mixed* (the default accuracy-aware export: layers kept in fp32 until the
-held-out drop is within ``--max-accuracy-drop``), then times batch-1
+held-out drop is within ``--max-accuracy-drop``), and *qat* (``onnx-int8``
+exported from a QAT checkpoint with its learned ranges: ``--qat-ckpt``, else
+the QAT start checkpoint of the same weights -- the same graph, so the same
+speed), then times batch-1
 inference with ORT_ENABLE_ALL at 1 and 2 threads, all sessions interleaved
 in one run (this machine's speed swings minute to minute, so only
 interleaved numbers compare), the order within a round balanced so that no
@@ -16,7 +19,7 @@ calibration views), and the compute floor 2 x MACs / peak FLOP/s.
 
     python benchmarks/export_latency.py [--ckpt CKPT] [--eval-set photos|demo] [--rounds 300]
                                         [--max-accuracy-drop PP] [--search-seconds S]
-                                        [--json out.json] [--keep]
+                                        [--qat-ckpt QAT.ckpt] [--json out.json] [--keep]
 """
 from __future__ import annotations
 
@@ -166,6 +169,8 @@ def main(argv=None) -> int:
                                         "(a stratified third is held out for the search)")
     ap.add_argument("--eval-dir", help="a labelled DIR/<class>/* tree for agreement and accuracy "
                                        "(e.g. the val split of --calib-dir's dataset)")
+    ap.add_argument("--qat-ckpt", help="a QAT checkpoint fine-tuned from --ckpt (default: the "
+                                       "QAT start checkpoint of --ckpt: same graph, same speed)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the exported files (printed)")
     args = ap.parse_args(argv)
@@ -188,7 +193,9 @@ def main(argv=None) -> int:
     elif args.eval_set == "photos":
         calib_dir = work / "calib"
         calib_dir.mkdir()
-        from PIL import Image  # calibration views as image files, as a user would pass --calib
+        from PIL import (
+            Image,  # calibration views as image files, as a user would pass --calib
+        )
 
         for i, v in enumerate(photo_views(lambda im: np.asarray(im.resize((args.size * 8 // 7,) * 2)),
                                           args.calib_views, seed=1)):
@@ -204,8 +211,16 @@ def main(argv=None) -> int:
     (every,) = export_checkpoint(ckpt, "onnx-int8", work / "all", batch="dynamic",
                                  calib_samples=args.calib_views, image_size=args.size,
                                  max_accuracy_drop_pp=99.0, **calib)
+    qat_ckpt = args.qat_ckpt
+    if not qat_ckpt:
+        from exporters.qat_start import write_qat_start
+
+        qat_ckpt = work / "qat_start.ckpt"
+        write_qat_start(ckpt, qat_ckpt, calib_samples=args.calib_views, progress=False)
+    (qat,) = export_checkpoint(qat_ckpt, "onnx-int8", work / "qat", batch="dynamic",
+                               image_size=args.size)
     paths = {"naive": results["onnx-raw"].path, "onnx": results["onnx"].path,
-             "int8-all": every.path, "mixed": results["onnx-int8"].path}
+             "int8-all": every.path, "mixed": results["onnx-int8"].path, "qat": qat.path}
     search = results["onnx-int8"].details["int8"]     # the artifact's choices + this run's timings
 
     # int8 vs fp32 top-1 agreement on photo views not used for calibration
@@ -227,7 +242,7 @@ def main(argv=None) -> int:
     agreements, accuracies = {}, {}
     if eval_labels is not None:
         accuracies["fp32"] = float((a == eval_labels).mean())
-    for name in ("int8-all", "mixed"):
+    for name in ("int8-all", "mixed", "qat"):
         sess = ort.InferenceSession(paths[name], providers=["CPUExecutionProvider"])
         top1 = sess.run(None, {"input": views})[0].argmax(1)
         agreements[name] = float((top1 == a).mean())
@@ -263,7 +278,8 @@ def main(argv=None) -> int:
           f"held-out {search['metric']} {search['drop_pp']} pp vs budget {search['max_drop_pp']} pp "
           f"({'met' if search['budget_met'] else 'MISSED' if search['budget_met'] is False else 'unmeasured'}, "
           f"{search['stopped']}, {search['search_seconds']} s); int8-all agreement "
-          f"{agreements['int8-all']:.1%}, mixed {agreements['mixed']:.1%}")
+          f"{agreements['int8-all']:.1%}, mixed {agreements['mixed']:.1%}, "
+          f"qat {agreements['qat']:.1%}{'' if args.qat_ckpt else ' (QAT start: not fine-tuned)'}")
     top2 = np.sort(fp32.run(None, {"input": views})[0], axis=1)[:, -2:]
     margin = float(np.median(top2[:, 1] - top2[:, 0]) / (np.abs(top2[:, 1]).mean() + 1e-30))
     if accuracies:
@@ -275,7 +291,7 @@ def main(argv=None) -> int:
           f"{'; an untrained net: agreement is noise' if not args.ckpt else ''})")
     print(f"compute floor: 2 x {macs / 1e6:.1f} MMACs / peak ({peak_desc} per thread)")
     print("targets: onnx <= 0.90x naive; int8-all <= 0.60x naive; mixed <= 0.70x fp32 "
-          "within its accuracy budget")
+          "within its accuracy budget; qat <= 0.70x fp32")
     if args.keep:
         print(f"artifacts kept in {work / 'out'}")
     else:

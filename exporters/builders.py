@@ -14,21 +14,14 @@ from . import edge
 from .calibration import calibration_data
 from .formats import FORMATS
 from .int8_search import interleaved_latency_ms, search_int8
-from .metadata import embed_onnx_metadata, write_sidecar
+from .metadata import save_onnx, write_sidecar
 from .mindspore_export import export_mindir
 from .onnx_optimize import OPSET
 from .precision import to_fp16
+from .qat_export import build_qat_int8
 
 # what a builder returns and the metadata every artifact carries: shared with edge.py
 from .staged import Built, artifact_metadata, library_versions  # noqa: F401
-
-
-def save_onnx(model, path: Path, meta: dict) -> Path:
-    import onnx
-
-    embed_onnx_metadata(model, meta)
-    onnx.save_model(model, str(path))
-    return path
 
 
 def _copy(model):
@@ -68,6 +61,8 @@ def build_onnx_fp16(ctx, stage: Path) -> Built:
 
 
 def build_onnx_int8(ctx, stage: Path) -> Built:
+    if "qat" in ctx.source.checkpoint_meta:  # learned ranges, not re-calibrated
+        return build_qat_int8(ctx, stage)
     data = calibration_data(ctx.source, ctx.calib_dir, ctx.dataset, ctx.calib_samples,
                             train_data=ctx.train_data)
     # the Gather form of the channel split: ONNX Runtime runs int8 convs in NHWC,

@@ -280,6 +280,9 @@ def export_checkpoint(checkpoint, formats, out_dir, model: str | None = None,
     try:
         source = load_source(checkpoint, model=model, num_classes=num_classes,
                              image_size=image_size, labels=labels)
+        if "qat" in source.checkpoint_meta and set(names) != {"onnx-int8"}:
+            raise ConfigError(f"{Path(checkpoint).name} is a QAT checkpoint: it exports to onnx-int8 "
+                              "only; export the fp32 checkpoint it was fine-tuned from for the rest")
         out_dir.mkdir(parents=True, exist_ok=True)
         ctx = ExportContext(source, out_dir, batch, str(calib_dir) if calib_dir else None,
                             dataset, int(calib_samples), float(max_accuracy_drop_pp) / 100,

@@ -34,3 +34,12 @@ def embed_onnx_metadata(model_proto, meta: dict) -> None:
     entry = model_proto.metadata_props.add()
     entry.key = ONNX_KEY
     entry.value = json.dumps(meta, sort_keys=True)
+
+
+def save_onnx(model, path: Path, meta: dict) -> Path:
+    """Write ``model`` to ``path`` with ``meta`` embedded in its ``metadata_props``."""
+    import onnx
+
+    embed_onnx_metadata(model, meta)
+    onnx.save_model(model, str(path))
+    return path

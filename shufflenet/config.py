@@ -151,6 +151,12 @@ OPTIONS: dict[str, Option] = {
                           "parameters, ~3x faster kernel; see shufflenet/train/fast_stem.py).",
                           ours=True),
     "progress": _o(True, "bool", "Progress bar on stderr.", ours=True),
+    "qat": _o(False, "bool", "Quantization-aware fine-tuning of --ckpt_path for onnx-int8 "
+              "(docs/qat.md).", ours=True),
+    "time_budget_minutes": _o(None, "float", "Stop after the first epoch that ends past N "
+                              "minutes (--resume continues).", ours=True),
+    "stretch_decay": _o(False, "bool", "Stretch decay_epochs to fit epoch_size when the schedule "
+                        "would end before the last epoch.", ours=True),
     "max_steps_per_epoch": _o(None, "int", "Cut each epoch after N steps (smoke tests).", ours=True),
 }
 

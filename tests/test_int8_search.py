@@ -126,3 +126,46 @@ def test_calibration_folders_are_labelled_by_name_not_by_position(source, tmp_pa
     with pytest.raises(DataError, match=r"class folders \(train, val\) do not match"):
         calibration_data(named, calib_dir=_photo_tree(tmp_path / "root", ["train", "val"]),
                          samples=4, heldout=2)
+
+
+def test_trials_rank_by_expected_flips_not_by_one_flipped_image():
+    from exporters.int8_metrics import expected_flips, heldout_drop
+    from exporters.int8_search import Trial
+
+    rng = np.random.RandomState(0)
+    ref = rng.randn(80, 5)
+    ref[np.arange(80), rng.randint(0, 5, 80)] += 6.0  # clear winners ...
+    ref[0] = [1.0, 0.99, -2.0, -2.0, -2.0]            # ... and one near tie
+    ref_top1 = ref.argmax(1)
+    # A: tiny error everywhere; the near tie happens to flip (one image, 1.25 pp counted)
+    a = ref + rng.randn(80, 5) * 0.01
+    a[0] = [0.99, 1.0, -2.0, -2.0, -2.0]
+    # B: ten times the error on every image, but no image happened to flip
+    b = ref + rng.randn(80, 5) * 0.3
+    b[0] = ref[0] + [0.3, -0.3, 0.0, 0.0, 0.0]        # its error happened to widen the margin
+    trials = []
+    for name, out in (("a", a), ("b", b)):
+        rate, ci = expected_flips(out, ref)
+        drop = heldout_drop(ref_top1, out.argmax(1), None)
+        trials.append(Trial(name, True, [], drop, 1 - drop, 0.0, 0.0, rate, ci))
+    by_count = min(trials, key=lambda t: t.drop)
+    assert by_count.method == "b"                      # what the old ranking shipped
+    assert min(trials, key=Trial.key).method == "a"    # the smaller error wins now
+    ta, tb = trials
+    assert ta.flips_ci[0] <= ta.expected_flips <= ta.flips_ci[1]
+    assert tb.expected_flips > ta.expected_flips
+
+
+def test_flip_probability_grows_smoothly_with_the_error():
+    from exporters.int8_metrics import flip_probabilities
+
+    ref = np.array([[2.0, 1.0, 0.0]])
+    ps = [float(flip_probabilities(ref + s * np.array([[-1.0, 1.0, 0.0]]), ref)[0])
+          for s in (0.0, 0.1, 0.3, 1.0)]
+    assert ps[0] == 0.0 and ps == sorted(ps) and 0.1 < ps[-1] < 0.5
+
+
+def test_search_tries_no_entropy_and_no_per_tensor():
+    from exporters.int8_search import METHODS
+
+    assert METHODS == ("minmax", "percentile")

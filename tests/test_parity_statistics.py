@@ -17,8 +17,8 @@ from toolchain.parity import (
     wilson_interval,
 )
 from toolchain.parity.profiles import GateCheck
-from toolchain.parity.statistics import accuracy_drop_verdict, samples_for_margin
 from toolchain.parity.report import LayerDivergence, PairResult, ParityReport
+from toolchain.parity.statistics import accuracy_drop_verdict, samples_for_margin
 from toolchain.parity.writers import junit_xml, markdown
 
 # -- statistics -------------------------------------------------------------------------
@@ -176,6 +176,21 @@ def test_default_profile_follows_precision():
     assert load_profile(None, "int8").name == "int8"
     assert load_profile(None, "fp16").name == "fp16"
     assert load_profile(None, "weird").name == "fp32"
+
+
+def test_an_artifact_exported_from_a_qat_checkpoint_is_judged_qat_against_that_checkpoint():
+    from toolchain.parity.profiles import default_profile_name
+
+    qat_meta = {"precision": "int8", "export_options": {"qat": {"scales": "learned"}}}
+    assert default_profile_name(qat_meta, True) == "qat"
+    assert default_profile_name(qat_meta, False) == "int8"       # vs another (fp32) checkpoint
+    assert default_profile_name({"precision": "int8", "export_options": {}}, True) == "int8"
+    qat = load_profile(None, "qat")
+    # the near-exact pair passes; an ordinary int8 artifact's error fails it
+    assert all(c.passed for c in qat.evaluate(dict(INT8_LIKE, max_rel_error=1e-3, min_cosine=0.99999,
+                                                    psnr_db=70.0, top1_agreement=1.0,
+                                                    top5_overlap=1.0)))
+    assert not all(c.passed for c in qat.evaluate(INT8_LIKE))
 
 
 def test_profile_file_overrides(tmp_path):

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..checkpoint import as_numpy, load_into, read_checkpoint
 from ..errors import CheckpointError
+from ..quant import qat_network
 from .registry import create_model, resolve_model_name
 
 __all__ = ["EvalNetwork", "load_eval_network", "resolve_architecture"]
@@ -84,7 +85,10 @@ def load_eval_network(checkpoint: str | os.PathLike, model: str | None = None,
     """
     state, meta = read_checkpoint(checkpoint)
     name, n_cls, in_ch = resolve_architecture(meta, state, checkpoint, model, num_classes)
-    net = create_model(name, num_classes=n_cls, in_channels=in_ch)
-    load_into(net, state, source=f"checkpoint {checkpoint}")
+    if "qat" in meta:  # quantization-aware fine-tuned: the fake-quant int8 network it trained
+        net = qat_network(meta["qat"], state)
+    else:
+        net = create_model(name, num_classes=n_cls, in_channels=in_ch)
+        load_into(net, state, source=f"checkpoint {checkpoint}")
     net.set_train(False)
     return EvalNetwork(net, name, n_cls, in_ch, meta)

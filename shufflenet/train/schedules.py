@@ -9,11 +9,31 @@ over ``decay_epochs``, ``step_decay`` multiplies by ``decay_rate`` every
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 
 from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def decay_epochs(cfg) -> float:
+    """The cosine schedule's ``decay_epochs``: the recipe's (MindCV: the LR then stays at
+    ``min_lr`` for the epochs after it, said in one line), or with ``stretch_decay`` the
+    epochs left after warmup when the recipe's would end before the last epoch."""
+    epochs = int(cfg["epoch_size"])
+    warm = float(cfg.get("warmup_epochs") or 0)
+    decay = float(cfg.get("decay_epochs") or epochs)
+    if cfg["scheduler"] != "cosine_decay" or warm + decay >= epochs:
+        return decay
+    if cfg.get("stretch_decay"):
+        return epochs - warm
+    log.warning("the LR schedule ends after epoch %g of %d (warmup_epochs %g + decay_epochs %g): "
+                "the last epochs train at min_lr %g, as in MindCV; --stretch_decay spreads it "
+                "over all epochs", warm + decay, epochs, warm, decay, float(cfg.get("min_lr") or 0))
+    return decay
 
 
 def build_lr(cfg, steps_per_epoch: int) -> np.ndarray:
@@ -29,6 +49,7 @@ def build_lr(cfg, steps_per_epoch: int) -> np.ndarray:
     warm_steps = int(round(float(cfg.get("warmup_epochs") or 0) * spe))
     factor = float(cfg.get("warmup_factor") or 0.0)
     name = cfg["scheduler"]
+    decay_len = decay_epochs(cfg) if name == "cosine_decay" else None
     out = np.empty(total, dtype=np.float64)
     for i in range(total):
         t = (i // spe) * spe if stair else i  # position used by the formula
@@ -40,7 +61,7 @@ def build_lr(cfg, steps_per_epoch: int) -> np.ndarray:
             out[i] = lr
         elif name == "cosine_decay":
             min_lr = float(cfg.get("min_lr") or 0.0)
-            decay = max(1, int(round(float(cfg.get("decay_epochs") or epochs) * spe)))
+            decay = max(1, int(round(decay_len * spe)))
             k = min(t - warm_steps, decay)
             out[i] = min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * k / decay))
         elif name == "step_decay":

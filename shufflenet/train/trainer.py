@@ -21,6 +21,7 @@ from ..config import TrainConfig, make_config, recipe_dict, settle_num_classes
 from ..data.pipeline import eval_loader, open_source, steps_per_epoch, train_loader
 from ..device import init_context
 from ..errors import CheckpointError, ConfigError
+from ..quant import load_qat_network, start_checkpoint
 from ..validate import evaluate
 from . import build
 from .distributed import data_parallel_world
@@ -38,7 +39,6 @@ def postfix_interval(cfg) -> int:
 @dataclass
 class TrainResult:
     """Where a run's outputs are and how it ended."""
-
     run_dir: Path
     best_ckpt: Path | None
     last_ckpt: Path | None
@@ -69,7 +69,6 @@ def _emit(line: str, progress: bool) -> None:
 
 class _Run:
     """State of one training run (one process; rank 0 writes)."""
-
     def __init__(self, cfg: TrainConfig) -> None:
         import mindspore as ms
 
@@ -94,10 +93,13 @@ class _Run:
         # starting weights: none when resuming (restore() loads them), else
         # --ckpt_path or --pretrained; a head of another class count is swapped
         start_from = not (cfg.resume or cfg.resume_opt)
-        self.net = create_model(cfg.model, num_classes=n_cls, in_channels=cfg.in_channels,
-                                drop_rate=cfg.drop_rate,
-                                pretrained=start_from and cfg.pretrained and not cfg.ckpt_path,
-                                checkpoint_path=(cfg.ckpt_path or None) if start_from else None)
+        if cfg.get("qat"):  # the int8 export's own graph, fake-quantised (shufflenet.quant)
+            self.net = load_qat_network(start_checkpoint(cfg))[0]
+        else:
+            self.net = create_model(cfg.model, num_classes=n_cls, in_channels=cfg.in_channels,
+                                    drop_rate=cfg.drop_rate,
+                                    pretrained=start_from and cfg.pretrained and not cfg.ckpt_path,
+                                    checkpoint_path=(cfg.ckpt_path or None) if start_from else None)
         if cfg.freeze_bn:
             build.freeze_batchnorm(self.net)
         build.prepare_network(self.net, cfg, self.target)
@@ -119,6 +121,7 @@ class _Run:
         meta = _metadata(self.cfg, self.net, self.classes, self.fingerprint, self.epoch,
                          self.global_step, self.step_in_epoch, metrics or {})
         meta["world_size"] = int(self.world)  # the step position means nothing for another world
+        meta.update(getattr(self.net, "checkpoint_metadata", dict)())  # e.g. the QAT graph
         return meta
 
     def restore(self, path: Path) -> None:
@@ -266,6 +269,11 @@ def train(config=None, overrides: dict | None = None, resume: bool | None = None
         run.ckpts.save_last(run.step_cell, meta)
         run.ckpts.append_metrics(row)
         last_row = row
+        budget = cfg.get("time_budget_minutes")
+        if budget and time.perf_counter() - start > 60 * float(budget) and run.epoch < cfg.epoch_size:
+            _emit(f"time budget of {budget:g} min spent after epoch {run.epoch}/{cfg.epoch_size}; "
+                  f"--resume continues the run", True)
+            break
         if show:
             val = (f", val top-1 {row['val_top1']:.2%} top-5 {row['val_top5']:.2%}"
                    if "val_top1" in row else "")

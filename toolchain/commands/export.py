@@ -50,6 +50,10 @@ checkpoint's MindSpore output before it lands in OUT_DIR, and carries the
 model name, labels, preprocessing and provenance (ONNX metadata_props, or a
 .meta.json sidecar).
 
+A QAT checkpoint (shufflenet train --qat) exports to onnx-int8 with its learned
+scales and zero points, not re-calibrated: the artifact computes what its
+fake-quant network computed (docs/qat.md).
+
 \b
 Formats:
 {formats_help()}

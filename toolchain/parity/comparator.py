@@ -32,7 +32,7 @@ from .contract import contract_mismatches
 from .inputs import resolve_inputs
 from .layers import localize_divergence
 from .metrics import PairMetrics
-from .profiles import GateCheck, load_profile
+from .profiles import GateCheck, default_profile_name, load_profile
 from .report import LayerDivergence, PairResult, ParityReport
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def _open_pairs(stack, checked, requested, profile, threads, engine_options,
     pairs = []
     for art, match, mismatches in checked:
         for engine in _candidate_engines(art, requested, device):
-            prof = load_profile(profile, art.precision)
+            prof = load_profile(profile, default_profile_name(art.metadata, match))
             pair = PairResult(str(art.path), art.format, art.precision, engine,
                               profile=prof.to_dict(), source_matches_checkpoint=match)
             pair.gate_profile, pair.resolved = prof, art

@@ -19,7 +19,10 @@ when the point estimate is outside it, INCONCLUSIVE otherwise (with the
 number of samples that would settle it). In ``fp32``/``fp16``/``bf16`` the
 per-sample error gates prove the artifact computes the same function on
 every image, so their decision gates compare the observed value with a
-near-zero margin (and exact McNemar fails any significant drop).
+near-zero margin (and exact McNemar fails any significant drop). ``qat``
+judges an int8 artifact against the QAT checkpoint it was exported from
+(both compute on the same integer grid): near-exact, chosen by default for
+that pair.
 """
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ from shufflenet.tolerances import TOLERANCES, tolerances_for
 
 from .statistics import PASS, accuracy_drop_verdict, agreement_verdict
 
-__all__ = ["GATES", "PROFILES", "Profile", "GateCheck", "load_profile", "profile_for_precision"]
+__all__ = ["GATES", "PROFILES", "Profile", "GateCheck", "default_profile_name", "load_profile",
+           "profile_for_precision"]
 
 # gate -> (metric key in PairMetrics.result(), "max" | "min", description)
 GATES = {
@@ -160,6 +164,14 @@ class Profile:
             checks.append(GateCheck("no_significant_drop", alpha, acc["mcnemar_p"], not significant,
                                     "accuracy drop with exact McNemar p < alpha"))
         return checks
+
+
+def default_profile_name(meta: dict, source_matches_checkpoint: bool | None) -> str:
+    """The built-in profile an artifact is judged by: ``qat`` for an int8 artifact exported from
+    a QAT checkpoint when the reference *is* that checkpoint, else its precision's."""
+    if (meta.get("export_options") or {}).get("qat") and source_matches_checkpoint:
+        return "qat"
+    return str(meta.get("precision") or "fp32")
 
 
 def profile_for_precision(precision: str | None) -> Profile:

@@ -1,0 +1,67 @@
+"""How far an int8 model's logits are from fp32's, per image and in decisions.
+
+Shared by the int8 search (:mod:`exporters.int8_search`), the QAT start
+(:mod:`exporters.qat_start`) and the QAT measurements.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def logit_error(out: np.ndarray, ref: np.ndarray) -> float:
+    """Relative L2 error of logits against the fp32 ones (0 = identical)."""
+    den = float(np.linalg.norm(ref.astype(np.float64), axis=1).mean())
+    num = float(np.linalg.norm((out - ref).astype(np.float64), axis=1).mean())
+    return num / max(den, 1e-30)
+
+
+def flip_probabilities(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per image, the probability that the int8 logits ``out`` change fp32's top-1 decision.
+
+    Each image's own quantisation error sets its noise level: ``sigma`` = the
+    RMS of its logit error over the classes. The top-1 minus runner-up gap of
+    fp32 (the margin ``m``) is crossed when the difference of two logits'
+    errors (sd ``sqrt(2) sigma``) exceeds it: ``p = Phi(-m / (sqrt(2) sigma))``.
+    A large margin is safe whatever the error; a near tie flips half the time.
+
+    >>> ref = np.array([[4.0, 0.0], [1.0, 0.9]])
+    >>> flip_probabilities(ref + [[0.1, -0.1], [0.1, -0.1]], ref).round(3).tolist()
+    [0.0, 0.24]
+    """
+    ref = np.asarray(ref, np.float64)
+    err = np.asarray(out, np.float64) - ref
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    sigma = np.sqrt((err ** 2).mean(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(sigma > 0, margin / (2.0 * sigma), np.inf)
+    p = 0.5 * np.vectorize(math.erfc)(z)
+    return np.where(margin == 0, 0.5, p)
+
+
+def expected_flips(out: np.ndarray, ref: np.ndarray, confidence: float = 0.95) -> tuple:
+    """``(rate, (low, high))``: the mean flip probability over the images and its normal
+    interval across images (the images are a sample of the data)."""
+    p = flip_probabilities(out, ref)
+    n = len(p)
+    mean = float(p.mean())
+    z = {0.9: 1.645, 0.95: 1.96, 0.99: 2.576}.get(round(confidence, 2), 1.96)
+    half = z * float(p.std(ddof=1)) / math.sqrt(n) if n > 1 else 1.0
+    return mean, (max(0.0, mean - half), min(1.0, mean + half))
+
+
+def heldout_drop(ref_top1: np.ndarray, top1: np.ndarray, labels: np.ndarray | None) -> float:
+    """Top-1 accuracy lost on the held-out images (labelled), else the share of changed decisions.
+
+    Counted, not a difference of two means: 1 image of 100 is exactly a 1 pp budget
+    (``0.54 - 0.53`` is 0.010000000000000009).
+
+    >>> heldout_drop(np.array([0, 1, 1]), np.array([0, 1, 0]), np.array([0, 1, 1]))
+    0.3333333333333333
+    """
+    n = len(top1)
+    if labels is None:
+        return int((top1 != ref_top1).sum()) / n
+    return (int((ref_top1 == labels).sum()) - int((top1 == labels).sum())) / n

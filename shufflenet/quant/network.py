@@ -1,0 +1,217 @@
+"""The fake-quant network: the int8 export's own QDQ graph, run in MindSpore and trainable.
+
+The network is not a hand-written copy of ShuffleNetV2 with quantisers
+sprinkled in: it is built from a *graph spec* -- the QDQ ONNX graph the int8
+export writes, as plain JSON-able data (:mod:`exporters.qat_graph` makes it)
+-- so the fake-quant sites, the shared Concat scales, the float logits and
+the BatchNorm folding are the export's by construction, and exporting the
+fine-tuned network is writing its values back into that graph.
+
+Spec (``checkpoint metadata["qat"]``)::
+
+    {"version": 1, "input": "input", "output": "logits", "num_classes": N,
+     "nodes": [{"op": ..., "inputs": [...], "outputs": [...], "attrs": {...}}, ...],
+     "params": [trainable names], "scales": [activation scale names],
+     "zero_points": {name: [dtype, value]}, "constants": {name: {dtype, shape, data}}, ...}
+
+Ops: ``QATWeight`` (per-channel int8 weight), ``QATBias`` (int32 bias),
+``QuantizeLinear`` / ``DequantizeLinear`` (activations), and the float ops the
+export's graph holds (``Conv``, ``Gemm``, ``Gather``, ``Concat``, ``MaxPool``,
+``GlobalAveragePool``, ``Flatten``, ``Relu``, ``Clip``, ``Add``).
+
+The spec is turned into Python source for a ``construct`` of straight-line
+MindSpore calls (:func:`network_source`), so graph mode compiles it like any
+hand-written network (an interpreter loop in PyNative ran a CPU training step
+~60x slower). Parameters keep the ONNX initializer names.
+"""
+from __future__ import annotations
+
+import hashlib
+import linecache
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import read_checkpoint
+from ..download import cache_dir
+from ..errors import CheckpointError
+from ..fileio import atomic_write
+
+SPEC_VERSION = 1
+_QRANGE = {"uint8": (0.0, 255.0), "int8": (-128.0, 127.0)}
+
+
+def _const(entry) -> np.ndarray:
+    return np.asarray(entry["data"], dtype=entry["dtype"]).reshape(entry["shape"])
+
+
+def _pads(attrs) -> tuple:
+    p = list(attrs.get("pads") or [0, 0, 0, 0])
+    return p[0], p[2], p[1], p[3]          # ONNX [t, l, b, r] -> (top, bottom, left, right)
+
+
+def network_source(spec: dict) -> str:
+    """Python source of ``construct(self, x)`` for ``spec`` (see module doc)."""
+    params = {n: i for i, n in enumerate(spec["params"])}
+    consts = {n: i for i, n in enumerate(spec["constants"])}
+    ranks = {n: len(spec["param_shapes"][n]) for n in spec["params"]}
+    names: dict = {spec["input"]: "x"}
+    lines = ["def construct(self, x):"]
+
+    def ref(name):
+        if name in names:
+            return names[name]
+        if name in params:
+            return f"self.qp[{params[name]}]"
+        if name in consts:
+            return f"self.qc[{consts[name]}]"
+        if name in spec["zero_points"]:
+            return "None"                  # written into the call as a number
+        raise CheckpointError(f"QAT graph: tensor {name!r} has no producer")
+
+    for k, node in enumerate(spec["nodes"]):
+        op, ins, at = node["op"], node["inputs"], node.get("attrs", {})
+        a = [ref(i) if i else None for i in ins]
+        out = f"t{k}"
+        if op == "QuantizeLinear":
+            dtype, zp = spec["zero_points"][ins[2]]
+            lo, hi = _QRANGE[dtype]
+            e = f"quantize({a[0]}, {a[1]}, {float(zp)!r}, {lo!r}, {hi!r})"
+        elif op == "DequantizeLinear":
+            e = f"dequantize({a[0]}, {a[1]}, {float(spec['zero_points'][ins[2]][1])!r})"
+        elif op in ("QATWeight", "QATBias"):
+            w = ins[0] if op == "QATWeight" else ins[2]
+            axes = tuple(range(1, ranks[w]))
+            if op == "QATWeight":
+                e = f"fake_quant_weight({a[0]}, {axes!r}, {(-1,) + (1,) * len(axes)!r})"
+            else:
+                e = f"fake_quant_bias({a[0]}, {a[1]}, {a[2]}, {axes!r})"
+        elif op == "Conv":
+            t, b, l, r = _pads(at)
+            x = a[0]
+            if t != b or l != r:           # asymmetric: pad first (conv2d pads symmetrically)
+                lines.append(f"    {out}p = ops.pad({x}, {(l, r, t, b)!r})")
+                x, t, l = f"{out}p", 0, 0
+            e = (f"ops.conv2d({x}, {a[1]}, None, {tuple(at.get('strides', [1, 1]))!r}, 'pad', "
+                 f"{(t, l)!r}, {tuple(at.get('dilations', [1, 1]))!r}, {int(at.get('group', 1))})")
+            if len(a) > 2 and a[2]:
+                e += f" + ops.reshape({a[2]}, (1, -1, 1, 1))"
+        elif op == "Gemm":
+            x, w = a[0], a[1]
+            if at.get("transA", 0):
+                x = f"ops.transpose({x}, (1, 0))"
+            if at.get("transB", 0):
+                w = f"ops.transpose({w}, (1, 0))"
+            e = f"ops.matmul({x}, {w}) * {float(at.get('alpha', 1.0))!r}"
+            if len(a) > 2 and a[2]:
+                e += f" + {a[2]} * {float(at.get('beta', 1.0))!r}"
+        elif op == "Gather":
+            e = f"ops.gather({a[0]}, {a[1]}, {int(at.get('axis', 0))})"
+        elif op == "Concat":
+            e = f"ops.concat(({', '.join(a)},), {int(at.get('axis', 0))})"
+        elif op == "MaxPool":
+            t, b, l, r = _pads(at)
+            x = a[0]
+            if t or b or l or r:
+                lines.append(f"    {out}p = ops.pad({x}, {(l, r, t, b)!r}, value=-3.0e38)")
+                x = f"{out}p"
+            e = (f"ops.max_pool2d({x}, {tuple(at['kernel_shape'])!r}, "
+                 f"{tuple(at.get('strides', [1, 1]))!r})")
+        elif op == "GlobalAveragePool":
+            e = f"ops.mean({a[0]}, (2, 3), True)"
+        elif op == "Flatten":
+            e = f"ops.reshape({a[0]}, ({a[0]}.shape[0], -1))"
+        elif op == "Relu":
+            e = f"ops.relu({a[0]})"
+        elif op == "Clip":
+            e = f"ops.clamp({a[0]}, {a[1] if len(a) > 1 else None}, {a[2] if len(a) > 2 else None})"
+        elif op == "Add":
+            e = f"{a[0]} + {a[1]}"
+        else:
+            raise CheckpointError(f"QAT graph: unsupported op {op}")
+        lines.append(f"    {out} = {e}")
+        for o in node["outputs"][:1]:
+            names[o] = out
+    lines.append(f"    return {ref(spec['output'])}")
+    return "\n".join(lines) + "\n"
+
+
+_CONSTRUCTS: dict = {}
+
+
+def _construct(spec: dict):
+    """The compiled ``construct`` of ``spec`` (cached per process; its source is written once
+    per spec under the toolchain's cache folder)."""
+    text = network_source(spec)
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    if key not in _CONSTRUCTS:
+        from mindspore import ops
+
+        from . import fake_quant as fq
+
+        # a real file: MindSpore's graph compiler reads the source back (and resolves its path)
+        path = cache_dir().parent / "qat" / f"construct-{key}.py"
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        filename = str(path)
+        linecache.checkcache(filename)
+        # MindSpore's compiler resolves globals through the function's module: the generated
+        # code calls only ``ops`` and the functions of :mod:`fake_quant`, which that module has
+        scope = {"__name__": fq.__name__, "ops": ops, **vars(fq)}
+        exec(compile(text, filename, "exec"), scope)   # noqa: S102  (our own generated code)
+        _CONSTRUCTS[key] = scope["construct"]
+    return _CONSTRUCTS[key]
+
+
+def _build_class(construct):
+    import mindspore as ms
+    from mindspore import nn
+
+    class QATNetwork(nn.Cell):
+        """``construct(x) -> logits`` through the fake-quant QDQ graph of ``spec``."""
+        def __init__(self, spec: dict, params: dict):
+            super().__init__(auto_prefix=False)
+            self.spec = spec
+            self.num_classes = int(spec["num_classes"])
+            self.qp = ms.ParameterTuple(
+                [ms.Parameter(ms.Tensor(np.asarray(params[n], np.float32)), name=n)
+                 for n in spec["params"]])
+            self.qc = tuple(ms.Tensor(_const(v)) for v in spec["constants"].values())
+
+        def checkpoint_metadata(self) -> dict:
+            """What every checkpoint of this network carries besides its parameters."""
+            return {"qat": self.spec}
+
+    QATNetwork.construct = construct
+    return QATNetwork
+
+
+def qat_network(spec: dict, params: dict):
+    """The fake-quant network of ``spec`` with ``params`` (``{name: array}``)."""
+    if int(spec.get("version", 0)) != SPEC_VERSION:
+        raise CheckpointError(f"QAT graph spec version {spec.get('version')} is not "
+                              f"{SPEC_VERSION}: re-run shufflenet train --qat")
+    values = {k: (v.asnumpy() if hasattr(v, "asnumpy") else np.asarray(v))
+              for k, v in params.items()}
+    missing = [n for n in spec["params"] if n not in values]
+    if missing:
+        raise CheckpointError(f"QAT checkpoint lacks {len(missing)} parameter(s), "
+                              f"e.g. {missing[0]}")
+    spec = dict(spec, param_shapes={n: list(values[n].shape) for n in spec["params"]})
+    net = _build_class(_construct(spec))(spec, values)
+    return net
+
+
+def is_qat_checkpoint(meta: dict) -> bool:
+    return isinstance(meta.get("qat"), dict)
+
+
+def load_qat_network(path):
+    """A QAT checkpoint (its metadata holds the graph spec) -> ``(network in eval mode, meta)``."""
+    params, meta = read_checkpoint(path)
+    if not is_qat_checkpoint(meta):
+        raise CheckpointError(f"{path} is not a QAT checkpoint (no graph spec in its metadata)")
+    net = qat_network(meta["qat"], params)
+    net.set_train(False)
+    return net, meta

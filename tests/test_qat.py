@@ -1,0 +1,124 @@
+"""Quantization-aware fine-tuning: the int8 export's own QDQ graph trained in MindSpore.
+
+A ShuffleNetV2 x0_5 really trained on real photos (``conftest_realdata``);
+its QAT start checkpoint (the int8 export's graph, calibrated on its train
+split); the int8 artifact exported from a QAT checkpoint must compute what
+the checkpoint's fake-quant forward computes, on the real val photos.
+"""
+import json
+
+import conftest_realdata as R
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from toolchain.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("qat")
+    data = R.write_dataset(root / "data")
+    ckpt = R.train_checkpoint(data, root / "train", epochs=4)
+    return data, ckpt, root
+
+
+@pytest.fixture(scope="module")
+def start(trained):
+    from exporters.qat_start import write_qat_start
+
+    _, ckpt, root = trained
+    path = root / "qat" / "qat_start.ckpt"
+    meta = write_qat_start(ckpt, path, calib_samples=64, heldout=32, progress=False)
+    return path, meta
+
+
+def _val(data, meta):
+    from shufflenet.data.preprocess import EvalTransform
+    from toolchain.parity.inputs import resolve_inputs
+
+    size = int(meta["image_size"])
+    inputs = resolve_inputs(dataset=str(data), split="val", image_size=size,
+                            model_labels=meta["labels"], num_classes=meta["num_classes"])
+    tf = EvalTransform(size, meta["crop_pct"], tuple(meta["mean"]), tuple(meta["std"]),
+                       meta["interpolation"])
+    batches = list(inputs.batches(tf, 40))
+    return np.concatenate([b.x for b in batches]), np.concatenate([b.labels for b in batches])
+
+
+def test_start_checkpoint_is_the_int8_graph_with_its_calibrated_ranges(start):
+    from shufflenet.checkpoint import read_checkpoint
+
+    path, _ = start
+    params, stored = read_checkpoint(path)          # CRC-checked, metadata inside
+    spec = stored["qat"]
+    ops = [n["op"] for n in spec["nodes"]]
+    assert ops.count("QATWeight") == 57                     # 56 BN-folded convs + the classifier
+    assert ops.count("QATBias") == 56                       # int32 conv biases; the Gemm's is float
+    assert "BatchNormalization" not in ops and "Relu" not in ops           # folded as exported
+    assert ops[-1] == "Gemm"                                               # float logits
+    assert len(spec["scales"]) >= 50 and all(params[s].asnumpy() > 0 for s in spec["scales"])
+    assert stored["qat_source"]["init_method"] in ("minmax", "percentile")
+    assert stored["model"] == "shufflenet_v2_x0_5" and stored["image_size"] == 64
+
+
+def test_fake_quant_forward_equals_the_int8_artifact_on_real_images(trained, start, tmp_path):
+    from exporters import export_checkpoint
+    from exporters.int8_metrics import logit_error
+    from runtimes import create_runner
+
+    data, _, _ = trained
+    path, meta = start
+    (res,) = export_checkpoint(path, "onnx-int8", tmp_path, progress=False)
+    x, _ = _val(data, meta)
+    with create_runner("mindspore", path) as ref_runner:
+        fake = np.concatenate([ref_runner.infer(x[i:i + 40]) for i in range(0, len(x), 40)])
+    with create_runner("onnxruntime", res.path) as art:
+        out = np.concatenate([art.infer(x[i:i + 40]) for i in range(0, len(x), 40)])
+    assert len(x) == 120
+    assert (fake.argmax(1) == out.argmax(1)).mean() == 1.0
+    assert logit_error(out, fake) < 2e-3, logit_error(out, fake)
+    from shufflenet.artifact import read_artifact_metadata
+
+    opts = read_artifact_metadata(res.path)["export_options"]
+    assert opts["qat"]["scales"].startswith("learned")
+
+
+def test_qat_checkpoint_exports_to_onnx_int8_only(start, tmp_path):
+    path, _ = start
+    res = CliRunner().invoke(main, ["export", str(path), "--format", "onnx", "-o", str(tmp_path)])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "exports to onnx-int8 only" in res.output
+
+
+def test_train_qat_without_a_checkpoint_is_one_clean_line(tmp_path):
+    res = CliRunner().invoke(main, ["train", "-c", "demo", "--qat",
+                                    "--ckpt_save_dir", str(tmp_path)])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "pass --ckpt_path FP32.ckpt" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_interrupted_qat_run_resumes_where_it_stopped(trained, tmp_path):
+    from shufflenet.checkpoint import load_eval_network, read_metadata
+
+    _, ckpt, _ = trained
+    run = tmp_path / "run"
+    common = ["train", "--qat", "--ckpt_path", str(ckpt), "--ckpt_save_dir", str(run),
+              "--epoch_size", "2", "--batch_size", "4", "--max_steps_per_epoch", "1",
+              "--mode", "1", "--progress", "false"]
+    # a budget of ~0 minutes: stops after the first epoch, resumable
+    first = CliRunner().invoke(main, common + ["--time_budget_minutes", "0.0001"])
+    assert first.exit_code == 0, first.output
+    meta = read_metadata(run / "last.ckpt")
+    assert meta["epoch"] == 1 and meta["global_step"] == 1 and "qat" in meta
+    second = CliRunner().invoke(main, common + ["--resume"])
+    assert second.exit_code == 0, second.output
+    meta = read_metadata(run / "last.ckpt")
+    assert meta["epoch"] == 2 and meta["global_step"] == 2
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    ev = load_eval_network(next(run.glob("shufflenet_v2_x0_5-2_*.ckpt")))
+    assert type(ev.net).__name__ == "QATNetwork" and ev.metadata["recipe"]["qat"] is True

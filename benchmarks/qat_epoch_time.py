@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     import mindspore as ms
 
     from exporters.qat_start import write_qat_start
-    from shufflenet.checkpoint import load_eval_network
+    from shufflenet.models import load_eval_network
     from shufflenet.quant import load_qat_network
 
     work = Path(tempfile.mkdtemp(prefix="qat_epoch."))

@@ -102,7 +102,8 @@ def test_train_qat_without_a_checkpoint_is_one_clean_line(tmp_path):
 
 
 def test_interrupted_qat_run_resumes_where_it_stopped(trained, tmp_path):
-    from shufflenet.checkpoint import load_eval_network, read_metadata
+    from shufflenet.checkpoint import read_metadata
+    from shufflenet.models import load_eval_network
 
     _, ckpt, _ = trained
     run = tmp_path / "run"

@@ -65,6 +65,11 @@ def _same_number(a, b) -> bool:
             and not isinstance(b, bool) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12))
 
 
+def _tail(item: str, width: int = 22) -> str:
+    """A long item (a path) by its end, where two runs' paths differ."""
+    return item if len(item) <= width else "..." + item[-(width - 3):]
+
+
 def _changed_parts(a: Any, b: Any, sep: str) -> tuple[str, str]:
     """Two lists shown by the items that differ (``...`` for the common rest), so that the
     change is visible within the cell width; anything else formatted whole."""
@@ -80,8 +85,8 @@ def _changed_parts(a: Any, b: Any, sep: str) -> tuple[str, str]:
                 if not out or out[-1] != "...":
                     out.append("...")
         else:
-            out_a += sa[i1:i2] or ["(none)"]
-            out_b += sb[j1:j2] or ["(none)"]
+            out_a += [_tail(v) for v in sa[i1:i2]] or ["(none)"]
+            out_b += [_tail(v) for v in sb[j1:j2]] or ["(none)"]
     return format_value(sep.join(out_a)), format_value(sep.join(out_b))
 
 

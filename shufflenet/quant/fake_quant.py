@@ -82,7 +82,7 @@ def pad2d(x, left: int, right: int, top: int, bottom: int, value: float = 0.0):
     """``x`` (NCHW) padded with ``value``, as ONNX ``Pad``/``MaxPool`` pads: by concatenating
     constant edges, not with ``ops.pad``. In graph mode on CPU (MindSpore 2.10), a training step
     through ``ops.pad`` (PadV3) never returns from its 18th launch: a CPU kernel thread spins at
-    100 % and the run hangs (``shufflenet train --qat -c demo``; docs/qat.md). ``Concat`` is the
+    100 % and the run hangs (``shufflenet train --qat`` on the demo). ``Concat`` is the
     op the network already runs at every shuffle block."""
     n, c, h, w = x.shape
     if left > 0:

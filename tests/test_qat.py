@@ -183,11 +183,15 @@ def test_generated_network_trains_past_step_17_in_graph_mode(tmp_path):
     import sys
 
     steps = 24
-    env = dict(os.environ, GLOG_v="3")
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[1])     # this checkout's code in the child too
+    env = dict(os.environ, GLOG_v="3",
+               PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
     try:
         done = subprocess.run([sys.executable, "-c", _TRAIN_GRAPH_MODE, json.dumps(_TINY_SPEC),
                                str(steps)], capture_output=True, text=True, timeout=120,
-                              env=env, cwd=tmp_path)
+                              env=env, cwd=tmp_path, check=False)
     except subprocess.TimeoutExpired as exc:   # run() killed the child
         out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
         last = (out.strip().splitlines() or ["no step"])[-1]

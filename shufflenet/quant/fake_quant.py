@@ -76,3 +76,22 @@ def fake_quant_bias(b, input_scale, w, axes):
     """The bias on the int32 grid of ``input_scale * weight scale`` (what QLinearConv adds)."""
     s = positive(ops.stop_gradient(input_scale)) * weight_scale(w, axes)
     return round_ste(b / s) * s
+
+
+def pad2d(x, left: int, right: int, top: int, bottom: int, value: float = 0.0):
+    """``x`` (NCHW) padded with ``value``, as ONNX ``Pad``/``MaxPool`` pads: by concatenating
+    constant edges, not with ``ops.pad``. In graph mode on CPU (MindSpore 2.10), a training step
+    through ``ops.pad`` (PadV3) never returns from its 18th launch: a CPU kernel thread spins at
+    100 % and the run hangs (``shufflenet train --qat`` on the demo). ``Concat`` is the
+    op the network already runs at every shuffle block."""
+    n, c, h, w = x.shape
+    if left > 0:
+        x = ops.concat((ops.full((n, c, h, left), value, dtype=x.dtype), x), 3)
+    if right > 0:
+        x = ops.concat((x, ops.full((n, c, h, right), value, dtype=x.dtype)), 3)
+    w = w + left + right
+    if top > 0:
+        x = ops.concat((ops.full((n, c, top, w), value, dtype=x.dtype), x), 2)
+    if bottom > 0:
+        x = ops.concat((x, ops.full((n, c, bottom, w), value, dtype=x.dtype)), 2)
+    return x

@@ -90,7 +90,7 @@ def network_source(spec: dict) -> str:
             t, b, l, r = _pads(at)
             x = a[0]
             if t != b or l != r:           # asymmetric: pad first (conv2d pads symmetrically)
-                lines.append(f"    {out}p = ops.pad({x}, {(l, r, t, b)!r})")
+                lines.append(f"    {out}p = pad2d({x}, {l}, {r}, {t}, {b})")
                 x, t, l = f"{out}p", 0, 0
             e = (f"ops.conv2d({x}, {a[1]}, None, {tuple(at.get('strides', [1, 1]))!r}, 'pad', "
                  f"{(t, l)!r}, {tuple(at.get('dilations', [1, 1]))!r}, {int(at.get('group', 1))})")
@@ -113,7 +113,7 @@ def network_source(spec: dict) -> str:
             t, b, l, r = _pads(at)
             x = a[0]
             if t or b or l or r:
-                lines.append(f"    {out}p = ops.pad({x}, {(l, r, t, b)!r}, value=-3.0e38)")
+                lines.append(f"    {out}p = pad2d({x}, {l}, {r}, {t}, {b}, -3.0e38)")
                 x = f"{out}p"
             e = (f"ops.max_pool2d({x}, {tuple(at['kernel_shape'])!r}, "
                  f"{tuple(at.get('strides', [1, 1]))!r})")

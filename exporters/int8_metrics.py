@@ -41,10 +41,24 @@ def flip_probabilities(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.where(margin == 0, 0.5, p)
 
 
-def expected_flips(out: np.ndarray, ref: np.ndarray, confidence: float = 0.95) -> tuple:
+def expected_flips(out: np.ndarray, ref: np.ndarray, confidence: float = 0.95,
+                   at_risk: np.ndarray | None = None) -> tuple:
     """``(rate, (low, high))``: the mean flip probability over the images and its normal
-    interval across images (the images are a sample of the data)."""
+    interval across images (the images are a sample of the data).
+
+    ``at_risk``: which images a flip costs (fp32 right: a flip loses it). With labels
+    the rate is then the expected share of images *lost*, the quantity an accuracy
+    budget names; a flip of an image fp32 already gets wrong costs nothing. Without
+    labels every flip counts (the only safe reading).
+
+    >>> ref = np.array([[1.0, 0.9], [1.0, 0.9]])
+    >>> out = ref + [[0.1, -0.1], [0.1, -0.1]]
+    >>> round(expected_flips(out, ref)[0], 3), round(expected_flips(out, ref, at_risk=[1, 0])[0], 3)
+    (0.24, 0.12)
+    """
     p = flip_probabilities(out, ref)
+    if at_risk is not None:
+        p = p * np.asarray(at_risk, np.float64)
     n = len(p)
     mean = float(p.mean())
     z = {0.9: 1.645, 0.95: 1.96, 0.99: 2.576}.get(round(confidence, 2), 1.96)

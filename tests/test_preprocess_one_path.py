@@ -65,9 +65,11 @@ def checkpoint(tmp_path_factory):
 def onnx_artifact(checkpoint, tmp_path_factory):
     from exporters import export_checkpoint
 
+    from shufflenet.artifact import resolve_artifact
+
     (res,) = export_checkpoint(checkpoint, ["onnx"], tmp_path_factory.mktemp("out"),
                                progress=False)
-    return Path(res.path)
+    return resolve_artifact(res.path)   # resolved once, as every command does at its edge
 
 
 def _sha(path) -> str:
@@ -143,7 +145,7 @@ def test_the_device_agent_ships_no_image_code():
 
 def test_validate_and_parity_give_the_same_top1_and_fingerprint(photo_set, checkpoint,
                                                                 onnx_artifact):
-    from runtimes.devices import LocalDevice
+    from runtimes.devices import SubprocessDevice
     from shufflenet.validate import validate
     from toolchain.parity import run_parity
 
@@ -155,7 +157,7 @@ def test_validate_and_parity_give_the_same_top1_and_fingerprint(photo_set, check
                                     "interpolation": "bilinear"}
     # the reference here, the artifact on a device through the agent (it receives tensors)
     report = run_parity(checkpoint, [onnx_artifact], dataset=str(photo_set), split="val",
-                        engines=["onnxruntime"], device=LocalDevice(), progress=False,
+                        engines=["onnxruntime"], device=SubprocessDevice(), progress=False,
                         localize=False)
     (pair,) = report.pairs
     acc = pair.metrics["accuracy"]

@@ -72,22 +72,32 @@ def _tail(item: str, width: int = 22) -> str:
 
 def _changed_parts(a: Any, b: Any, sep: str) -> tuple[str, str]:
     """Two lists shown by the items that differ (``...`` for the common rest), so that the
-    change is visible within the cell width; anything else formatted whole."""
+    change is visible within the cell width; anything else formatted whole. Changed items are
+    cut from their start (paths differ at their end) until every change fits the cell."""
     if not (isinstance(a, list) and isinstance(b, list)):
         return format_value(a, sep=sep), format_value(b, sep=sep)
     import difflib
 
     sa, sb = [format_value(v, 1000) for v in a], [format_value(v, 1000) for v in b]
-    out_a, out_b = [], []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=sa, b=sb, autojunk=False).get_opcodes():
-        if op == "equal":
-            for out in (out_a, out_b):
-                if not out or out[-1] != "...":
-                    out.append("...")
-        else:
-            out_a += [_tail(v) for v in sa[i1:i2]] or ["(none)"]
-            out_b += [_tail(v) for v in sb[j1:j2]] or ["(none)"]
-    return format_value(sep.join(out_a)), format_value(sep.join(out_b))
+    ops = difflib.SequenceMatcher(a=sa, b=sb, autojunk=False).get_opcodes()
+
+    def parts(width: int) -> tuple[str, str]:
+        out_a, out_b = [], []
+        for op, i1, i2, j1, j2 in ops:
+            if op == "equal":
+                for out in (out_a, out_b):
+                    if not out or out[-1] != "...":
+                        out.append("...")
+            else:
+                out_a += [_tail(v, width) for v in sa[i1:i2]] or ["(none)"]
+                out_b += [_tail(v, width) for v in sb[j1:j2]] or ["(none)"]
+        return sep.join(out_a), sep.join(out_b)
+
+    for width in (22, 16, 12, 8):
+        ja, jb = parts(width)
+        if max(len(ja), len(jb)) <= _WIDTH:
+            break
+    return format_value(ja), format_value(jb)
 
 
 def _where(parts: tuple) -> tuple[int, str, tuple]:

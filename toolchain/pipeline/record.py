@@ -144,7 +144,7 @@ def flatten_parts(obj: Any, prefix: tuple = ()) -> dict:
             out.update(flatten_parts(v, prefix + (f"[{key}]",)))
     elif (isinstance(obj, list) and len(obj) > _SAMPLES
           and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in obj)):
-        pass
+        pass   # raw samples (per-run latencies): never part of a diff, by design
     else:
         out[prefix] = obj
     return out

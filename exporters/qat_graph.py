@@ -41,12 +41,20 @@ def _float_name(quantized: str, taken: set) -> str:
     return name + ".fp32" if name in taken else name
 
 
-def graph_spec(qdq_model, num_classes: int) -> tuple[dict, dict]:
-    """``(spec, params)`` of a QDQ int8 model (per-channel int8 weights, uint8 activations)."""
+def graph_spec(qdq_model, num_classes: int, float_model=None) -> tuple[dict, dict]:
+    """``(spec, params)`` of a QDQ int8 model (per-channel int8 weights, uint8 activations).
+
+    ``float_model``: the fp32 graph ``qdq_model`` was quantised from; its weights and biases
+    (BatchNorm folded) become the parameters' values, so the latent weights start at fp32 and
+    the spec's float network (quantisation off) *is* the fp32 network -- QAT's teacher. The
+    fake-quant forward is the same either way (the weights re-quantise to the same grid).
+    Without it, the values are the dequantised int8 ones."""
     from onnx import numpy_helper
 
     g = qdq_model.graph
     init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    floats = ({t.name: numpy_helper.to_array(t) for t in float_model.graph.initializer}
+              if float_model is not None else {})
     prod = {o: n for n in g.node for o in n.output}
     cons: dict = {}
     for n in g.node:
@@ -75,6 +83,9 @@ def graph_spec(qdq_model, num_classes: int) -> tuple[dict, dict]:
             if s.ndim:
                 shape[axis] = -1
             value = (q.astype(np.float32) * s.reshape(shape)).astype(np.float32)
+            original = floats.get(ins[0].removesuffix("_quantized"))
+            if original is not None and original.shape == value.shape:
+                value = original.astype(np.float32)
             if q.dtype == np.int8:
                 if s.ndim != 1 or axis != 0:
                     raise ExportError(f"QAT: weight {ins[0]} is not per output channel")

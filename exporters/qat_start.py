@@ -69,7 +69,7 @@ def write_qat_start(checkpoint, out_path, train_data: dict | None = None,
         finally:
             quant.close()
         method = min(tried, key=lambda k: tried[k][0])
-        spec, params = graph_spec(tried[method][1], source.num_classes)
+        spec, params = graph_spec(tried[method][1], source.num_classes, float_model=fp32)
         meta = dict(source.checkpoint_meta)
         meta.update(model=source.model_name, num_classes=source.num_classes,
                     in_channels=source.in_channels, image_size=source.image_size,

@@ -153,6 +153,10 @@ OPTIONS: dict[str, Option] = {
     "progress": _o(True, "bool", "Progress bar on stderr.", ours=True),
     "qat": _o(False, "bool", "Quantization-aware fine-tuning of --ckpt_path for onnx-int8 "
               "(docs/qat.md).", ours=True),
+    "qat_loss": _o("distill", "str", "What --qat fine-tunes toward: distill (the fp32 "
+                   "network's logits on the same batch: int8 that decides as fp32 does) or "
+                   "labels (the recipe's loss; docs/qat.md has both measured).",
+                   ("distill", "labels"), ours=True),
     "time_budget_minutes": _o(None, "float", "Stop after the first epoch that ends past N "
                               "minutes (--resume continues).", ours=True),
     "stretch_decay": _o(False, "bool", "Stretch decay_epochs to fit epoch_size when the schedule "

@@ -214,3 +214,90 @@ def test_pad2d_is_onnx_padding(tmp_path):
         got = pad2d(x, l, r, t, b, value).asnumpy()
         want = ops.pad(x, (l, r, t, b), value=value).asnumpy()
         assert got.shape == want.shape and np.array_equal(got, want), (l, r, t, b)
+
+
+# -- one fake-quant step per activation site, and the float teacher ----------------------------
+def test_fused_fake_quant_is_the_quantize_dequantize_pair():
+    """``fake_quant`` (one call per site) gives the bits and the gradients of ``dequantize(
+    quantize(x))``, inside the grid, clipped at both ends, for a ReLU site (z = 0) and a
+    signed one, on real image values."""
+    import mindspore as ms
+    from mindspore import ops
+
+    from shufflenet.data.demo import demo_arrays
+    from shufflenet.quant.fake_quant import dequantize, fake_quant, quantize
+
+    mode = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)     # an earlier test may have left graph mode on
+    try:
+        _fused_vs_pair(ms, ops, demo_arrays, dequantize, fake_quant, quantize)
+    finally:
+        ms.set_context(mode=mode)
+
+
+def _fused_vs_pair(ms, ops, demo_arrays, dequantize, fake_quant, quantize):
+    images, _ = demo_arrays("val", size=16)
+    x = ms.Tensor((images[:8].transpose(0, 3, 1, 2).astype(np.float32) - 100.0) / 40.0)
+    for scale, zp in [(0.013, 0.0), (0.021, 131.0), (0.004, 128.0)]:   # 0.004: clips both ends
+        s = ms.Tensor(np.float32(scale))
+
+        def pair(x, s, zp=zp):
+            return dequantize(quantize(x, s, zp, 0.0, 255.0), s, zp)
+
+        def fused(x, s, zp=zp):
+            return fake_quant(x, s, zp, 0.0, 255.0)
+
+        a, b = pair(x, s).asnumpy(), fused(x, s).asnumpy()
+        assert np.array_equal(a, b), (scale, zp, np.abs(a - b).max())
+        assert (b == b.min()).any() and (zp == 0.0 or (b == b.max()).sum() > 1)
+        ga = ops.grad(lambda x, s: pair(x, s).sum(), (0, 1))(x, s)
+        gb = ops.grad(lambda x, s: fused(x, s).sum(), (0, 1))(x, s)
+        assert np.array_equal(ga[0].asnumpy(), gb[0].asnumpy())
+        assert np.isclose(float(ga[1].asnumpy()), float(gb[1].asnumpy()), rtol=1e-4)
+
+
+def test_generated_network_fuses_every_pair_and_its_float_twin_is_the_fp32_checkpoint(
+        trained, start):
+    """Every activation Quantize/Dequantize pair of the export's graph is one ``fake_quant``;
+    the same graph with quantisation off, from the start checkpoint's values, computes the fp32
+    checkpoint's logits on the real val photos (the teacher QAT distils from)."""
+    from shufflenet.checkpoint import read_checkpoint
+    from shufflenet.models import load_eval_network
+    from shufflenet.quant import load_qat_teacher
+    from shufflenet.quant.network import network_source
+
+    data, ckpt, _ = trained
+    path, meta = start
+    params, stored = read_checkpoint(path)
+    spec = dict(stored["qat"], param_shapes={n: list(params[n].shape)
+                                             for n in stored["qat"]["params"]})
+    pairs = sum(n["op"] == "QuantizeLinear" for n in spec["nodes"])
+    src = network_source(spec)
+    assert src.count("fake_quant(") == pairs and " quantize(" not in src
+    import mindspore as ms
+
+    x, _ = _val(data, meta)
+    want = load_eval_network(ckpt).net(ms.Tensor(x)).asnumpy()
+    got = load_qat_teacher(path)(ms.Tensor(x)).asnumpy()
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), np.abs(got - want).max()
+
+
+def test_distillation_loss_is_the_squared_logit_distance_to_fp32(trained, start):
+    """``qat_loss: distill`` trains on the mean over images of the squared logit distance
+    between the fake-quant network and the fp32 checkpoint, measured independently here."""
+    import mindspore as ms
+
+    from shufflenet.models import load_eval_network
+    from shufflenet.quant import load_qat_network, load_qat_teacher
+    from shufflenet.train.build import _distill_cell
+
+    data, ckpt, _ = trained
+    path, meta = start
+    x, labels = _val(data, meta)
+    x = ms.Tensor(x[:16])
+    student, _ = load_qat_network(path)
+    cell = _distill_cell()(student, load_qat_teacher(path))
+    loss = float(cell(x, ms.Tensor(labels[:16].astype(np.int32))).asnumpy())
+    fq, fp32 = student(x).asnumpy(), load_eval_network(ckpt).net(x).asnumpy()
+    want = float(np.mean(np.sum((fq - fp32) ** 2, axis=1)))
+    assert want > 0 and np.isclose(loss, want, rtol=1e-3), (loss, want)

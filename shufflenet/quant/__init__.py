@@ -1,5 +1,5 @@
 """Quantization-aware fine-tuning: the int8 export's QDQ graph as a trainable MindSpore network."""
-from .network import is_qat_checkpoint, load_qat_network, qat_network  # noqa: F401
+from .network import is_qat_checkpoint, load_qat_network, load_qat_teacher, qat_network  # noqa: F401
 
 START_CHECKPOINT = "qat_start.ckpt"    # in the run folder: the graph spec + post-training ranges
 

@@ -59,6 +59,16 @@ def dequantize(q, scale, zero_point: float, qmax: float = 255.0):
     return (q - zero_point) * _learned(scale, q, qmax)
 
 
+def fake_quant(x, scale, zero_point: float, qmin: float, qmax: float):
+    """A ``QuantizeLinear`` -> ``DequantizeLinear`` pair in one step:
+    ``clamp(round(x / s), qmin - z, qmax - z) * s``, bit-equal to :func:`dequantize` of
+    :func:`quantize` (an integer-valued float plus or minus ``z`` <= 255 is exact), with the
+    same gradients (STE for ``x``, LSQ for ``s``) from half the element-wise ops: every
+    activation site of the network is such a pair."""
+    s = _learned(scale, x, qmax)
+    return ops.clamp(round_ste(x / s), qmin - zero_point, qmax - zero_point) * s
+
+
 def weight_scale(w, axes):
     """Per-output-channel symmetric scale ``max|w_c| / 127`` (no gradient) over ``axes`` (all
     but the first); 1 for an all-zero channel (a padded one), which quantises to 0 anyway."""

@@ -50,13 +50,37 @@ def _pads(attrs) -> tuple:
     return p[0], p[2], p[1], p[3]          # ONNX [t, l, b, r] -> (top, bottom, left, right)
 
 
-def network_source(spec: dict) -> str:
-    """Python source of ``construct(self, x)`` for ``spec`` (see module doc)."""
+def _fused_pairs(spec: dict) -> dict:
+    """``{index of a QuantizeLinear: index of the DequantizeLinear}`` for every pair whose
+    quantised tensor only that Dequantize reads, with the same scale and zero point: the
+    pair is one :func:`~shufflenet.quant.fake_quant.fake_quant` call."""
+    readers: dict = {}
+    for k, node in enumerate(spec["nodes"]):
+        for name in node["inputs"]:
+            readers.setdefault(name, []).append(k)
+    pairs = {}
+    for k, node in enumerate(spec["nodes"]):
+        if node["op"] != "QuantizeLinear":
+            continue
+        r = readers.get(node["outputs"][0], [])
+        if len(r) == 1 and spec["nodes"][r[0]]["op"] == "DequantizeLinear" \
+                and spec["nodes"][r[0]]["inputs"][1:3] == node["inputs"][1:3]:
+            pairs[k] = r[0]
+    return pairs
+
+
+def network_source(spec: dict, quantized: bool = True) -> str:
+    """Python source of ``construct(self, x)`` for ``spec`` (see module doc).
+
+    ``quantized=False``: the same graph with every fake-quant step an identity -- the
+    BatchNorm-folded float network the spec was made from (the distillation teacher)."""
     params = {n: i for i, n in enumerate(spec["params"])}
     consts = {n: i for i, n in enumerate(spec["constants"])}
     ranks = {n: len(spec["param_shapes"][n]) for n in spec["params"]}
     names: dict = {spec["input"]: "x"}
     lines = ["def construct(self, x):"]
+    pairs = _fused_pairs(spec)
+    fused_dq = {dq: q for q, dq in pairs.items()}
 
     def ref(name):
         if name in names:
@@ -71,9 +95,25 @@ def network_source(spec: dict) -> str:
 
     for k, node in enumerate(spec["nodes"]):
         op, ins, at = node["op"], node["inputs"], node.get("attrs", {})
-        a = [ref(i) if i else None for i in ins]
+        if k in pairs:
+            continue                       # a fused Quantize: written at its Dequantize
+        # a fused Dequantize reads its Quantize's input, not the quantised tensor
+        a = [ref(spec["nodes"][fused_dq[k]]["inputs"][0] if (j == 0 and k in fused_dq) else i)
+             if i else None for j, i in enumerate(ins)]
         out = f"t{k}"
-        if op == "QuantizeLinear":
+        if not quantized and (op == "QuantizeLinear"
+                              or (op == "DequantizeLinear" and k in fused_dq)):
+            # ONNX Runtime's quantiser drops a Relu in front of a uint8 zero point of 0: the
+            # grid's floor is the ReLU, so the float network keeps it there
+            dtype, zp = spec["zero_points"][ins[2]]
+            e = f"ops.relu({a[0]})" if float(zp) == _QRANGE[dtype][0] else a[0]
+        elif op in ("DequantizeLinear", "QATWeight", "QATBias") and not quantized:
+            e = a[0]
+        elif op == "DequantizeLinear" and k in fused_dq:
+            dtype, zp = spec["zero_points"][ins[2]]
+            lo, hi = _QRANGE[dtype]
+            e = f"fake_quant({a[0]}, {a[1]}, {float(zp)!r}, {lo!r}, {hi!r})"
+        elif op == "QuantizeLinear":
             dtype, zp = spec["zero_points"][ins[2]]
             lo, hi = _QRANGE[dtype]
             e = f"quantize({a[0]}, {a[1]}, {float(zp)!r}, {lo!r}, {hi!r})"
@@ -139,10 +179,10 @@ def network_source(spec: dict) -> str:
 _CONSTRUCTS: dict = {}
 
 
-def _construct(spec: dict):
+def _construct(spec: dict, quantized: bool = True):
     """The compiled ``construct`` of ``spec`` (cached per process; its source is written once
     per spec under the toolchain's cache folder)."""
-    text = network_source(spec)
+    text = network_source(spec, quantized)
     key = hashlib.sha256(text.encode()).hexdigest()[:16]
     if key not in _CONSTRUCTS:
         from mindspore import ops
@@ -170,13 +210,14 @@ def _build_class(construct):
 
     class QATNetwork(nn.Cell):
         """``construct(x) -> logits`` through the fake-quant QDQ graph of ``spec``."""
-        def __init__(self, spec: dict, params: dict):
+        def __init__(self, spec: dict, params: dict, frozen: bool = False):
             super().__init__(auto_prefix=False)
             self.spec = spec
             self.num_classes = int(spec["num_classes"])
-            self.qp = ms.ParameterTuple(
-                [ms.Parameter(ms.Tensor(np.asarray(params[n], np.float32)), name=n)
-                 for n in spec["params"]])
+            values = [ms.Tensor(np.asarray(params[n], np.float32)) for n in spec["params"]]
+            # frozen (the teacher): constants, so they are neither trained nor saved
+            self.qp = (tuple(values) if frozen else ms.ParameterTuple(
+                [ms.Parameter(v, name=n) for v, n in zip(values, spec["params"])]))
             self.qc = tuple(ms.Tensor(_const(v)) for v in spec["constants"].values())
 
         def checkpoint_metadata(self) -> dict:
@@ -187,8 +228,11 @@ def _build_class(construct):
     return QATNetwork
 
 
-def qat_network(spec: dict, params: dict):
-    """The fake-quant network of ``spec`` with ``params`` (``{name: array}``)."""
+def qat_network(spec: dict, params: dict, quantized: bool = True):
+    """The fake-quant network of ``spec`` with ``params`` (``{name: array}``).
+
+    ``quantized=False``: the float network of the same graph, its values constants (not
+    trained, not saved): the fp32 teacher that QAT distils from."""
     if int(spec.get("version", 0)) != SPEC_VERSION:
         raise CheckpointError(f"QAT graph spec version {spec.get('version')} is not "
                               f"{SPEC_VERSION}: re-run shufflenet train --qat")
@@ -199,12 +243,23 @@ def qat_network(spec: dict, params: dict):
         raise CheckpointError(f"QAT checkpoint lacks {len(missing)} parameter(s), "
                               f"e.g. {missing[0]}")
     spec = dict(spec, param_shapes={n: list(values[n].shape) for n in spec["params"]})
-    net = _build_class(_construct(spec))(spec, values)
+    net = _build_class(_construct(spec, quantized))(spec, values, frozen=not quantized)
     return net
 
 
 def is_qat_checkpoint(meta: dict) -> bool:
     return isinstance(meta.get("qat"), dict)
+
+
+def load_qat_teacher(path):
+    """The float network of a QAT checkpoint's graph with *its* values (for the start
+    checkpoint: the fp32 checkpoint's BatchNorm-folded weights) -> network in eval mode."""
+    params, meta = read_checkpoint(path)
+    if not is_qat_checkpoint(meta):
+        raise CheckpointError(f"{path} is not a QAT checkpoint (no graph spec in its metadata)")
+    net = qat_network(meta["qat"], params, quantized=False)
+    net.set_train(False)
+    return net
 
 
 def load_qat_network(path):

@@ -126,12 +126,33 @@ def _train_step_cell():
     return TrainStep
 
 
-def build_train_cell(net, cfg, optimizer, amp_level: str):
-    """Network + loss (fp32) + AMP + loss scaling -> a cell ``(images, labels) -> loss``."""
+def _distill_cell():
     import mindspore as ms
     from mindspore import nn, ops
 
-    loss_fn = create_loss(cfg)
+    class WithDistillLoss(nn.Cell):
+        """The student's squared logit distance to a frozen teacher on the same batch, mean
+        over images (labels unused): the loss is the quantity parity measures against fp32
+        (relative logit error), and it moves every logit, not only the arg-max."""
+        def __init__(self, backbone, teacher):
+            super().__init__(auto_prefix=False)
+            self.backbone, self.teacher = backbone, teacher
+
+        def construct(self, x, y):
+            student = ops.cast(self.backbone(x), ms.float32)
+            target = ops.stop_gradient(ops.cast(self.teacher(x), ms.float32))
+            return ops.mean(ops.sum(ops.square(student - target), 1))
+
+    return WithDistillLoss
+
+
+def build_train_cell(net, cfg, optimizer, amp_level: str, teacher=None):
+    """Network + loss (fp32) + AMP + loss scaling -> a cell ``(images, labels) -> loss``.
+
+    ``teacher``: a frozen network whose logits the loss moves ``net``'s toward (QAT's
+    distillation) instead of the recipe's loss on the labels."""
+    import mindspore as ms
+    from mindspore import nn, ops
 
     class WithLoss(nn.Cell):
         def __init__(self, backbone, loss):
@@ -143,7 +164,10 @@ def build_train_cell(net, cfg, optimizer, amp_level: str):
 
     if amp_level != "O0":
         net = ms.amp.auto_mixed_precision(net, amp_level)
-    with_loss = WithLoss(net, loss_fn)
+    if teacher is not None:
+        with_loss = _distill_cell()(net, teacher)
+    else:
+        with_loss = WithLoss(net, create_loss(cfg))
     scale = float(cfg["loss_scale"] or 1.0) if amp_level != "O0" else 1.0
     clip = float(cfg["clip_value"]) if cfg["clip_grad"] else 0.0
     if amp_level != "O0" and cfg["dynamic_loss_scale"]:

@@ -21,7 +21,7 @@ from ..config import TrainConfig, make_config, recipe_dict, settle_num_classes
 from ..data.pipeline import eval_loader, open_source, steps_per_epoch, train_loader
 from ..device import init_context
 from ..errors import CheckpointError, ConfigError
-from ..quant import load_qat_network, start_checkpoint
+from ..quant import load_qat_network, load_qat_teacher, start_checkpoint
 from ..validate import evaluate
 from . import build
 from .distributed import data_parallel_world
@@ -93,8 +93,12 @@ class _Run:
         # starting weights: none when resuming (restore() loads them), else
         # --ckpt_path or --pretrained; a head of another class count is swapped
         start_from = not (cfg.resume or cfg.resume_opt)
+        teacher = None
         if cfg.get("qat"):  # the int8 export's own graph, fake-quantised (shufflenet.quant)
             self.net = load_qat_network(start_checkpoint(cfg))[0]
+            if cfg.get("qat_loss", "distill") == "distill":
+                # the same graph in float with the start's (the fp32 checkpoint's) values
+                teacher = load_qat_teacher(start_checkpoint(cfg))
         else:
             self.net = create_model(cfg.model, num_classes=n_cls, in_channels=cfg.in_channels,
                                     drop_rate=cfg.drop_rate,
@@ -110,7 +114,8 @@ class _Run:
         self.lr = build_lr(cfg, self.spe)
         self.optimizer = build.create_optimizer(self.net, cfg, self.lr)
         self.amp = build.resolve_amp(cfg, self.target)
-        self.step_cell = build.build_train_cell(self.net, cfg, self.optimizer, self.amp)
+        self.step_cell = build.build_train_cell(self.net, cfg, self.optimizer, self.amp,
+                                                teacher=teacher)
         self.step_cell.set_train(True)
         self.ckpts = CheckpointManager(cfg.ckpt_save_dir, cfg.model, cfg.ckpt_save_policy,
                                        cfg.keep_checkpoint_max, enabled=self.rank == 0)

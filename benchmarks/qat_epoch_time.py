@@ -1,10 +1,17 @@
-"""QAT epoch time vs fp32 epoch time: the same data, batch, model and machine, interleaved.
+"""QAT step time vs fp32 step time: the same data, batch, model and machine, interleaved.
 
-Trains (a) the fp32 network and (b) its QAT network (the int8 export's graph,
-fake-quantised: :mod:`shufflenet.quant`) through the project's trainer step
-cell, in graph mode, ``--steps`` steps each after ``--warmup`` steps (the graph
-compile), alternating A/B/A/B blocks so both see the same machine load, and
-prints the median step time of each and the ratio (goal: QAT <= 1.5x fp32).
+Trains, through the trainer's own step cell (:func:`shufflenet.train.build.build_train_cell`),
+in graph mode, ``--steps`` steps each after ``--warmup`` steps (the graph compile),
+alternating blocks so all see the same machine load:
+
+* ``fp32``: the fp32 network (BatchNorm in training mode), the recipe's loss;
+* ``qat_labels``: its QAT network (the int8 export's graph, fake-quantised:
+  :mod:`shufflenet.quant`), the recipe's loss (``--qat_loss labels``);
+* ``qat_distill``: the same, distilling from the fp32 teacher (the default ``--qat_loss``);
+* ``qat_unfused``: ``qat_labels`` with a Quantize and a Dequantize call per activation
+  site, as the generator wrote it before one ``fake_quant`` per site (the gain of fusing).
+
+It prints the median step time of each and the ratios to fp32 (goal: QAT <= 1.5x fp32).
 
     python benchmarks/qat_epoch_time.py --ckpt run/best.ckpt [--batch 16] [--steps 10]
 """
@@ -24,13 +31,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GLOG_v", "3")
 
 
-def step_cell(net, lr: float = 1e-4):
+def step_cell(net, cfg, teacher=None, lr: float = 1e-4):
     from mindspore import nn
 
+    from shufflenet.train.build import build_train_cell
+
     opt = nn.Momentum(net.trainable_params(), lr, 0.9)
-    cell = nn.TrainOneStepCell(nn.WithLossCell(net, nn.CrossEntropyLoss()), opt)
+    cell = build_train_cell(net, cfg, opt, "O0", teacher=teacher)
     cell.set_train(True)
     return cell
+
+
+def unfused_qat_network(path):
+    """The QAT network of ``path`` generated without fusing Quantize/Dequantize pairs."""
+    from shufflenet.quant import load_qat_network
+    from shufflenet.quant import network as generator
+
+    fused = generator._fused_pairs
+    generator._fused_pairs = lambda spec: {}
+    try:
+        return load_qat_network(path)[0]
+    finally:
+        generator._fused_pairs = fused
 
 
 def main(argv=None) -> int:
@@ -46,20 +68,26 @@ def main(argv=None) -> int:
     import mindspore as ms
 
     from exporters.qat_start import write_qat_start
+    from shufflenet.config import make_config
     from shufflenet.models import load_eval_network
-    from shufflenet.quant import load_qat_network
+    from shufflenet.quant import load_qat_network, load_qat_teacher
 
     work = Path(tempfile.mkdtemp(prefix="qat_epoch."))
     meta = write_qat_start(args.ckpt, work / "qat_start.ckpt", calib_samples=64, heldout=0,
                            progress=False)
     ms.set_context(mode=ms.GRAPH_MODE)
     fp32 = load_eval_network(args.ckpt).net
-    qat, _ = load_qat_network(work / "qat_start.ckpt")
+    start = work / "qat_start.ckpt"
+    cfg = make_config("demo")
     size, n_cls = int(meta["image_size"]), int(meta["num_classes"])
     rng = np.random.RandomState(0)
     x = ms.Tensor(rng.randn(args.batch, 3, size, size).astype(np.float32))
     y = ms.Tensor(rng.randint(0, n_cls, args.batch).astype(np.int32))
-    cells = {"fp32": step_cell(fp32), "qat": step_cell(qat)}
+    cells = {"fp32": step_cell(fp32, cfg),
+             "qat_labels": step_cell(load_qat_network(start)[0], cfg),
+             "qat_distill": step_cell(load_qat_network(start)[0], cfg,
+                                      teacher=load_qat_teacher(start)),
+             "qat_unfused": step_cell(unfused_qat_network(start), cfg)}
     compile_s = {}
     for k, c in cells.items():
         t0 = time.perf_counter()
@@ -76,16 +104,19 @@ def main(argv=None) -> int:
     med = {k: float(np.median(v)) for k, v in times.items()}
     res = {"model": meta["model"], "image_size": size, "batch": args.batch,
            "median_step_s": {k: round(v, 4) for k, v in med.items()},
-           "qat_vs_fp32": round(med["qat"] / med["fp32"], 3), "warmup_s": compile_s,
-           "device": ms.get_context("device_target")}
+           "vs_fp32": {k: round(v / med["fp32"], 3) for k, v in med.items() if k != "fp32"},
+           "warmup_s": compile_s, "device": ms.get_context("device_target")}
     if args.json:
         print(json.dumps(res, indent=1))
     else:
         print(f"{res['model']} {size} px, batch {args.batch}, graph mode, "
               f"{args.blocks}x{args.steps} interleaved steps each on {res['device']}")
-        print(f"fp32 {med['fp32']:.3f} s/step, QAT {med['qat']:.3f} s/step: "
-              f"QAT = {res['qat_vs_fp32']:.2f}x fp32 (goal <= 1.5x); "
-              f"first {args.warmup} steps (compile): {compile_s}")
+        print("| network | s/step (median) | x fp32 | first steps (compile) s |")
+        print("|---|---|---|---|")
+        for k, v in med.items():
+            ratio = "1" if k == "fp32" else f"{res['vs_fp32'][k]:.2f}"
+            print(f"| {k} | {v:.3f} | {ratio} | {compile_s[k]} |")
+        print("goal: QAT <= 1.5x fp32")
     return 0
 
 

@@ -109,7 +109,8 @@ def test_interrupted_qat_run_resumes_where_it_stopped(trained, tmp_path):
     run = tmp_path / "run"
     common = ["train", "--qat", "--ckpt_path", str(ckpt), "--ckpt_save_dir", str(run),
               "--epoch_size", "2", "--batch_size", "4", "--max_steps_per_epoch", "1",
-              "--mode", "1", "--progress", "false"]
+              "--mode", "1", "--progress", "false",
+              "--val_while_train", "false"]     # validation is tested below; it costs minutes here
     # a budget of ~0 minutes: stops after the first epoch, resumable
     first = CliRunner().invoke(main, common + ["--time_budget_minutes", "0.0001"])
     assert first.exit_code == 0, first.output

@@ -103,12 +103,12 @@ def _train_qat(cfg, recipe, overrides, as_json):
            "last_ckpt": str(result.last_ckpt) if result.last_ckpt else None,
            "validated": run.validated, "notes": run.notes,
            "seconds": result.seconds, **result.metrics}
+    if run.checkpoint:
+        click.echo(f"next: shufflenet export {run.checkpoint} -f onnx-int8   "
+                   f"({'best on the val split' if result.best_ckpt else 'last epoch'})", err=True)
     if as_json:
         echo_json(row)
         return
     columns = [("epoch", "epochs"), ("loss", "loss"), ("val_top1", "val top-1"),
                ("val_top5", "val top-5"), ("seconds", "seconds"), ("best_ckpt", "best checkpoint")]
     echo_table([row], [c for c in columns if c[0] in row])
-    if run.checkpoint:
-        click.echo(f"next: shufflenet export {run.checkpoint} -f onnx-int8   "
-                   f"({'best on the val split' if result.best_ckpt else 'last epoch'})", err=True)

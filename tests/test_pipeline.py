@@ -18,9 +18,11 @@ from toolchain.cli import main
 
 pytestmark = pytest.mark.slow
 
-# 32 val images cannot prove int8's 2 pp margin either way: INCONCLUSIVE is allowed here
+# 32 val images cannot prove int8's 2 pp margin either way: INCONCLUSIVE is allowed here.
+# --qat off: whether a 2-epoch model's int8 meets its budget in a 30 s search varies with the
+# machine's load, and QAT is tested on its own (test_pipeline_qat.py)
 FAST = ["--epoch_size", "2", "--formats", "onnx,onnx-int8,mindir", "--samples", "32",
-        "--bench-seconds", "0.5", "--allow-inconclusive", "--search-seconds", "30"]
+        "--bench-seconds", "0.5", "--allow-inconclusive", "--search-seconds", "30", "--qat", "off"]
 
 
 @pytest.fixture(scope="module")

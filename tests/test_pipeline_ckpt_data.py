@@ -102,6 +102,7 @@ def test_parity_on_the_calibration_images_fails_the_disjoint_gate(tmp_path):
     res = CliRunner().invoke(main, ["pipeline", "--ckpt_path", str(ckpt), "--dataset", "imagenet",
                                     "--data_dir", str(data), "--set", "val_split=train",
                                     "--formats", "onnx,onnx-int8", "--search-seconds", "5",
+                                    "--qat", "off",     # an untrained model: no QAT here
                                     "--target", "x86-edge-ort-1t", "--bench-seconds", "0.2",
                                     "-o", str(tmp_path / "run")])
     assert res.exit_code == 1 and "Traceback" not in res.output

@@ -109,7 +109,8 @@ def test_interrupted_qat_run_resumes_where_it_stopped(trained, tmp_path):
     run = tmp_path / "run"
     common = ["train", "--qat", "--ckpt_path", str(ckpt), "--ckpt_save_dir", str(run),
               "--epoch_size", "2", "--batch_size", "4", "--max_steps_per_epoch", "1",
-              "--mode", "1", "--progress", "false"]
+              "--mode", "1", "--progress", "false",
+              "--val_while_train", "false"]     # validation is tested below; it costs minutes here
     # a budget of ~0 minutes: stops after the first epoch, resumable
     first = CliRunner().invoke(main, common + ["--time_budget_minutes", "0.0001"])
     assert first.exit_code == 0, first.output
@@ -123,6 +124,46 @@ def test_interrupted_qat_run_resumes_where_it_stopped(trained, tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2]
     ev = load_eval_network(next(run.glob("shufflenet_v2_x0_5-2_*.ckpt")))
     assert type(ev.net).__name__ == "QATNetwork" and ev.metadata["recipe"]["qat"] is True
+
+
+def test_train_qat_validates_on_the_checkpoints_val_split_and_keeps_the_best(trained, tmp_path):
+    """The fp32 run trained without validation; its data has a val split: QAT judges every
+    epoch on it, keeps a best checkpoint and prints where it is (two PyNative steps)."""
+    from pathlib import Path
+
+    from shufflenet.checkpoint import read_metadata
+
+    _, ckpt, _ = trained
+    assert read_metadata(ckpt)["recipe"]["val_while_train"] is False
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, ["train", "--qat", "--ckpt_path", str(ckpt), "--ckpt_save_dir",
+                                    str(run), "--epoch_size", "1", "--batch_size", "8",
+                                    "--max_steps_per_epoch", "2", "--mode", "1",
+                                    "--progress", "false", "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)
+    assert row["validated"] is True and row["notes"] == []
+    best = Path(row["best_ckpt"])
+    assert best == run / "shufflenet_v2_x0_5_best.ckpt" and best.exists()
+    meta = read_metadata(best)
+    assert "qat" in meta and meta["metrics"]["val_top1"] == row["val_top1"]
+    assert f"next: shufflenet export {best} -f onnx-int8" in res.stderr
+
+
+def test_qat_without_a_val_split_says_so_in_one_line(trained, tmp_path):
+    from toolchain.qat import prepare_qat, qat_config
+
+    data, ckpt, _ = trained
+    only_train = tmp_path / "only_train"
+    only_train.mkdir()
+    (only_train / "train").symlink_to(data / "train")
+    given = {"data_dir": str(only_train), "progress": False}
+    cfg = qat_config(ckpt, tmp_path / "run", given)
+    notes = prepare_qat(cfg, set(given))
+    assert cfg["val_while_train"] is False
+    assert len(notes) == 1 and notes[0].startswith("no val split to judge QAT on (")
+    assert "no best checkpoint is kept" in notes[0] and "\n" not in notes[0]
+    assert (tmp_path / "run" / "qat_start.ckpt").exists()
 
 
 # -- the generated network trains in graph mode for as long as a recipe asks -------------------

@@ -1,4 +1,4 @@
-"""``shufflenet pipeline``: train -> validate -> export -> parity -> latency, one command."""
+"""``shufflenet pipeline``: train -> validate -> export -> [qat] -> parity -> latency, one command."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +9,9 @@ from shufflenet.errors import ConfigError
 from toolchain.attest import attest_run
 from toolchain.attest.sign import check_key_file
 from toolchain.pipeline import PipelineOptions, RunRecord, diff_records, run_pipeline
-from toolchain.pipeline.record import not_judged_note
+from toolchain.pipeline.record import counted_gates, not_judged_note
 from toolchain.pipeline.run_diff import diff_rows, render_diff
+from toolchain.pipeline.run_options import QAT_MODES
 
 from ..options import json_option, launch_options, pipeline_targets_file_option
 from ..output import echo_json, echo_table
@@ -56,7 +57,8 @@ def _override(ctx, param, values):
 @click.option("-o", "--run-dir", "--run_dir", "run_dir", default="runs/pipeline",
               type=click.Path(file_okay=False), help="Run directory (re-runs reuse cached stages).")
 @click.option("--force", multiple=True, metavar="STAGE",
-              help="Redo a stage even if cached (train, validate, export, parity, bench, all).")
+              help="Redo a stage even if cached (train, validate, export, qat, parity, bench, "
+                   "all).")
 @click.option("--samples", type=click.IntRange(1), default=None,
               help="Cap on the labelled val images the parity check uses (default: all of them; "
                    "a 1 pp margin needs ~300+, see the README).")
@@ -72,6 +74,19 @@ def _override(ctx, param, values):
               help="onnx-int8: time budget of the accuracy-aware search.")
 @click.option("--calib-samples", "--calib_samples", "calib_samples", type=click.IntRange(1),
               default=256, help="onnx-int8: calibration images from the training split.")
+@click.option("--qat", "qat", type=click.Choice(QAT_MODES), default="auto",
+              help="Quantization-aware fine-tuning for onnx-int8 (docs/qat.md): 'auto' fine-tunes "
+                   "the trained checkpoint only when post-training int8 misses "
+                   "--max-accuracy-drop, 'always' every run, 'off' never. The QAT artifact then "
+                   "replaces the post-training one in parity and latency. Default auto: QAT is "
+                   "a training run, and where post-training int8 passed it lost accuracy "
+                   "(-2.79 pp on the demo).")
+@click.option("--qat-minutes", "--qat_minutes", "qat_minutes", type=click.FloatRange(0, min_open=True),
+              default=None, help="QAT time budget: stops after the first epoch past it "
+                                 "(default: QAT's 3 epochs).")
+@click.option("--qat-set", "qat_sets", multiple=True, callback=_override, metavar="KEY=VALUE",
+              help="Override a QAT option (MindCV names: epoch_size, lr, batch_size, ...), "
+                   "repeatable; the rest comes from the checkpoint's recipe.")
 @click.option("--min-top1", "--min_top1", "min_top1", type=float, default=None,
               help="Gate: fail when val top-1 (%) is below this.")
 @click.option("--bench-seconds", type=click.FloatRange(0.1), default=2.0,
@@ -85,8 +100,9 @@ def _override(ctx, param, values):
 @json_option
 def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, target_names,
              target_list, targets_file, run_dir, force, samples, allow_inconclusive,
-             max_accuracy_drop_pp, search_seconds, calib_samples, min_top1, bench_seconds, diff_with,
-             as_json, devices, nodes, node_rank, master, attest_key):
+             max_accuracy_drop_pp, search_seconds, calib_samples, qat, qat_minutes, qat_sets,
+             min_top1, bench_seconds, diff_with, as_json, devices, nodes, node_rank, master,
+             attest_key):
     """Train, validate, export, check parity and validate latency, in one command.
 
     With no options it runs the whole thing on the built-in demo data (x0_5,
@@ -111,6 +127,7 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
                            allow_inconclusive=allow_inconclusive,
                            max_accuracy_drop_pp=max_accuracy_drop_pp,
                            int8_search_seconds=search_seconds, calib_samples=calib_samples,
+                           qat=qat, qat_minutes=qat_minutes, qat_overrides=dict(qat_sets),
                            bench_seconds=bench_seconds, command=_command_line(click.get_current_context()),
                            devices=devices, nodes=nodes, node_rank=node_rank, master=master)
     if attest_key:
@@ -128,7 +145,8 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
     else:
         rows = []
         for name, st in record.stages.items():
-            gates = st.gates or []
+            superseded = sum(bool(g.get("superseded")) for g in st.gates or [])
+            gates = counted_gates(st.gates or [])
             bad = [g["name"] for g in gates if g.get("passed") is False]
             unjudged = sum(g.get("passed") is None for g in gates)
             # an INCONCLUSIVE gate is never counted as a pass, even when allowed
@@ -137,8 +155,9 @@ def pipeline(recipe, dataset, data_dir, epoch_size, sets, ckpt_path, formats, ta
             rows.append({"stage": name, "status": st.status, "seconds": st.seconds,
                          "gates": (f"{ok}/{len(gates)} pass" + (f", {unjudged} not judged" if unjudged
                                                                   else "")
-                                   + (f", {allowed} INCONCLUSIVE (allowed)" if allowed else ""))
-                         if gates else "-",
+                                   + (f", {allowed} INCONCLUSIVE (allowed)" if allowed else "")
+                                   + (f", {superseded} superseded by qat" if superseded else ""))
+                         if gates else (f"{superseded} superseded by qat" if superseded else "-"),
                          "failed": "; ".join(bad) or "-"})
         echo_table(rows, [("stage", "stage"), ("status", "status"), ("seconds", "seconds"),
                           ("gates", "gates"), ("failed", "failed gates")])

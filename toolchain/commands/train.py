@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import click
 
-from exporters.qat_start import write_qat_start
-from shufflenet.checkpoint import read_metadata
 from shufflenet.config import OPTIONS, make_config
-from shufflenet.errors import ConfigError
-from shufflenet.quant import is_qat_checkpoint, start_checkpoint
 from shufflenet.train.launch import distributed_summary, run_training
+from toolchain.qat import fine_tune_int8
 
 from ..options import json_option, launch_options, launch_spec
 from ..output import echo_json, echo_table
@@ -66,7 +63,8 @@ def train(recipe, as_json, devices, nodes, node_rank, master, **options):
     if cfg.get("qat"):
         if spec is not None and getattr(spec, "world_size", 1) > 1:
             raise click.ClickException("--qat fine-tunes on one device; drop --devices/--nodes")
-        prepare_qat(cfg, set(overrides))
+        _train_qat(cfg, recipe, overrides, as_json)
+        return
     outcome = run_training(cfg, spec, resume=bool(cfg.resume))
     world = distributed_summary(cfg, outcome.spec, outcome.command)
     result = outcome.result
@@ -94,56 +92,23 @@ def train(recipe, as_json, devices, nodes, node_rank, master, **options):
     echo_table([row], [c for c in columns if c[0] in row])
 
 
-# Quantization-aware fine-tuning: a few epochs at a low LR from the trained weights; the
-# recipe's own LR and length are for training from scratch (docs/qat.md has the measurements).
-QAT_DEFAULTS = {"epoch_size": 3, "lr": 0.0002, "warmup_epochs": 0, "scheduler": "cosine_decay",
-                "min_lr": 0.0}
-# options that steer one run, never taken from the fp32 checkpoint's recipe
-_RUN_KEYS = {"ckpt_path", "ckpt_save_dir", "resume", "resume_opt", "pretrained", "distribute",
-             "qat", "time_budget_minutes", "progress", "val_while_train", "epoch_size",
-             "max_steps_per_epoch", "num_samples"}
-# what the fine-tuned network must share with the checkpoint it starts from
-_FROM_CHECKPOINT = {"model": "model", "image_resize": "image_size", "in_channels": "in_channels",
-                    "num_classes": "num_classes", "mean": "mean", "std": "std",
-                    "crop_pct": "crop_pct", "interpolation": "interpolation"}
 
-
-def prepare_qat(cfg, explicit: set) -> None:
-    """Settle a ``--qat`` config and write the run's start checkpoint (the int8 export's graph
-    with its post-training ranges) unless resuming. ``explicit``: options given on the CLI."""
-    from pathlib import Path
-
-    if not cfg.get("ckpt_path"):
-        raise ConfigError("--qat fine-tunes a trained checkpoint: pass --ckpt_path FP32.ckpt")
-    meta = read_metadata(cfg["ckpt_path"])
-    if is_qat_checkpoint(meta):
-        raise ConfigError(f"--ckpt_path {cfg['ckpt_path']} is a QAT checkpoint: pass the fp32 "
-                          "checkpoint, or --resume the QAT run in its --ckpt_save_dir")
-    for key, meta_key in _FROM_CHECKPOINT.items():
-        have = meta.get(meta_key)
-        if have is None:
-            continue
-        if key in explicit and str(cfg[key]) != str(have):
-            raise ConfigError(f"--{key} {cfg[key]} contradicts the checkpoint's {meta_key}={have}: "
-                              "QAT fine-tunes the checkpoint as it was trained")
-        cfg[key] = have
-    # the checkpoint's own recipe (data, augmentation, batch, loss): MindCV's ImageNet defaults
-    # (random crops down to 8 %) on a 64 px texture set cost 12 pp of val top-1 in one epoch
-    recipe = meta.get("recipe") or {}
-    for key, value in recipe.items():
-        if key in OPTIONS and key not in explicit and key not in _RUN_KEYS and value is not None:
-            cfg[key] = value
-    for key, value in QAT_DEFAULTS.items():
-        if key not in explicit:
-            cfg[key] = value
-    if "decay_epochs" not in explicit:
-        cfg["decay_epochs"] = cfg["epoch_size"] - cfg["warmup_epochs"]
-    start = start_checkpoint(cfg)
-    if cfg.get("resume"):
-        if not start.exists():
-            raise ConfigError(f"nothing to resume: {start} does not exist (run --qat once "
-                              "without --resume first)")
+def _train_qat(cfg, recipe, overrides, as_json):
+    """``train --qat``: :func:`toolchain.qat.fine_tune_int8`, its result as a table or JSON."""
+    given = {k: v for k, v in overrides.items() if k not in ("qat", "ckpt_path", "ckpt_save_dir")}
+    run = fine_tune_int8(cfg.get("ckpt_path") or "", cfg.ckpt_save_dir, given, recipe=recipe)
+    result = run.result
+    row = {"run_dir": str(result.run_dir),
+           "best_ckpt": str(result.best_ckpt) if result.best_ckpt else None,
+           "last_ckpt": str(result.last_ckpt) if result.last_ckpt else None,
+           "validated": run.validated, "notes": run.notes,
+           "seconds": result.seconds, **result.metrics}
+    if run.checkpoint:
+        click.echo(f"next: shufflenet export {run.checkpoint} -f onnx-int8   "
+                   f"({'best on the val split' if result.best_ckpt else 'last epoch'})", err=True)
+    if as_json:
+        echo_json(row)
         return
-    Path(cfg["ckpt_save_dir"]).mkdir(parents=True, exist_ok=True)
-    write_qat_start(cfg["ckpt_path"], start, progress=bool(cfg.get("progress", True)),
-                    train_data={k: cfg[k] for k in ("dataset", "data_dir", "train_split")})
+    columns = [("epoch", "epochs"), ("loss", "loss"), ("val_top1", "val top-1"),
+               ("val_top5", "val top-5"), ("seconds", "seconds"), ("best_ckpt", "best checkpoint")]
+    echo_table([row], [c for c in columns if c[0] in row])

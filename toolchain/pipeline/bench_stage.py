@@ -26,11 +26,13 @@ DEFAULT_TARGETS = ("x86-edge-ort-1t", "x86-edge-ort-int8-1t", "x86-edge-openvino
 
 
 def resolved_artifacts(ctx, artifacts_of) -> dict:
-    """``{export format: Artifact}`` of this run's exports, each resolved once per run
-    (the bench and parity stages share them through ``ctx``)."""
+    """``{export format: Artifact}`` of this run's artifacts, each resolved once per run
+    (the bench and parity stages share them through ``ctx``). ``artifacts_of(ctx)`` gives
+    ``{export format: {"path", "sha256"}}``."""
     cache = ctx.setdefault("_resolved_artifacts", {})
     out = {}
-    for fmt, path in artifacts_of(ctx).items():
+    for fmt, rec in artifacts_of(ctx).items():
+        path = rec["path"]
         if str(path) not in cache:
             cache[str(path)] = resolve_artifact(path)
         out[fmt] = cache[str(path)]
@@ -64,12 +66,12 @@ def bench_stage(opts, run_dir: Path, artifacts_of) -> Stage:
         pairs = choose_targets(opts.target_names, opts.targets_file,
                                resolved_artifacts(ctx, artifacts_of))
         ctx["_bench_pairs"] = pairs  # run() follows inputs() in the same stage call
-        shas = {k: v.get("sha256") for k, v in ctx["export"].outputs.items() if isinstance(v, dict)}
+        shas = {k: v.get("sha256") for k, v in artifacts_of(ctx).items()}
         return {"artifacts": shas, "targets": [dataclasses.asdict(t) for t, _ in pairs],
                 "bench_seconds": opts.bench_seconds}
 
     def run(ctx):
-        name_of = {str(v): k for k, v in artifacts_of(ctx).items()}
+        name_of = {str(v["path"]): k for k, v in artifacts_of(ctx).items()}
         rows, gates = [], []
         for target, art in ctx["_bench_pairs"]:
             # the pipeline caps the measuring time; the target's own budgets still judge

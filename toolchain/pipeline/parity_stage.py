@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shufflenet.artifact import DEFAULT_IMAGE_SIZE
+from shufflenet.artifact import DEFAULT_IMAGE_SIZE, read_artifact_metadata
 from shufflenet.checkpoint import read_metadata
 from shufflenet.data.pipeline import open_source
 from shufflenet.errors import ShuffleNetError
@@ -121,10 +121,24 @@ def _calibration_of(artifacts: dict, export_record) -> dict | None:
         return None
     opts = art.metadata.get("export_options", {})
     int8 = dict(opts.get("int8", {}))
+    calibration = dict(opts.get("calibration", {}))
+    ptq = ((getattr(export_record, "outputs", None) or {}).get("onnx-int8") or {}).get("path")
+    if opts.get("qat") and ptq and str(ptq) != str(art.path):
+        # a QAT artifact (the qat stage) carries no per-image digests of the calibration its
+        # start used; that calibration drew from the same training split as the post-training
+        # export's, whose digests the disjointness check compares instead
+        shown = read_artifact_metadata(ptq).get("export_options", {})
+        if not calibration.get("images_sha256"):
+            calibration = dict(shown.get("calibration", {}),
+                               note="digests of the post-training export's calibration (the QAT "
+                                    "start calibrated on the same training split)")
+        # the int8 search row describes the post-training artifact QAT replaced: say so
+        int8 = dict(shown.get("int8", {}), replaced_by_qat=opts["qat"])
+        return {"calibration": calibration, "int8": int8}
     for row in (getattr(export_record, "metrics", None) or {}).get("artifacts", []):
         if row.get("format") == "onnx-int8":
             int8.update((row.get("details") or {}).get("int8") or {})
-    return {"calibration": opts.get("calibration", {}), "int8": int8}
+    return {"calibration": calibration, "int8": int8}
 
 
 def _row(p, name_of) -> dict:
@@ -152,7 +166,7 @@ def _row(p, name_of) -> dict:
 def parity_stage(opts, cfg, run_dir: Path, artifacts_of, checkpoint_of) -> Stage:
     def inputs(ctx):
         return {"checkpoint_sha256": ctx["checkpoint_sha256"],
-                "artifacts": {k: v.get("sha256") for k, v in ctx["export"].outputs.items()},
+                "artifacts": {k: v.get("sha256") for k, v in artifacts_of(ctx).items()},
                 "dataset": ctx["dataset"], "data": train_data_spec(opts, cfg),
                 "val_fingerprint": data_fingerprint(opts, cfg, checkpoint_of(ctx), "val"),
                 "samples": opts.parity_samples, "allow_inconclusive": opts.allow_inconclusive,

@@ -19,14 +19,14 @@ from exporters.formats import FORMATS, parse_formats, require_modules
 from runtimes import available_engines, get_engine
 from runtimes.targets import get_target, load_targets
 from shufflenet.checkpoint import read_metadata
-from shufflenet.config import settle_num_classes
+from shufflenet.config import OPTIONS, settle_num_classes
 from shufflenet.data.folder import label_position_problem
 from shufflenet.data.pipeline import open_source
 from shufflenet.errors import ConfigError, ShuffleNetError
 from shufflenet.train.distributed import under_launcher
 
 from .parity_stage import checkpoint_data_problem, train_data_spec
-from .run_options import STAGES, installed_formats, launch_spec
+from .run_options import QAT_MODES, STAGES, installed_formats, launch_spec
 from .stage_cache import log
 
 CHECKS: list[Callable] = []
@@ -83,6 +83,31 @@ def _check_thresholds(opts, cfg, state) -> list[str]:
         out.append(f"--bench-seconds must be positive, got {opts.bench_seconds}")
     if opts.parity_samples is not None and int(opts.parity_samples) < 1:
         out.append(f"--samples must be at least 1, got {opts.parity_samples}")
+    return out
+
+
+@check
+def _check_qat(opts, cfg, state) -> list[str]:
+    """``--qat``: a known mode; ``always`` needs onnx-int8 among the formats; QAT's own options
+    are option names."""
+    mode = getattr(opts, "qat", "off")
+    if mode not in QAT_MODES:
+        return [f"--qat is one of {', '.join(QAT_MODES)}, not {mode!r}"]
+    out = []
+    minutes = getattr(opts, "qat_minutes", None)
+    if minutes is not None and float(minutes) <= 0:
+        out.append(f"--qat-minutes must be positive, got {minutes}")
+    unknown = sorted(set(getattr(opts, "qat_overrides", None) or {}) - set(OPTIONS))
+    if unknown:
+        out.append(f"--qat-set takes MindCV option names, not {', '.join(unknown)}")
+    if mode == "always":
+        try:
+            formats = chosen_formats(opts)
+        except ShuffleNetError:
+            return out          # a bad --formats is _check_formats' to name
+        if "onnx-int8" not in formats:
+            out.append("--qat always fine-tunes for onnx-int8: add onnx-int8 to --formats "
+                       "(or drop --qat always)")
     return out
 
 

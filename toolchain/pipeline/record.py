@@ -196,10 +196,17 @@ def diff_records(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
     return [(".".join(k).replace(".[", "["), va, vb) for k, va, vb in diff_parts(a, b)]
 
 
+def counted_gates(gates: list[dict]) -> list[dict]:
+    """The gates that judge a run: all but those a later stage superseded (the post-training
+    int8 budget once the qat stage replaced that artifact), which run.json keeps with why."""
+    return [g for g in gates if not g.get("superseded")]
+
+
 def run_verdict(gates: list[dict]) -> str:
     """A run's verdict from its gates: FAIL when a gate failed outright, else INCONCLUSIVE when
     any gate was inconclusive (allowed or not), else PASS. Unjudged gates (passed None) count
-    neither way."""
+    neither way, superseded ones not at all."""
+    gates = counted_gates(gates)
     if any(g.get("passed") is False and g.get("verdict") != "INCONCLUSIVE" for g in gates):
         return "FAIL"
     return "INCONCLUSIVE" if any(g.get("verdict") == "INCONCLUSIVE" for g in gates) else "PASS"
@@ -208,7 +215,7 @@ def run_verdict(gates: list[dict]) -> str:
 def unjudged_gates(gates: list[dict]) -> list[dict]:
     """The gates that were NOT JUDGED (passed None): a latency budget on the wrong device class or
     model size, an int8 accuracy budget without held-out images."""
-    return [g for g in gates if g.get("passed") is None]
+    return [g for g in counted_gates(gates) if g.get("passed") is None]
 
 
 def not_judged_note(gates: list[dict]) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from toolchain.parity.statistics import wilson_interval
 
-__all__ = ["human", "int8_speed_line", "reason_code", "stage_lines", "worst_pair"]
+__all__ = ["human", "int8_speed_line", "qat_line", "reason_code", "stage_lines", "worst_pair"]
 
 
 def human(value: Any) -> str:
@@ -174,6 +174,31 @@ def int8_speed_line(bench: list[dict], int8: dict) -> str | None:
     return f"int8 is {word} fp32: {human(q)} vs {human(fp32)} ms ({where})"
 
 
+def qat_line(qat: dict, pairs: list[dict]) -> tuple[str, str] | None:
+    """The qat stage's row: why it ran or not, how long, and the verdict parity gave its
+    artifact (the run's onnx-int8 against the fp32 checkpoint); None for a stage with no
+    metrics (one that stopped with an error has its own row)."""
+    m = qat.get("metrics") or {}
+    if not m:
+        return None
+    if not m.get("ran"):
+        return "not run", m.get("reason") or "-"
+    best = (f"; best val top-1 {_pct(m['best_val_top1'], 2)} (epoch {m.get('best_epoch')})"
+            if m.get("best_val_top1") is not None else "; no val split: the last epoch's checkpoint")
+    replaced = (m.get("replaced") or {}).get("artifact")
+    text = (f"{m.get('epochs')} of {m.get('epochs_planned')} epoch(s) in "
+            f"{human(qat.get('seconds'))} s ({m.get('reason')}){best}; its onnx-int8 replaces "
+            f"the post-training one" + (f" (kept: {replaced})" if replaced else ""))
+    int8 = [p for p in pairs if p.get("artifact") == "onnx-int8"]
+    if not int8:
+        return "done", text + "; not judged by parity in this run"
+    w = worst_pair(int8)
+    text += f"; parity vs the fp32 checkpoint: {w.get('verdict')}"
+    if w.get("acc_delta"):
+        text += f", top-1 delta {w['acc_delta']}"
+    return w.get("verdict") or "done", text
+
+
 def stage_lines(record: dict) -> list[tuple[str, str, str]]:
     """``[(stage, state, one line)]`` for the top of the reports."""
     stages = record.get("stages") or {}
@@ -187,6 +212,9 @@ def stage_lines(record: dict) -> list[tuple[str, str, str]]:
     if val:
         out.append(("accuracy", *_accuracy_line(val.get("metrics") or {}, val.get("gates") or [])))
     parity = (stages.get("parity") or {}).get("metrics") or {}
+    qat = qat_line(stages["qat"], parity.get("pairs") or []) if "qat" in stages else None
+    if qat:
+        out.append(("qat", *qat))
     if "parity" in stages:
         out.append(("parity", *_parity_line(parity.get("pairs") or [])))
     bench = ((stages.get("bench") or {}).get("metrics") or {}).get("results") or []

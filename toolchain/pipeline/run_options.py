@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from exporters.formats import FORMATS, require_modules
 from shufflenet.train.launch import spec_from_options
 
-STAGES = ("train", "validate", "export", "parity", "bench")
+STAGES = ("train", "validate", "export", "qat", "parity", "bench")
+QAT_MODES = ("auto", "always", "off")
 DEFAULT_RECIPE = "demo"
 
 
@@ -37,6 +38,12 @@ class PipelineOptions:
     nodes: int = 1                                    # machines; each runs the same command
     node_rank: int = 0                                # only node 0 continues past training
     master: str | None = None                         # node 0's ADDR[:PORT] for nodes > 1
+    # quantization-aware fine-tuning for onnx-int8 (toolchain/pipeline/qat_stage.py): "auto"
+    # runs it only when post-training int8 misses --max-accuracy-drop (QAT is a training run,
+    # and where post-training int8 passes it lost accuracy: docs/qat.md)
+    qat: str = "auto"
+    qat_minutes: float | None = None                  # QAT time budget (stops after an epoch)
+    qat_overrides: dict = field(default_factory=dict)  # MindCV option names, for QAT only
 
 
 def launch_spec(opts: PipelineOptions):

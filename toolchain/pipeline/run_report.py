@@ -129,7 +129,9 @@ def evidence_rows(parity_metrics: dict) -> tuple[list[tuple[str, str]], list[dic
                                f"{int8['drop_pp']:.2f} pp ({int8.get('metric')}, "
                                f"n={int8.get('heldout_samples')})"),
                       "budget": f"{int8.get('max_drop_pp')} pp: "
-                                f"{ {True: 'met', False: 'MISSED', None: 'unverified'}[int8.get('budget_met')]}",
+                                f"{ {True: 'met', False: 'MISSED', None: 'unverified'}[int8.get('budget_met')]}"
+                                + ("; replaced by the QAT artifact" if int8.get("replaced_by_qat")
+                                   else ""),
                       "fp32_ms": lat.get("fp32"), "int8_all_ms": lat.get("int8_all"),
                       "mixed_ms": lat.get("mixed", lat.get("int8_all")),
                       "speed": _speed(lat.get("fp32"), lat.get("mixed", lat.get("int8_all")))})

@@ -1,4 +1,4 @@
-"""train -> validate -> export -> parity -> bench, with caching and a run record.
+"""train -> validate -> export -> qat -> parity -> bench, with caching and a run record.
 
 >>> from toolchain.pipeline import PipelineOptions, run_pipeline
 >>> record = run_pipeline(PipelineOptions(run_dir="runs/demo"))   # doctest: +SKIP
@@ -33,9 +33,16 @@ from .parity_stage import (
     parity_stage,
     train_data_spec,
 )
-from .preflight import preflight
+from .preflight import chosen_formats, preflight
+from .qat_stage import qat_stage, supersede_budget_gate
 from .quality_gate import CHANCE_GATE_VERSION, chance_gate
-from .record import RunRecord, device_fingerprint, library_versions, run_verdict
+from .record import (
+    RunRecord,
+    counted_gates,
+    device_fingerprint,
+    library_versions,
+    run_verdict,
+)
 from .run_options import STAGES, PipelineOptions, installed_formats, launch_spec
 from .run_report import write_reports
 from .secondary_node import train_on_secondary_node
@@ -194,8 +201,13 @@ def _stage_export(opts: PipelineOptions, cfg, run_dir: Path) -> Stage:
 
 
 def _artifacts(ctx) -> dict:
-    rec = ctx["export"]
-    return {k: v["path"] for k, v in rec.outputs.items() if isinstance(v, dict) and "path" in v}
+    """``{format: {"path", "sha256"}}`` that parity and bench judge: the export stage's, with its
+    onnx-int8 replaced by the qat stage's when that stage fine-tuned one."""
+    out = {k: v for k, v in ctx["export"].outputs.items() if isinstance(v, dict) and "path" in v}
+    qat = ctx.get("qat")
+    if qat is not None and isinstance((qat.outputs or {}).get("onnx-int8"), dict):
+        out["onnx-int8"] = qat.outputs["onnx-int8"]
+    return out
 
 
 def _stage_parity(opts: PipelineOptions, cfg, run_dir: Path) -> Stage:
@@ -253,8 +265,12 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord | None:
         ctx["data_fingerprint"] = record.data_fingerprint = (
             source.fingerprint() if source is not None else _data_fingerprint(cfg))
         stages.append(_stage_train(cfg, spec, run_dir))
-    stages += [_stage_validate(opts, cfg), _stage_export(opts, cfg, run_dir),
-               _stage_parity(opts, cfg, run_dir), _stage_bench(opts, run_dir)]
+    stages += [_stage_validate(opts, cfg), _stage_export(opts, cfg, run_dir)]
+    if opts.qat != "off" and "onnx-int8" in chosen_formats(opts):
+        stages.append(qat_stage(opts, cfg, run_dir, _checkpoint))
+    else:       # --qat off (today's pipeline), or no int8 to fine-tune for
+        record.stages.pop("qat", None)
+    stages += [_stage_parity(opts, cfg, run_dir), _stage_bench(opts, run_dir)]
 
     try:
         for stage in stages:
@@ -266,6 +282,7 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord | None:
     except BaseException:
         # a stage that stopped with an error fails the run; the reports must say so rather
         # than keep showing the previous run's verdict beside this run's run.json
+        _in_stage_order(record)
         failed = [n for n, st in record.stages.items() if st.status in ("failed", "running")]
         record.passed, record.verdict = False, "FAIL"
         record.failed_gates = [f"{n} stage stopped with an error" for n in failed] or \
@@ -278,10 +295,12 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord | None:
                 (run_dir / name).unlink(missing_ok=True)
         raise
 
+    supersede_budget_gate(record)
+    _in_stage_order(record)
     train_rec = record.stages.get("train")
     record.distributed = (train_rec.metrics.get("distributed") or {}) if train_rec else {}
     # a gate with passed None (NOT JUDGED) neither fails the run nor counts as a pass
-    gates = [g for s in record.stages.values() for g in s.gates]
+    gates = counted_gates([g for s in record.stages.values() for g in s.gates])
     failed = [g["name"] for g in gates if g.get("passed") is False]
     record.failed_gates = failed
     record.passed = not failed
@@ -289,6 +308,12 @@ def run_pipeline(opts: PipelineOptions) -> RunRecord | None:
     record.save(run_dir)
     write_run_reports(run_dir, record)
     return record
+
+
+def _in_stage_order(record: RunRecord) -> None:
+    """Stages in pipeline order (a stage new to an old run directory was appended at the end)."""
+    record.stages = {n: record.stages[n] for n in sorted(
+        record.stages, key=lambda n: STAGES.index(n) if n in STAGES else len(STAGES))}
 
 
 def write_run_reports(run_dir: Path, record: RunRecord):

@@ -10,7 +10,8 @@ stays an independent test of the artifact. The search:
    one wholly in fp32 (input activation, weights, bias:
    :mod:`exporters.float_layers`) removes on held-out images, and greedily
    keeps the best of them in fp32, one more per step, until the budget holds;
-4. stops when the budget holds, when ``search_seconds`` is spent, or when
+4. stops when the budget holds, when ``search_seconds`` is spent or
+   ``max_trials`` are measured, or when
    the float layers make the model no faster than fp32 (where int8-all was
    faster: a mixed model slower than fp32 is worse than fp32 in every way), and returns
    the best model found either way (a missed budget is reported, not hidden:
@@ -277,11 +278,14 @@ def layer_sensitivity(fp32_model, qdq_model, layers: list, x: np.ndarray,
 
 def search_int8(fp32_model, images: np.ndarray, heldout: np.ndarray | None,
                 labels: np.ndarray | None, work_dir: Path, max_drop: float = DEFAULT_MAX_DROP,
-                search_seconds: float = DEFAULT_SEARCH_SECONDS, progress: bool = True) -> Int8Search:
+                search_seconds: float = DEFAULT_SEARCH_SECONDS, progress: bool = True,
+                max_trials: int | None = None) -> Int8Search:
     """Find the int8 model whose expected flip rate on the held-out images is within
     ``max_drop`` (see module doc).
 
     ``heldout=None`` (no held-out images): MinMax per-channel, unmeasured.
+    ``max_trials``: also stop once that many trials are measured -- a limit that, unlike
+    ``search_seconds``, does not depend on how busy the machine is (``None``: no limit).
     """
     from tqdm import tqdm
 
@@ -319,15 +323,20 @@ def search_int8(fp32_model, images: np.ndarray, heldout: np.ndarray | None,
         trials = [measure(first, "minmax", True, [])]
         best_model, best = first, trials[0]
 
-        def out_of_time() -> bool:
-            return time.perf_counter() - start > search_seconds
+        def out_of_budget() -> str | None:
+            """Why the search must stop before its next trial (None: it may go on)."""
+            if max_trials is not None and len(trials) >= max_trials:
+                return "trial limit reached"
+            if time.perf_counter() - start > search_seconds:
+                return "search time spent"
+            return None
 
         stopped = "budget met"
         for method, per_channel in (("percentile", True),):
             if best.expected_flips <= max_drop:
                 break
-            if out_of_time():
-                stopped = "search time spent"
+            if why := out_of_budget():
+                stopped = why
                 break
             model = quant.quantize(method, per_channel)
             trial = measure(model, method, per_channel, [])
@@ -349,8 +358,8 @@ def search_int8(fp32_model, images: np.ndarray, heldout: np.ndarray | None,
             for name, _ in ranked:
                 if best.expected_flips <= max_drop:
                     break
-                if out_of_time():
-                    stopped = "search time spent"
+                if why := out_of_budget():
+                    stopped = why
                     break
                 kept.append(name)
                 model = keep_layers_float(all_int8, quant.pre_model, kept)

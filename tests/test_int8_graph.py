@@ -98,3 +98,16 @@ def test_the_search_stops_adding_float_layers_once_mixed_is_no_faster_than_fp32(
     assert len(found.trials) == 3 and found.trials[2].fp32_layers       # one layer tried ...
     assert found.fp32_layers == [] and found.met is False               # ... and not kept
     assert len(calls) == 2
+
+
+def test_a_trial_limit_stops_the_search_whatever_the_clock_says(models, tmp_path):
+    """``max_trials`` is a budget that a loaded machine cannot shorten (``search_seconds`` can)."""
+    import math
+
+    from exporters.int8_search import search_int8
+
+    quant, _, x = models
+    found = search_int8(quant.source_model, x, x, None, tmp_path, max_drop=0.0,
+                        search_seconds=math.inf, max_trials=1, progress=False)
+    assert found.stopped == "trial limit reached" and len(found.trials) == 1
+    assert found.met is False and found.summary()["stopped"] == "trial limit reached"

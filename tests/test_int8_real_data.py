@@ -12,6 +12,8 @@ texture classes cut from real photographs (``conftest_realdata``). Then:
   1 pp: see the test's comment);
 * calibration images and parity images never overlap.
 """
+import math
+
 import conftest_realdata as R
 import numpy as np
 import pytest
@@ -117,8 +119,10 @@ def test_search_keeps_sensitive_layers_in_fp32_until_the_budget_holds(trained, t
     relaxed = search_int8(fp32, cal.images, cal.heldout, None, tmp_path, max_drop=1.0,
                           progress=False)
     assert relaxed.met and relaxed.fp32_layers == [] and len(relaxed.trials) == 1
+    # a budget in trials, not seconds: on a loaded machine 30 s ended the search before any
+    # layer was tried. 5 = int8-all, percentile, then three layers kept in fp32
     strict = search_int8(fp32, cal.images, cal.heldout, None, tmp_path, max_drop=0.0,
-                         search_seconds=30, progress=False)
+                         search_seconds=math.inf, max_trials=5, progress=False)
     assert strict.metric == "expected top-1 flips"
     first = strict.trials[0]
     assert first.expected_flips > 0       # a continuous estimate: never exactly 0 for int8
@@ -129,9 +133,11 @@ def test_search_keeps_sensitive_layers_in_fp32_until_the_budget_holds(trained, t
     assert layer_trials, "over budget after every method: layers must be tried in fp32"
     assert [len(t.fp32_layers) for t in layer_trials] == list(range(1, len(layer_trials) + 1))
     assert strict.drop == min(t.expected_flips for t in strict.trials)
-    assert strict.met == (strict.drop <= 0) and (strict.stopped in (
-        "budget met", "search time spent", "every layer tried")
-        or strict.stopped.endswith("fp32 layers made it no faster than fp32"))
+    assert strict.met is False and strict.drop > 0
+    # where int8-all times faster than fp32 here, a slower mixed model ends the search early
+    # (a timing: either way is right); otherwise the trial limit does
+    if not strict.stopped.endswith("fp32 layers made it no faster than fp32"):
+        assert strict.stopped == "trial limit reached" and len(strict.trials) == 5
     g = strict.model.graph
     producers = {o: n.op_type for n in g.node for o in n.output}
     nodes = {n.name: n for n in g.node}

@@ -19,7 +19,8 @@ FOLDED_BLOCK = 9
 def arts(tmp_path_factory):
     root = tmp_path_factory.mktemp("parity")
     ckpt = H.make_checkpoint(root / "tiny.ckpt")
-    files = H.export_artifacts(ckpt, root / "out")
+    # int8-all, the same file on every run: the int8 tests below judge single images
+    files = H.export_artifacts(ckpt, root / "out", int8_max_drop_pp=5.0)
     # one BatchNorm's running mean shifted in the raw export (BN still a node there)
     files["broken-bn"] = H.edit_initializer(
         files["onnx-raw"], root / "broken_bn.onnx",
@@ -61,8 +62,17 @@ def test_fp32_onnx_and_mindir_pass_on_real_photos(arts):
 
 @pytest.mark.slow
 def test_int8_passes_its_profile_and_would_fail_fp32(arts):
-    # 48 images cannot prove int8's 2 pp margin: at best INCONCLUSIVE, passed only when allowed
+    # 48 images cannot prove int8's 2 pp margin: at best INCONCLUSIVE, passed only when allowed.
+    # A few images decide FAIL here (a net loss of 1/48 > 2 pp; 40/48 agreeing < 0.85): the
+    # searched artifact, whose fp32 layers depended on timings, once lost one net image in CI.
+    # int8-all of the seeded checkpoint is the same file every run. Measured: 42/48 agree,
+    # 1 lost, 2 gained (two more flips the wrong way to FAIL); the closest top-1 call of the 48
+    # leads by 0.4 % of its largest logit, far above run-to-run float noise.
     ckpt, files, _ = arts
+    from exporters.metadata import read_artifact_metadata
+
+    search = read_artifact_metadata(files["onnx-int8"])["export_options"]["int8"]
+    assert (search["method"], search["fp32_layers"], search["stopped"]) == ("minmax", [], "budget met")
     report = run_parity(ckpt, [files["onnx-int8"]], engines=["onnxruntime"], dataset="demo",
                         samples=48, localize=False, progress=False, allow_inconclusive=True)
     pair = report.pairs[0]

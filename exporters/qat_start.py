@@ -77,8 +77,7 @@ def write_qat_start(checkpoint, out_path, train_data: dict | None = None,
                     qat_source={"checkpoint": str(checkpoint), "sha256": source.sha256,
                                 "init_method": method,
                                 "init_logit_error": {k: round(v[0], 5) for k, v in tried.items()},
-                                "calibration": {k: v for k, v in data.description.items()
-                                                if k != "images_sha256"}})
+                                "calibration": dict(data.description)})
         for key in ("epoch", "global_step", "step_in_epoch", "metrics"):
             meta.pop(key, None)
         save_checkpoint([{"name": k, "data": ms.Tensor(v)} for k, v in params.items()],

@@ -221,8 +221,13 @@ def _build_class(construct):
             self.qc = tuple(ms.Tensor(_const(v)) for v in spec["constants"].values())
 
         def checkpoint_metadata(self) -> dict:
-            """What every checkpoint of this network carries besides its parameters."""
-            return {"qat": self.spec}
+            """What every checkpoint of this network carries besides its parameters: the graph
+            and where it started (the fp32 checkpoint and its calibration), which the export
+            names in the artifact and parity uses to keep calibration and val images apart."""
+            out = {"qat": self.spec}
+            if getattr(self, "qat_source", None):
+                out["qat_source"] = self.qat_source
+            return out
 
     QATNetwork.construct = construct
     return QATNetwork
@@ -268,5 +273,6 @@ def load_qat_network(path):
     if not is_qat_checkpoint(meta):
         raise CheckpointError(f"{path} is not a QAT checkpoint (no graph spec in its metadata)")
     net = qat_network(meta["qat"], params)
+    net.qat_source = meta.get("qat_source")
     net.set_train(False)
     return net, meta

@@ -342,3 +342,15 @@ def test_distillation_loss_is_the_squared_logit_distance_to_fp32(trained, start)
     fq, fp32 = student(x).asnumpy(), load_eval_network(ckpt).net(x).asnumpy()
     want = float(np.mean(np.sum((fq - fp32) ** 2, axis=1)))
     assert want > 0 and np.isclose(loss, want, rtol=1e-3), (loss, want)
+
+
+def test_qat_loss_without_qat_is_one_clean_line(tmp_path):
+    res = CliRunner().invoke(main, ["train", "-c", "demo", "--qat_loss", "labels",
+                                    "--ckpt_save_dir", str(tmp_path)])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "--qat_loss chooses what a --qat run learns toward" in res.output
+    bad = CliRunner().invoke(main, ["train", "--qat", "--qat_loss", "logits", "--ckpt_path", "x",
+                                    "--ckpt_save_dir", str(tmp_path)])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
+    assert "qat_loss" in bad.output and "distill" in bad.output
+    assert not any(tmp_path.iterdir())                   # nothing written for a refused run

@@ -65,6 +65,9 @@ def train(recipe, as_json, devices, nodes, node_rank, master, **options):
             raise click.ClickException("--qat fine-tunes on one device; drop --devices/--nodes")
         _train_qat(cfg, recipe, overrides, as_json)
         return
+    if "qat_loss" in overrides:
+        raise click.ClickException("--qat_loss chooses what a --qat run learns toward: add --qat "
+                                   "--ckpt_path FP32.ckpt, or drop --qat_loss")
     outcome = run_training(cfg, spec, resume=bool(cfg.resume))
     world = distributed_summary(cfg, outcome.spec, outcome.command)
     result = outcome.result

@@ -42,7 +42,7 @@ import numpy as np
 
 from exporters.calibration import stratified_order
 from shufflenet.data.pipeline import open_source
-from shufflenet.data.preprocess import EvalTransform, sample_photos
+from shufflenet.data.preprocess import EvalTransform, normalize_crop, sample_photos
 from shufflenet.errors import ExportError, ShuffleNetError, VerifyFailed
 from shufflenet.fileio import atomic_write, sha256_file
 from shufflenet.tolerances import tolerances_for
@@ -81,20 +81,13 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
-def normalize(crop_u8: np.ndarray, mean, std) -> np.ndarray:
-    """HWC uint8 -> CHW float32, ``(u8 - mean) / std`` exactly as EvalTransform computes it."""
-    arr = crop_u8.astype(np.float32)
-    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
-
-
 def _as_crop(x: np.ndarray, mean, std) -> np.ndarray | None:
     """The uint8 HWC crop that normalises to ``x`` bit for bit, or None."""
     if x.ndim != 3 or x.shape[0] != len(mean):
         return None
     hwc = x.transpose(1, 2, 0).astype(np.float64)
     u8 = np.clip(np.rint(hwc * np.asarray(std) + np.asarray(mean)), 0, 255).astype(np.uint8)
-    return u8 if np.array_equal(normalize(u8, mean, std).view(np.uint32),
+    return u8 if np.array_equal(normalize_crop(u8, mean, std).view(np.uint32),
                                 np.ascontiguousarray(x, np.float32).view(np.uint32)) else None
 
 
@@ -119,7 +112,7 @@ def decode_inputs(vectors: dict, metadata: dict) -> np.ndarray:
         if spec["encoding"] == "uint8-hwc-rgb":
             delta = np.frombuffer(raw, np.uint8).reshape(spec["shape"])
             crop = np.cumsum(delta, axis=1, dtype=np.uint8)   # undoes the delta, mod 256
-            out.append(normalize(crop, metadata["mean"], metadata["std"]))
+            out.append(normalize_crop(crop, metadata["mean"], metadata["std"]))
         elif spec["encoding"] == "float32-nchw":
             out.append(np.frombuffer(raw, "<f4").reshape(spec["shape"]).astype(np.float32))
         else:

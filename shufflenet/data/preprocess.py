@@ -38,6 +38,14 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tif
 _INTERP = {"bilinear": 2, "bicubic": 3, "nearest": 0, "lanczos": 1, "box": 4, "hamming": 5}
 
 
+def normalize_crop(crop_u8: np.ndarray, mean, std) -> np.ndarray:
+    """An HWC uint8 crop -> CHW float32 ``(pixel - mean) / std`` (mean/std on 0-255): the last
+    step of :class:`EvalTransform`, and what a test vector's stored crop is replayed through."""
+    arr = np.asarray(crop_u8).astype(np.float32)
+    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
 @dataclass(frozen=True)
 class EvalTransform:
     """Resize the short side to ``image_size / crop_pct``, centre-crop, normalise.
@@ -93,9 +101,7 @@ class EvalTransform:
         left = (nw - self.image_size) // 2
         top = (nh - self.image_size) // 2
         image = image.crop((left, top, left + self.image_size, top + self.image_size))
-        arr = np.asarray(image, dtype=np.float32)
-        arr = (arr - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+        return normalize_crop(np.asarray(image), self.mean, self.std)
 
     def batch(self, images, in_channels: int = 3) -> np.ndarray:
         """``images`` (PIL images or HWC uint8 arrays) as one float32 NCHW batch; a

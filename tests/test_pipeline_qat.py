@@ -9,7 +9,6 @@ steps, so no graph compile is paid.
 import json
 from pathlib import Path
 
-import conftest_realdata as R
 import pytest
 from click.testing import CliRunner
 
@@ -27,10 +26,9 @@ QAT_FAST = ["--qat-set", "mode=1", "--qat-set", "epoch_size=1", "--qat-set", "ba
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, real_photos_4_epochs):
     root = tmp_path_factory.mktemp("pipeqat")
-    data = R.write_dataset(root / "data")
-    ckpt = R.train_checkpoint(data, root / "train", epochs=4)
+    _, ckpt = real_photos_4_epochs
     run_dir = root / "run"
     out = {}
     for mode in ("auto", "off", "always"):

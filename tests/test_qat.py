@@ -7,7 +7,6 @@ the checkpoint's fake-quant forward computes, on the real val photos.
 """
 import json
 
-import conftest_realdata as R
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -18,11 +17,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("qat")
-    data = R.write_dataset(root / "data")
-    ckpt = R.train_checkpoint(data, root / "train", epochs=4)
-    return data, ckpt, root
+def trained(tmp_path_factory, real_photos_4_epochs):
+    data, ckpt = real_photos_4_epochs
+    return data, ckpt, tmp_path_factory.mktemp("qat")
 
 
 @pytest.fixture(scope="module")

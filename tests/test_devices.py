@@ -212,7 +212,9 @@ def arts32(tmp_path_factory):
     ckpt = make_checkpoint(out / "x05.ckpt", size=32)
     formats = "onnx,onnx-int8,mnn,ncnn" if "ncnn" in runtimes.available_engines() else \
         "onnx,onnx-int8,mnn"
-    return ckpt, export_artifacts(ckpt, out, formats)
+    # int8-all (a budget its first trial meets): the same file on every run, where the timed
+    # search's fp32 layers followed the machine's load and 4 samples judge it
+    return ckpt, export_artifacts(ckpt, out, formats, int8_max_drop_pp=5.0)
 
 
 @pytest.mark.slow

@@ -50,6 +50,12 @@ def _pads(attrs) -> tuple:
     return p[0], p[2], p[1], p[3]          # ONNX [t, l, b, r] -> (top, bottom, left, right)
 
 
+def _grid(spec: dict, zero_point: str) -> tuple:
+    """``(zero point, qmin, qmax)`` as floats for a Quantize/Dequantize zero-point input."""
+    dtype, zp = spec["zero_points"][zero_point]
+    return (float(zp), *_QRANGE[dtype])
+
+
 def _fused_pairs(spec: dict) -> dict:
     """``{index of a QuantizeLinear: index of the DequantizeLinear}`` for every pair whose
     quantised tensor only that Dequantize reads, with the same scale and zero point: the
@@ -101,24 +107,21 @@ def network_source(spec: dict, quantized: bool = True) -> str:
         a = [ref(spec["nodes"][fused_dq[k]]["inputs"][0] if (j == 0 and k in fused_dq) else i)
              if i else None for j, i in enumerate(ins)]
         out = f"t{k}"
+        grid = _grid(spec, ins[2]) if op in ("QuantizeLinear", "DequantizeLinear") else None
         if not quantized and (op == "QuantizeLinear"
                               or (op == "DequantizeLinear" and k in fused_dq)):
             # ONNX Runtime's quantiser drops a Relu in front of a uint8 zero point of 0: the
             # grid's floor is the ReLU, so the float network keeps it there
-            dtype, zp = spec["zero_points"][ins[2]]
-            e = f"ops.relu({a[0]})" if float(zp) == _QRANGE[dtype][0] else a[0]
+            zp, lo, _ = grid
+            e = f"ops.relu({a[0]})" if zp == lo else a[0]
         elif op in ("DequantizeLinear", "QATWeight", "QATBias") and not quantized:
             e = a[0]
         elif op == "DequantizeLinear" and k in fused_dq:
-            dtype, zp = spec["zero_points"][ins[2]]
-            lo, hi = _QRANGE[dtype]
-            e = f"fake_quant({a[0]}, {a[1]}, {float(zp)!r}, {lo!r}, {hi!r})"
+            e = f"fake_quant({a[0]}, {a[1]}, {', '.join(map(repr, grid))})"
         elif op == "QuantizeLinear":
-            dtype, zp = spec["zero_points"][ins[2]]
-            lo, hi = _QRANGE[dtype]
-            e = f"quantize({a[0]}, {a[1]}, {float(zp)!r}, {lo!r}, {hi!r})"
+            e = f"quantize({a[0]}, {a[1]}, {', '.join(map(repr, grid))})"
         elif op == "DequantizeLinear":
-            e = f"dequantize({a[0]}, {a[1]}, {float(spec['zero_points'][ins[2]][1])!r})"
+            e = f"dequantize({a[0]}, {a[1]}, {grid[0]!r})"
         elif op in ("QATWeight", "QATBias"):
             w = ins[0] if op == "QATWeight" else ins[2]
             axes = tuple(range(1, ranks[w]))
@@ -256,23 +259,22 @@ def is_qat_checkpoint(meta: dict) -> bool:
     return isinstance(meta.get("qat"), dict)
 
 
-def load_qat_teacher(path):
-    """The float network of a QAT checkpoint's graph with *its* values (for the start
-    checkpoint: the fp32 checkpoint's BatchNorm-folded weights) -> network in eval mode."""
+def _load(path, quantized: bool):
     params, meta = read_checkpoint(path)
     if not is_qat_checkpoint(meta):
         raise CheckpointError(f"{path} is not a QAT checkpoint (no graph spec in its metadata)")
-    net = qat_network(meta["qat"], params, quantized=False)
+    net = qat_network(meta["qat"], params, quantized)
+    net.qat_source = meta.get("qat_source")
     net.set_train(False)
-    return net
+    return net, meta
+
+
+def load_qat_teacher(path):
+    """The float network of a QAT checkpoint's graph with *its* values (for the start
+    checkpoint: the fp32 checkpoint's BatchNorm-folded weights) -> network in eval mode."""
+    return _load(path, quantized=False)[0]
 
 
 def load_qat_network(path):
     """A QAT checkpoint (its metadata holds the graph spec) -> ``(network in eval mode, meta)``."""
-    params, meta = read_checkpoint(path)
-    if not is_qat_checkpoint(meta):
-        raise CheckpointError(f"{path} is not a QAT checkpoint (no graph spec in its metadata)")
-    net = qat_network(meta["qat"], params)
-    net.qat_source = meta.get("qat_source")
-    net.set_train(False)
-    return net, meta
+    return _load(path, quantized=True)

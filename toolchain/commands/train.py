@@ -78,40 +78,41 @@ def train(recipe, as_json, devices, nodes, node_rank, master, **options):
             echo_json({"node_rank": outcome.spec.node_rank, "log_dir": str(outcome.log_dir),
                        **world})
         return
-    row = {"run_dir": str(result.run_dir),
-           "best_ckpt": str(result.best_ckpt) if result.best_ckpt else None,
-           "last_ckpt": str(result.last_ckpt) if result.last_ckpt else None,
-           "seconds": result.seconds, **result.metrics,
-           **{k: world[k] for k in ("world_size", "per_rank_batch", "global_batch")}}
+    row = _result_row(result, **{k: world[k] for k in ("world_size", "per_rank_batch",
+                                                       "global_batch")})
     if outcome.command:
         row["launcher_command"] = world["launcher_command"]
         row["log_dir"] = str(outcome.log_dir)
-    if as_json:
-        echo_json(row)
-        return
-    columns = [("epoch", "epochs"), ("world_size", "ranks"), ("global_batch", "global batch"),
-               ("loss", "loss"), ("val_top1", "val top-1"),
-               ("val_top5", "val top-5"), ("seconds", "seconds"), ("best_ckpt", "best checkpoint")]
-    echo_table([row], [c for c in columns if c[0] in row])
-
+    _echo_result(row, as_json)
 
 
 def _train_qat(cfg, recipe, overrides, as_json):
     """``train --qat``: :func:`toolchain.qat.fine_tune_int8`, its result as a table or JSON."""
     given = {k: v for k, v in overrides.items() if k not in ("qat", "ckpt_path", "ckpt_save_dir")}
     run = fine_tune_int8(cfg.get("ckpt_path") or "", cfg.ckpt_save_dir, given, recipe=recipe)
-    result = run.result
-    row = {"run_dir": str(result.run_dir),
-           "best_ckpt": str(result.best_ckpt) if result.best_ckpt else None,
-           "last_ckpt": str(result.last_ckpt) if result.last_ckpt else None,
-           "validated": run.validated, "notes": run.notes,
-           "seconds": result.seconds, **result.metrics}
     if run.checkpoint:
         click.echo(f"next: shufflenet export {run.checkpoint} -f onnx-int8   "
-                   f"({'best on the val split' if result.best_ckpt else 'last epoch'})", err=True)
+                   f"({'best on the val split' if run.result.best_ckpt else 'last epoch'})",
+                   err=True)
+    _echo_result(_result_row(run.result, validated=run.validated, notes=run.notes), as_json)
+
+
+def _result_row(result, **extra) -> dict:
+    """A training result as one row: where it wrote, how long, its final metrics."""
+    return {"run_dir": str(result.run_dir),
+            "best_ckpt": str(result.best_ckpt) if result.best_ckpt else None,
+            "last_ckpt": str(result.last_ckpt) if result.last_ckpt else None,
+            "seconds": result.seconds, **result.metrics, **extra}
+
+
+# a column shows when its key is in the row (ranks only for a data-parallel run's row)
+_COLUMNS = [("epoch", "epochs"), ("world_size", "ranks"), ("global_batch", "global batch"),
+            ("loss", "loss"), ("val_top1", "val top-1"), ("val_top5", "val top-5"),
+            ("seconds", "seconds"), ("best_ckpt", "best checkpoint")]
+
+
+def _echo_result(row: dict, as_json: bool) -> None:
     if as_json:
         echo_json(row)
-        return
-    columns = [("epoch", "epochs"), ("loss", "loss"), ("val_top1", "val top-1"),
-               ("val_top5", "val top-5"), ("seconds", "seconds"), ("best_ckpt", "best checkpoint")]
-    echo_table([row], [c for c in columns if c[0] in row])
+    else:
+        echo_table([row], [c for c in _COLUMNS if c[0] in row])

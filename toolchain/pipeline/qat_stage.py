@@ -26,7 +26,7 @@ from shufflenet.fileio import atomic_write
 from toolchain.qat import QAT_DEFAULTS, fine_tune_int8
 
 from .parity_stage import data_fingerprint, eval_data_spec, train_data_spec
-from .stage_cache import Stage, StageResult, log
+from .stage_cache import Stage, StageResult, artifact_row, log, run_relative
 
 BUDGET_GATE_PREFIX = "onnx-int8 accuracy budget"
 
@@ -74,11 +74,6 @@ def qat_decision(mode: str, ptq: dict) -> tuple[bool, str]:
         return False, f"--qat auto: {text}, so QAT is not needed (--qat always runs it anyway)"
     return False, (f"--qat auto: {text}: no evidence that QAT is needed (--qat always runs it "
                    "anyway)")
-
-
-def _relative(path, run_dir: Path) -> str:
-    p = Path(path)
-    return str(p.relative_to(run_dir)) if p.is_relative_to(run_dir) else str(p)
 
 
 def _best_val(history: list[dict]) -> dict | None:
@@ -148,7 +143,7 @@ def qat_stage(opts, cfg, run_dir: Path, checkpoint_of) -> Stage:
             raise QATFailed(_logged(exc, run_dir)) from None
         result = qrun.result
         best = _best_val(result.history)
-        size = sum(Path(f).stat().st_size for f in res.files if Path(f).is_file())
+        row = artifact_row(res, run_dir)
         metrics = {
             "ran": True, "reason": why, "resumed": bool(resume),
             "checkpoint": str(qrun.checkpoint), "checkpoint_is": (
@@ -160,12 +155,10 @@ def qat_stage(opts, cfg, run_dir: Path, checkpoint_of) -> Stage:
             "best_epoch": best["epoch"] if best else None,
             "history": [{k: r.get(k) for k in ("epoch", "loss", "val_top1", "epoch_seconds")}
                         for r in result.history],
-            "artifact": {"format": "onnx-int8", "path": _relative(res.path, run_dir),
-                         "sha256": res.sha256, "seconds": res.seconds,
-                         "smoke_error": res.smoke_error, "size_kb": round(size / 1024, 1),
-                         "problem": res.problem},
+            "artifact": {k: row[k] for k in ("format", "path", "sha256", "seconds",
+                                             "smoke_error", "size_kb", "problem")},
             "post_training": ptq,
-            "replaced": {"artifact": _relative(ptq["artifact"], run_dir) if ptq.get("artifact")
+            "replaced": {"artifact": run_relative(ptq["artifact"], run_dir) if ptq.get("artifact")
                          else None, "why": why},
         }
         log(f"[qat] {metrics['epochs']} epoch(s) in {result.seconds:.1f}s"

@@ -142,12 +142,14 @@ def flatten_parts(obj: Any, prefix: tuple = ()) -> dict:
             seen[key] = seen.get(key, 0) + 1
             key = key if seen[key] == 1 else f"{key} #{seen[key]}"
             out.update(flatten_parts(v, prefix + (f"[{key}]",)))
-    elif (isinstance(obj, list) and len(obj) > _SAMPLES
-          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in obj)):
-        pass   # raw samples (per-run latencies): never part of a diff, by design
-    else:
+    elif not _raw_samples(obj):   # raw samples (per-run latencies): never part of a diff
         out[prefix] = obj
     return out
+
+
+def _raw_samples(obj: Any) -> bool:
+    return (isinstance(obj, list) and len(obj) > _SAMPLES
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in obj))
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict:

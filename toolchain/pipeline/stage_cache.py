@@ -119,6 +119,22 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def run_relative(path, run_dir: Path) -> str:
+    """``path`` relative to the run directory when it lies inside it (run.json moves with it)."""
+    p = Path(path)
+    return str(p.relative_to(run_dir)) if p.is_relative_to(run_dir) else str(p)
+
+
+def artifact_row(result, run_dir: Path) -> dict:
+    """An export result as run.json records it: its fields, ``size_kb`` over all its files,
+    the path relative to the run directory."""
+    row = result.to_dict()
+    size = sum(Path(f).stat().st_size for f in result.files if Path(f).is_file())
+    row["size_kb"] = round(size / 1024, 1)
+    row["path"] = run_relative(result.path, run_dir)
+    return row
+
+
 def run_stage(stage: Stage, ctx: dict, record: RunRecord, run_dir: Path, force: set) -> StageRecord:
     """Run or skip one stage, updating and saving ``record``; returns its record."""
     inputs = stage.inputs(ctx)

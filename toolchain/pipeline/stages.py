@@ -46,7 +46,7 @@ from .record import (
 from .run_options import STAGES, PipelineOptions, installed_formats, launch_spec
 from .run_report import write_reports
 from .secondary_node import train_on_secondary_node
-from .stage_cache import Stage, StageResult, log, run_stage
+from .stage_cache import Stage, StageResult, artifact_row, log, run_stage
 
 
 def _train_config(opts: PipelineOptions, run_dir: Path):
@@ -189,11 +189,7 @@ def _stage_export(opts: PipelineOptions, cfg, run_dir: Path) -> Stage:
         for r in results:
             if r.format == "onnx-int8":
                 gates.append(_int8_gate(r))
-            d = r.to_dict()
-            size = sum(Path(f).stat().st_size for f in r.files if Path(f).is_file())
-            d["size_kb"] = round(size / 1024, 1)
-            d["path"] = str(Path(r.path).relative_to(run_dir)) if Path(r.path).is_relative_to(run_dir) else r.path
-            rows.append(d)
+            rows.append(artifact_row(r, run_dir))
             outputs[r.format] = Path(r.path)
         return StageResult(outputs=outputs, metrics={"artifacts": rows}, gates=gates)
 

@@ -28,6 +28,7 @@ from shufflenet.fileio import default_file_mode, output_dir_problem
 from .builders import BUILDERS
 from .calibration import check_dataset
 from .formats import FORMATS, parse_formats, require_modules, unused_options
+from .int8_metrics import fp32_layers_text, mostly_fp32
 from .metadata import SIDECAR_SUFFIX
 from .mindspore_export import export_onnx_raw
 from .onnx_optimize import optimize
@@ -211,10 +212,12 @@ def _int8_findings(meta: dict) -> tuple[str | None, list]:
                    f"{found['drop_pp']:.2f} pp > {found['max_drop_pp']:g} pp on "
                    f"{found['heldout_samples']} held-out training images ({found['stopped']}); "
                    f"the best artifact found was written ({found['method']}, "
-                   f"{len(found['fp32_layers'])} layers in fp32)")
+                   f"{fp32_layers_text(found)})")
         if "no faster than fp32" in str(found.get("stopped")):
             problem += ("; int8 cannot meet this budget here and stay faster than fp32: ship "
                         "the fp32 onnx, or allow a larger --max-accuracy-drop")
+    elif mostly_fp32(found):
+        notes.append(mostly_fp32(found))
     return problem, notes
 
 

@@ -108,6 +108,7 @@ class Int8Search:
     heldout_samples: int
     seconds: float
     trials: list = field(default_factory=list)
+    layers: int = 0                            # the model's quantisable layers (Conv/Gemm/MatMul)
 
     def summary(self) -> dict:
         """The metadata block written into the artifact: no timings, so a re-export that
@@ -118,7 +119,8 @@ class Int8Search:
             d.pop("seconds")
             trials.append(d)
         return {"method": self.method, "per_channel": self.per_channel,
-                "fp32_layers": list(self.fp32_layers), "measured": self.measured,
+                "fp32_layers": list(self.fp32_layers), "layers": self.layers,
+                "measured": self.measured,
                 "metric": self.metric, "heldout_samples": self.heldout_samples,
                 "fp32_accuracy": self.fp32_accuracy,
                 "drop_pp": None if self.drop is None else round(100 * self.drop, 3),
@@ -299,7 +301,7 @@ def search_int8(fp32_model, images: np.ndarray, heldout: np.ndarray | None,
             bar.update(1)
             return Int8Search(first, first, "minmax", True, [], False, "unmeasured", None, None,
                               float(max_drop), None, "no held-out images", 0,
-                              time.perf_counter() - start)
+                              time.perf_counter() - start, layers=len(quant.layers))
         ref = run_model(fp32_model, heldout)
         ref_top1 = ref.argmax(1)
         labelled = labels is not None
@@ -379,7 +381,7 @@ def search_int8(fp32_model, images: np.ndarray, heldout: np.ndarray | None,
         return Int8Search(best_model, all_int8, best.method, best.per_channel, best.fp32_layers,
                           True, "expected images lost" if labelled else "expected top-1 flips", fp32_acc,
                           best.expected_flips, float(max_drop), met, stopped, int(len(heldout)),
-                          time.perf_counter() - start, trials)
+                          time.perf_counter() - start, trials, len(quant.layers))
     finally:
         bar.close()
         quant.close()

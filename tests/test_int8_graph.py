@@ -111,3 +111,6 @@ def test_a_trial_limit_stops_the_search_whatever_the_clock_says(models, tmp_path
                         search_seconds=math.inf, max_trials=1, progress=False)
     assert found.stopped == "trial limit reached" and len(found.trials) == 1
     assert found.met is False and found.summary()["stopped"] == "trial limit reached"
+    # the summary counts the model's quantisable layers, so "n of N in fp32" can be said
+    convs = sum(n.op_type in ("Conv", "Gemm", "MatMul") for n in quant.source_model.graph.node)
+    assert convs > 10 and found.summary()["layers"] == convs

@@ -27,3 +27,30 @@ def test_unmeasured_int8_claims_nothing():
              "latency_ms": {"fp32": 5.0, "int8_all": 3.0}}
     text = int8_summary(found, TRAIN)
     assert "unmeasured" in text and len(text.splitlines()) == 1
+
+
+def test_an_int8_that_kept_most_layers_in_fp32_says_so():
+    """The search may hold its budget by keeping nearly every layer in fp32 (56 of 57 on a
+    real-photo checkpoint): the export's notes say that this "int8" is one in name only."""
+    from exporters.export import _int8_findings
+    from toolchain.pipeline.run_report import _fp32_layers_cell
+
+    def meta(found):
+        return {"export_options": {"int8": found, "calibration": {}}}
+
+    names = [f"Conv_{i}" for i in range(53)]
+    mostly = dict(FOUND, fp32_layers=names, layers=57)
+    assert int8_summary(dict(mostly, latency_ms={}), TRAIN).startswith(
+        "int8: minmax, 53 of 57 layers in fp32,")
+    problem, notes = _int8_findings(meta(mostly))
+    assert problem is None and len(notes) == 1
+    assert "keeps 53 of its 57 layers in fp32" in notes[0] and "--qat" in notes[0]
+    assert _fp32_layers_cell(mostly) == "53 of 57 layers in fp32 (names in run.json)"
+    # a few fp32 layers: an int8 model, with no such note
+    few = dict(FOUND, fp32_layers=names[:3], layers=57)
+    assert _int8_findings(meta(few)) == (None, [])
+    assert _fp32_layers_cell(few) == "Conv_0, Conv_1, Conv_2 (3 of 57 layers in fp32)"
+    # the budget missed: the problem names the count out of the whole
+    missed = dict(mostly, budget_met=False, stopped="search time spent")
+    problem, _ = _int8_findings(meta(missed))
+    assert "53 of 57 layers in fp32" in problem

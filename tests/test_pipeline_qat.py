@@ -113,6 +113,11 @@ def test_always_fine_tunes_and_parity_and_bench_judge_the_qat_artifact(runs):
     assert int8 and int8[0]["precision"] == "int8" and int8[0]["acc_delta"]
     assert parity["metrics"]["int8"]["replaced_by_qat"]
     assert parity["metrics"]["fingerprints"]["shared_images"] == 0
+    # fine-tuned from this very checkpoint: said so, not "another source checkpoint"
+    notes = parity["metrics"]["notes"]
+    assert any(f"was exported from {qckpt.name}, a QAT fine-tune of this checkpoint" in n
+               for n in notes), notes
+    assert not any("another source checkpoint" in n for n in notes), notes
     # bench measured the QAT artifact on the int8 target
     bench = [b for b in rec["stages"]["bench"]["metrics"]["results"]
              if b["target"] == "x86-edge-ort-int8-1t"]

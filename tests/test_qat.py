@@ -351,3 +351,14 @@ def test_qat_loss_without_qat_is_one_clean_line(tmp_path):
     assert bad.exit_code != 0 and "Traceback" not in bad.output
     assert "qat_loss" in bad.output and "distill" in bad.output
     assert not any(tmp_path.iterdir())                   # nothing written for a refused run
+
+
+def test_parity_names_a_qat_fine_tune_of_the_checkpoint_and_nothing_else():
+    from toolchain.parity.comparator import fine_tuned_from
+
+    meta = {"source_checkpoint": "x_qat_best.ckpt", "source_sha256": "q" * 64,
+            "export_options": {"qat": {"fine_tuned_from_sha256": "f" * 64}}}
+    assert fine_tuned_from(meta, "f" * 64) == "x_qat_best.ckpt"
+    assert fine_tuned_from(meta, "e" * 64) is None           # a QAT of another checkpoint
+    assert fine_tuned_from({"source_sha256": "q" * 64}, "f" * 64) is None
+    assert fine_tuned_from({"export_options": {"qat": {}}}, "") is None

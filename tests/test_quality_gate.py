@@ -126,3 +126,34 @@ def test_a_note_that_goes_away_says_why(tmp_path):
                          "input changed: devices none -> emu:arm64)") in rows
     run_stage(stage(), {}, rec, tmp_path, {"parity"})
     assert rec.stages["parity"].cache_miss == "--force parity"
+
+
+def test_a_stage_that_breaks_says_one_line_and_keeps_its_traceback(tmp_path):
+    """Any stage (not only qat): an unexpected error is one line naming a log, through the CLI's
+    edge, and the record says the stage failed."""
+    import pytest
+
+    from shufflenet.errors import ShuffleNetError
+    from toolchain.pipeline.record import RunRecord
+    from toolchain.pipeline.stage_cache import Stage, run_stage
+
+    def broken(ctx):
+        return {"x": 1}["missing key"]
+
+    rec = RunRecord()
+    with pytest.raises(ShuffleNetError) as err:
+        run_stage(Stage("bench", lambda ctx: {}, broken, "bench"), {}, rec, tmp_path, set())
+    line = str(err.value)
+    log = tmp_path / "logs" / "bench" / "error.log"
+    assert "\n" not in line and line.startswith("bench stage stopped: KeyError: 'missing key'")
+    assert str(log) in line
+    assert "Traceback" in log.read_text() and "in broken" in log.read_text()
+    assert rec.stages["bench"].status == "failed" and "KeyError" in rec.stages["bench"].error
+
+    # a domain error stays the stage's own line, with no log
+    def refused(ctx):
+        raise ShuffleNetError("say what to fix")
+
+    with pytest.raises(ShuffleNetError, match="^say what to fix$"):
+        run_stage(Stage("export", lambda ctx: {}, refused, "export"), {}, rec, tmp_path, set())
+    assert not (tmp_path / "logs" / "export").exists()

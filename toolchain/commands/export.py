@@ -7,6 +7,7 @@ import click
 
 from exporters import export_checkpoint
 from exporters.formats import FORMATS, check_options, formats_help, parse_formats
+from exporters.int8_metrics import fp32_layers_text
 from exporters.metadata import read_artifact_metadata
 from shufflenet.checkpoint import read_metadata
 from shufflenet.data.folder import class_folder_labels
@@ -168,7 +169,7 @@ def int8_summary(found: dict, calib: dict) -> str:
     lat = found.get("latency_ms", {})
     speed = ", ".join(f"{k} {v:.3g} ms" for k, v in lat.items())
     line = (f"int8: {found.get('method')}{'' if found.get('per_channel') else ' per-tensor'}, "
-            f"{len(found.get('fp32_layers', []))} layer(s) in fp32, {drop}; calibrated on "
+            f"{fp32_layers_text(found)}, {drop}; calibrated on "
             f"{calib.get('samples')} images of {calib.get('source')} (fingerprint "
             f"{str(calib.get('fingerprint'))[:12]}); latency {speed}")
     shipped = lat.get("mixed", lat.get("int8_all"))

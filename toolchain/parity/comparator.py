@@ -78,10 +78,19 @@ def check_artifacts(ref_meta: dict, artifacts: list, ckpt_sha: str,
                                                     "image_size", "channel_order") if k in meta})
         src = meta.get("source_sha256")
         match = None if not src else src == ckpt_sha
-        if match is False:
+        if match is False and not fine_tuned_from(meta, ckpt_sha):
             log.warning("%s was exported from another checkpoint file (sha256 %s...)", name, src[:12])
         out.append((art, match, contract_mismatches(reference, meta)))
     return ref_tf, out
+
+
+def fine_tuned_from(meta: dict, ckpt_sha: str) -> str | None:
+    """The QAT checkpoint's name when the artifact was exported from a quantization-aware
+    fine-tune of the checkpoint with sha256 ``ckpt_sha`` (else None)."""
+    qat = (meta.get("export_options") or {}).get("qat") or {}
+    if ckpt_sha and qat.get("fine_tuned_from_sha256") == ckpt_sha:
+        return str(meta.get("source_checkpoint") or "a QAT checkpoint")
+    return None
 
 
 def _candidate_engines(art, requested: list[str] | None, device) -> list[str]:
@@ -271,10 +280,13 @@ def run_parity(checkpoint, artifacts, engines=None, images=None, dataset=None, s
     if inputs.kind == "random":
         report.notes.append("inputs are random tensors, not images: agreement on them says "
                             "little about agreement on real data")
-    for pair in pairs:
-        if pair.source_matches_checkpoint is False:
-            report.notes.append(f"{Path(pair.artifact).name} records another source checkpoint "
-                                "(sha256 differs)")
+    for art, match, _ in checked:
+        if match is False:
+            qat = fine_tuned_from(art.metadata, ckpt_sha)
+            report.notes.append(
+                f"{art.name} was exported from {qat}, a QAT fine-tune of this checkpoint: judged "
+                "as int8 against it" if qat else
+                f"{art.name} records another source checkpoint (sha256 differs)")
     for art, _, _ in checked:
         calib = (art.metadata.get("export_options") or {}).get("calibration") or {}
         note = f"{art.name}: {calib.get('note')}" if calib.get("stand_in") else None

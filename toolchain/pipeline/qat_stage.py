@@ -10,19 +10,17 @@ delta) and bench judge; the post-training artifact stays in ``artifacts/``,
 named in this stage's metrics with why it was replaced, and its budget gate is
 marked superseded (kept in run.json, not counted in the verdict).
 
-A failure is one line (:class:`QATFailed`), the full traceback in
-``logs/qat/error.log``; the stage records it and the run fails.
+A failure is one line (:class:`QATFailed`; an unexpected error's traceback goes to
+``logs/qat/error.log``, as for every stage); the stage records it and the run fails.
 """
 from __future__ import annotations
 
 import shutil
-import traceback
 from pathlib import Path
 
 from exporters import export_checkpoint
 from shufflenet.artifact import read_artifact_metadata
 from shufflenet.errors import ConfigError, ShuffleNetError
-from shufflenet.fileio import atomic_write
 from toolchain.qat import QAT_DEFAULTS, fine_tune_int8
 
 from .parity_stage import data_fingerprint, eval_data_spec, train_data_spec
@@ -139,8 +137,6 @@ def qat_stage(opts, cfg, run_dir: Path, checkpoint_of) -> Stage:
                                        val_data=eval_data_spec(opts, cfg, ckpt))
         except ShuffleNetError as exc:
             raise QATFailed(f"qat: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 -- MindSpore/ONNX errors: one line, all in the log
-            raise QATFailed(_logged(exc, run_dir)) from None
         result = qrun.result
         best = _best_val(result.history)
         row = artifact_row(res, run_dir)
@@ -168,16 +164,6 @@ def qat_stage(opts, cfg, run_dir: Path, checkpoint_of) -> Stage:
                                     "onnx-int8": Path(res.path)}, metrics=metrics)
 
     return Stage("qat", inputs, run, "quantization-aware fine-tuning for onnx-int8")
-
-
-def _logged(exc: BaseException, run_dir: Path) -> str:
-    """One line for ``exc``; its traceback written to ``logs/qat/error.log``."""
-    path = run_dir / "logs" / "qat" / "error.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(traceback.format_exception(exc))
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-    first = (str(exc).strip().splitlines() or [""])[0][:300]
-    return f"qat: {type(exc).__name__}: {first} (traceback: {path})"
 
 
 def supersede_budget_gate(record) -> None:

@@ -11,6 +11,7 @@ import html
 import json
 from pathlib import Path
 
+from exporters.int8_metrics import fp32_layers_text
 from shufflenet.fileio import atomic_write
 
 from .record import not_judged_note, run_verdict
@@ -82,6 +83,16 @@ PARITY_COLS = [("artifact", "artifact"), ("engine", "engine"), ("ran_on", "ran o
                ("top1_agreement", "top-1 agreement"), ("acc_delta", "top-1 delta [95% CI]"),
                ("first_divergence", "first divergent layer"), ("verdict", "verdict"),
                ("samples_needed", "images to settle")]
+def _fp32_layers_cell(int8: dict) -> str:
+    """The int8 table's fp32-layers cell: the names when few, else the count (names in run.json)."""
+    names = list(int8.get("fp32_layers") or [])
+    if not names:
+        return "none"
+    if len(names) <= 6:
+        return ", ".join(names) + (f" ({fp32_layers_text(int8)})" if int8.get("layers") else "")
+    return f"{fp32_layers_text(int8)} (names in run.json)"
+
+
 INT8_COLS = [("method", "calibration"), ("per_channel", "per-channel"), ("fp32_layers", "fp32 layers"),
              ("drop", "held-out drop"), ("budget", "budget"), ("fp32_ms", "fp32 ms"),
              ("int8_all_ms", "int8-all ms"), ("mixed_ms", "mixed ms"), ("speed", "vs fp32")]
@@ -124,7 +135,7 @@ def evidence_rows(parity_metrics: dict) -> tuple[list[tuple[str, str]], list[dic
     if int8:
         lat = int8.get("latency_ms") or {}
         table.append({"method": int8.get("method"), "per_channel": int8.get("per_channel"),
-                      "fp32_layers": ", ".join(int8.get("fp32_layers") or []) or "none",
+                      "fp32_layers": _fp32_layers_cell(int8),
                       "drop": ("unmeasured" if int8.get("drop_pp") is None else
                                f"{int8['drop_pp']:.2f} pp ({int8.get('metric')}, "
                                f"n={int8.get('heldout_samples')})"),

@@ -22,6 +22,19 @@ from shufflenet.errors import ShuffleNetError
 from .record import RunRecord, StageRecord, _flatten, stable_hash
 
 
+class StageFailed(ShuffleNetError):
+    """A stage stopped on an unexpected error; the line names the log with its traceback."""
+
+
+def stage_error_line(stage: str, exc: BaseException, run_dir: Path) -> str:
+    """One line for ``exc``; its full traceback written to ``logs/<stage>/error.log``."""
+    path = Path(run_dir) / "logs" / stage / "error.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(traceback.format_exception(exc)))
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{stage} stage stopped: {type(exc).__name__}: {first} (traceback: {path})"
+
+
 @dataclass
 class StageResult:
     outputs: dict = field(default_factory=dict)   # name -> Path (file) or plain value
@@ -164,13 +177,14 @@ def run_stage(stage: Stage, ctx: dict, record: RunRecord, run_dir: Path, force: 
         new.seconds = time.perf_counter() - start
         record.save(run_dir)
         raise
-    except Exception as exc:  # keep the record truthful, then let the caller decide
+    except Exception as exc:  # a bug or an engine's own error: one line, the traceback in a log
         new.status = "failed"
         new.error = f"{type(exc).__name__}: {exc}"
         new.seconds = time.perf_counter() - start
         record.save(run_dir)
-        traceback.print_exc(file=sys.stderr)
-        raise
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").startswith("mindspore"):
+            raise                   # the CLI says how to install it
+        raise StageFailed(stage_error_line(stage.name, exc, run_dir)) from None
     new.seconds = round(time.perf_counter() - start, 3)
     new.outputs = _record_outputs(result.outputs)
     new.metrics = result.metrics

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from exporters import export_checkpoint
+from exporters.int8_metrics import fp32_layers_text
 from exporters.metadata import read_artifact_metadata
 from shufflenet import __version__
 from shufflenet.checkpoint import read_metadata, sha256_file
@@ -151,7 +152,7 @@ def _int8_gate(result) -> dict:
     met = found.get("budget_met")
     detail = (result.problem or "; ".join(result.notes) or
               f"{found.get('metric')} {found.get('drop_pp')} pp on {found.get('heldout_samples')} "
-              f"held-out training images, {len(found.get('fp32_layers', []))} layer(s) in fp32")
+              f"held-out training images, {fp32_layers_text(found)}")
     return {"name": f"onnx-int8 accuracy budget {found.get('max_drop_pp')} pp (held-out train)",
             "passed": met, "detail": detail}
 

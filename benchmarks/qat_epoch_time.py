@@ -9,7 +9,10 @@ alternating blocks so all see the same machine load:
   :mod:`shufflenet.quant`), the recipe's loss (``--qat_loss labels``);
 * ``qat_distill``: the same, distilling from the fp32 teacher (the default ``--qat_loss``);
 * ``qat_unfused``: ``qat_labels`` with a Quantize and a Dequantize call per activation
-  site, as the generator wrote it before one ``fake_quant`` per site (the gain of fusing).
+  site, as the generator wrote it before one ``fake_quant`` per site (the gain of fusing);
+* ``graph_float``: the QAT network's own graph with every fake-quant step an identity,
+  trainable, the recipe's loss: what the export's graph costs without quantisation, so
+  ``qat_labels / graph_float`` is the cost of fake quantisation itself.
 
 It prints the median step time of each and the ratios to fp32 (goal: QAT <= 1.5x fp32).
 
@@ -55,6 +58,18 @@ def unfused_qat_network(path):
         generator._fused_pairs = fused
 
 
+def float_graph_network(path):
+    """The QAT checkpoint's graph with fake quantisation off and its values trainable."""
+    from shufflenet.checkpoint import read_checkpoint
+    from shufflenet.quant import network as generator
+
+    params, meta = read_checkpoint(path)
+    spec = dict(meta["qat"], param_shapes={n: list(np.shape(params[n])) for n in meta["qat"]["params"]})
+    values = {n: np.asarray(params[n].asnumpy() if hasattr(params[n], "asnumpy") else params[n])
+              for n in spec["params"]}
+    return generator._build_class(generator._construct(spec, False))(spec, values)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ckpt", required=True, help="an fp32 checkpoint")
@@ -87,7 +102,8 @@ def main(argv=None) -> int:
              "qat_labels": step_cell(load_qat_network(start)[0], cfg),
              "qat_distill": step_cell(load_qat_network(start)[0], cfg,
                                       teacher=load_qat_teacher(start)),
-             "qat_unfused": step_cell(unfused_qat_network(start), cfg)}
+             "qat_unfused": step_cell(unfused_qat_network(start), cfg),
+             "graph_float": step_cell(float_graph_network(start), cfg)}
     compile_s = {}
     for k, c in cells.items():
         t0 = time.perf_counter()

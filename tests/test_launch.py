@@ -214,7 +214,9 @@ def test_terminating_the_launcher_stops_the_ranks(tmp_path, sig):
             time.sleep(0.1)
         assert rank_pid is not None and watcher.poll() is None, watcher.stderr.read()
         watcher.send_signal(sig)
-        assert watcher.wait(timeout=20) == 128 + sig
+        # generous: under a loaded machine (CI beside other jobs) the exit took over 20 s once;
+        # what is judged is the exit code and the ranks, not the speed
+        assert watcher.wait(timeout=90) == 128 + sig
         deadline = time.monotonic() + 5
         while _pid_alive(rank_pid) and time.monotonic() < deadline:
             time.sleep(0.1)

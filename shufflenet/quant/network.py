@@ -158,8 +158,7 @@ def network_source(spec: dict, quantized: bool = True) -> str:
             if t or b or l or r:
                 lines.append(f"    {out}p = pad2d({x}, {l}, {r}, {t}, {b}, -3.0e38)")
                 x = f"{out}p"
-            e = (f"ops.max_pool2d({x}, {tuple(at['kernel_shape'])!r}, "
-                 f"{tuple(at.get('strides', [1, 1]))!r})")
+            e = f"max_pool({x}, {tuple(at['kernel_shape'])!r}, {tuple(at.get('strides', [1, 1]))!r})"
         elif op == "GlobalAveragePool":
             e = f"ops.mean({a[0]}, (2, 3), True)"
         elif op == "Flatten":

@@ -216,8 +216,8 @@ def _int8_findings(meta: dict) -> tuple[str | None, list]:
         if "no faster than fp32" in str(found.get("stopped")):
             problem += ("; int8 cannot meet this budget here and stay faster than fp32: ship "
                         "the fp32 onnx, or allow a larger --max-accuracy-drop")
-    elif mostly_fp32(found):
-        notes.append(mostly_fp32(found))
+    elif warning := mostly_fp32(found):
+        notes.append(warning)
     return problem, notes
 
 

@@ -83,6 +83,8 @@ PARITY_COLS = [("artifact", "artifact"), ("engine", "engine"), ("ran_on", "ran o
                ("top1_agreement", "top-1 agreement"), ("acc_delta", "top-1 delta [95% CI]"),
                ("first_divergence", "first divergent layer"), ("verdict", "verdict"),
                ("samples_needed", "images to settle")]
+
+
 def _fp32_layers_cell(int8: dict) -> str:
     """The int8 table's fp32-layers cell: the names when few, else the count (names in run.json)."""
     names = list(int8.get("fp32_layers") or [])

@@ -203,8 +203,12 @@ def test_terminating_the_launcher_stops_the_ranks(tmp_path, sig):
     """A SIGTERM (CI timeout, `timeout`) or SIGHUP to the toolchain must not orphan msrun's ranks:
     they run in sessions of their own and would train on, holding the master port."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # the signal's default action, whatever this test inherited: under `nohup` (a CI job started
+    # so) SIGHUP is ignored, and the watcher rightly keeps an ignored SIGHUP ignored (the test
+    # below), so it would wait out the signal
     watcher = subprocess.Popen([sys.executable, "-c", _WATCHED, str(tmp_path)], env=env,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
     pid_file, rank_pid = tmp_path / "rank0.pid", None
     try:
         deadline = time.monotonic() + 60
@@ -214,9 +218,7 @@ def test_terminating_the_launcher_stops_the_ranks(tmp_path, sig):
             time.sleep(0.1)
         assert rank_pid is not None and watcher.poll() is None, watcher.stderr.read()
         watcher.send_signal(sig)
-        # generous: under a loaded machine (CI beside other jobs) the exit took over 20 s once;
-        # what is judged is the exit code and the ranks, not the speed
-        assert watcher.wait(timeout=90) == 128 + sig
+        assert watcher.wait(timeout=20) == 128 + sig
         deadline = time.monotonic() + 5
         while _pid_alive(rank_pid) and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -61,13 +61,10 @@ def unfused_qat_network(path):
 def float_graph_network(path):
     """The QAT checkpoint's graph with fake quantisation off and its values trainable."""
     from shufflenet.checkpoint import read_checkpoint
-    from shufflenet.quant import network as generator
+    from shufflenet.quant import qat_network
 
     params, meta = read_checkpoint(path)
-    spec = dict(meta["qat"], param_shapes={n: list(np.shape(params[n])) for n in meta["qat"]["params"]})
-    values = {n: np.asarray(params[n].asnumpy() if hasattr(params[n], "asnumpy") else params[n])
-              for n in spec["params"]}
-    return generator._build_class(generator._construct(spec, False))(spec, values)
+    return qat_network(meta["qat"], params, quantized=False, frozen=False)
 
 
 def main(argv=None) -> int:

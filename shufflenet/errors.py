@@ -39,3 +39,10 @@ class GateFailed(ShuffleNetError):
 
 class VerifyFailed(ShuffleNetError):
     """An artifact, its vectors, its attestation or a key did not check out."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none), at most
+    300 characters: what a one-line error shows of an engine's or a library's own error."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

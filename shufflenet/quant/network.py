@@ -235,11 +235,12 @@ def _build_class(construct):
     return QATNetwork
 
 
-def qat_network(spec: dict, params: dict, quantized: bool = True):
+def qat_network(spec: dict, params: dict, quantized: bool = True, frozen: bool | None = None):
     """The fake-quant network of ``spec`` with ``params`` (``{name: array}``).
 
     ``quantized=False``: the float network of the same graph, its values constants (not
-    trained, not saved): the fp32 teacher that QAT distils from."""
+    trained, not saved): the fp32 teacher that QAT distils from. ``frozen`` overrides
+    that (default: frozen exactly when not quantized)."""
     if int(spec.get("version", 0)) != SPEC_VERSION:
         raise CheckpointError(f"QAT graph spec version {spec.get('version')} is not "
                               f"{SPEC_VERSION}: re-run shufflenet train --qat")
@@ -250,7 +251,8 @@ def qat_network(spec: dict, params: dict, quantized: bool = True):
         raise CheckpointError(f"QAT checkpoint lacks {len(missing)} parameter(s), "
                               f"e.g. {missing[0]}")
     spec = dict(spec, param_shapes={n: list(values[n].shape) for n in spec["params"]})
-    net = _build_class(_construct(spec, quantized))(spec, values, frozen=not quantized)
+    frozen = not quantized if frozen is None else frozen
+    net = _build_class(_construct(spec, quantized))(spec, values, frozen=frozen)
     return net
 
 

@@ -26,7 +26,13 @@ from runtimes.devices import InProcessDevice
 from shufflenet import __version__
 from shufflenet.checkpoint import sha256_file
 from shufflenet.data.preprocess import EvalTransform
-from shufflenet.errors import CheckpointError, ConfigError, GateFailed, ShuffleNetError
+from shufflenet.errors import (
+    CheckpointError,
+    ConfigError,
+    GateFailed,
+    ShuffleNetError,
+    first_line,
+)
 
 from .contract import contract_mismatches
 from .inputs import resolve_inputs
@@ -111,11 +117,6 @@ def _candidate_engines(art, requested: list[str] | None, device) -> list[str]:
     return able
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
-
-
 def _progress(total: int, enabled: bool):
     from tqdm import tqdm
 
@@ -150,7 +151,7 @@ def _open_pairs(stack, checked, requested, profile, threads, engine_options,
             except ShuffleNetError as exc:
                 pair.error = str(exc)
             except Exception as exc:  # engine-internal failure while loading the file
-                pair.error = f"{engine} cannot load {art.name}: {_first_line(exc)}"
+                pair.error = f"{engine} cannot load {art.name}: {first_line(exc)}"
             pairs.append(pair)
     return pairs
 
@@ -173,7 +174,7 @@ def _stream(inputs, transform, batch_size: int, reference, pairs, progress: bool
                     pair.error = str(exc)
                 except Exception as exc:  # an engine that cannot run the file is a finding
                     pair.error = (f"{pair.engine} failed to run {Path(pair.artifact).name}: "
-                                  f"{_first_line(exc)}")
+                                  f"{first_line(exc)}")
                 pair.seconds += time.perf_counter() - t0
             bar.update(len(batch.x))
     return first

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from shufflenet.checkpoint import sha256_file
-from shufflenet.errors import ShuffleNetError
+from shufflenet.errors import ShuffleNetError, first_line
 
 from .record import RunRecord, StageRecord, _flatten, stable_hash
 
@@ -31,8 +31,8 @@ def stage_error_line(stage: str, exc: BaseException, run_dir: Path) -> str:
     path = Path(run_dir) / "logs" / stage / "error.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(traceback.format_exception(exc)))
-    first = (str(exc).strip().splitlines() or [""])[0][:300]
-    return f"{stage} stage stopped: {type(exc).__name__}: {first} (traceback: {path})"
+    return (f"{stage} stage stopped: {type(exc).__name__}: {first_line(exc)} "
+            f"(traceback: {path})")
 
 
 @dataclass

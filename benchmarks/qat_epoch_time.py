@@ -1,6 +1,7 @@
 """QAT step time vs fp32 step time: the same data, batch, model and machine, interleaved.
 
-Trains, through the trainer's own step cell (:func:`shufflenet.train.build.build_train_cell`),
+Trains, through the trainer's own step cell (:func:`shufflenet.train.build.build_train_cell`,
+after its per-device kernel choices, :func:`shufflenet.train.build.prepare_network`),
 in graph mode, ``--steps`` steps each after ``--warmup`` steps (the graph compile),
 alternating blocks so all see the same machine load:
 
@@ -35,10 +36,16 @@ os.environ.setdefault("GLOG_v", "3")
 
 
 def step_cell(net, cfg, teacher=None, lr: float = 1e-4):
+    """The trainer's step cell for ``net``, after the trainer's own per-device kernel choices
+    (on CPU the stem as slices + MatMul, for the student and the teacher alike)."""
+    import mindspore as ms
     from mindspore import nn
 
-    from shufflenet.train.build import build_train_cell
+    from shufflenet.train.build import build_train_cell, prepare_network
 
+    for n in (net, teacher):
+        if n is not None:
+            prepare_network(n, cfg, ms.get_context("device_target"))
     opt = nn.Momentum(net.trainable_params(), lr, 0.9)
     cell = build_train_cell(net, cfg, opt, "O0", teacher=teacher)
     cell.set_train(True)

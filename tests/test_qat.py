@@ -145,6 +145,17 @@ def test_train_qat_validates_on_the_checkpoints_val_split_and_keeps_the_best(tra
     meta = read_metadata(best)
     assert "qat" in meta and meta["metrics"]["val_top1"] == row["val_top1"]
     assert f"next: shufflenet export {best} -f onnx-int8" in res.stderr
+    # the input's scale is saved, not learned; the rest trained
+    from shufflenet.checkpoint import read_checkpoint
+    from shufflenet.quant.network import input_scales
+
+    before, _ = read_checkpoint(run / "qat_start.ckpt")
+    after, _ = read_checkpoint(best)
+    fixed = input_scales(meta["qat"])
+    assert len(fixed) == 1 and all(
+        np.array_equal(after[n].asnumpy(), before[n].asnumpy()) for n in fixed)
+    assert any(not np.array_equal(after[n].asnumpy(), before[n].asnumpy())
+               for n in meta["qat"]["params"] if n not in fixed)
 
 
 def test_qat_without_a_val_split_says_so_in_one_line(trained, tmp_path):
@@ -318,6 +329,46 @@ def test_generated_network_fuses_every_pair_and_its_float_twin_is_the_fp32_check
     want = load_eval_network(ckpt).net(ms.Tensor(x)).asnumpy()
     got = load_qat_teacher(path)(ms.Tensor(x)).asnumpy()
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), np.abs(got - want).max()
+
+
+def test_cpu_training_runs_the_qat_stem_as_matmul_and_does_not_learn_the_input_scale(
+        trained, start):
+    """The trainer's CPU kernel choice reaches the QAT network and its teacher: the stem (3
+    input channels) becomes slices + MatMul, to float32 rounding, in the generated code; the
+    input's scale is a parameter that is saved but not trained."""
+    import mindspore as ms
+
+    from shufflenet.quant import load_qat_network, load_qat_teacher
+    from shufflenet.quant.network import input_scales, network_source
+    from shufflenet.train.build import prepare_network
+    from shufflenet.train.fast_stem import use_matmul_stem
+
+    data, _, _ = trained
+    path, meta = start
+    x = ms.Tensor(_val(data, meta)[0][:16])
+    teacher = load_qat_teacher(path)
+    want = teacher(x).asnumpy()
+    assert use_matmul_stem(teacher)
+    got = teacher(x).asnumpy()
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), np.abs(got - want).max()
+
+    net, stored = load_qat_network(path)
+    q_want = net(x).asnumpy()
+    prepare_network(net, {"cpu_matmul_stem": True}, "CPU")
+    q_got = net(x).asnumpy()
+    assert (q_got.argmax(1) == q_want.argmax(1)).all()
+    assert np.abs(q_got - q_want).mean() <= 0.01 * np.abs(q_want).mean()
+    spec = dict(net.spec)
+    src = network_source(spec, matmul_stem=True)
+    assert src.count("matmul_conv2d(") == 1 and network_source(spec).count("matmul_conv2d(") == 0
+    fixed = input_scales(stored["qat"])
+    trainable = {p.name for p in net.trainable_params()}
+    assert fixed and not fixed & trainable
+    assert len(trainable) == len(stored["qat"]["params"]) - len(fixed)
+    # on another device the generated code keeps Conv2D
+    other, _ = load_qat_network(path)
+    prepare_network(other, {"cpu_matmul_stem": True}, "GPU")
+    assert np.array_equal(other(x).asnumpy(), q_want)
 
 
 def test_distillation_loss_is_the_squared_logit_distance_to_fp32(trained, start):

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from mindspore import ops
 
+from ..kernels import matmul_conv2d  # noqa: F401  (the generated network's CPU stem)
+
 WEIGHT_QMAX = 127          # symmetric int8: [-127, 127]
 MIN_SCALE = 1e-8
 

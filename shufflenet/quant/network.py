@@ -75,12 +75,25 @@ def _fused_pairs(spec: dict) -> dict:
     return pairs
 
 
-def network_source(spec: dict, quantized: bool = True) -> str:
+def input_scales(spec: dict) -> set:
+    """The scales of the Quantize steps that read the graph's input (the normalised image)."""
+    return {n["inputs"][1] for n in spec["nodes"]
+            if n["op"] == "QuantizeLinear" and n["inputs"][0] == spec["input"]}
+
+
+def network_source(spec: dict, quantized: bool = True, matmul_stem: bool = False) -> str:
     """Python source of ``construct(self, x)`` for ``spec`` (see module doc).
 
     ``quantized=False``: the same graph with every fake-quant step an identity -- the
-    BatchNorm-folded float network the spec was made from (the distillation teacher)."""
+    BatchNorm-folded float network the spec was made from (the distillation teacher).
+    ``matmul_stem``: a convolution of few input channels (the stem) runs as
+    :func:`shufflenet.kernels.matmul_conv2d` (CPU training; to float32 rounding)."""
+    if matmul_stem:
+        from ..kernels import matmul_conv_fits
     params = {n: i for i, n in enumerate(spec["params"])}
+    # the weight a Conv reads is a QATWeight's output: its shape is its parameter's
+    shapes = {n["outputs"][0]: spec["param_shapes"][n["inputs"][0]]
+              for n in spec["nodes"] if n["op"] == "QATWeight"}
     consts = {n: i for i, n in enumerate(spec["constants"])}
     ranks = {n: len(spec["param_shapes"][n]) for n in spec["params"]}
     names: dict = {spec["input"]: "x"}
@@ -129,6 +142,17 @@ def network_source(spec: dict, quantized: bool = True) -> str:
                 e = f"fake_quant_weight({a[0]}, {axes!r}, {(-1,) + (1,) * len(axes)!r})"
             else:
                 e = f"fake_quant_bias({a[0]}, {a[1]}, {a[2]}, {axes!r})"
+        elif op == "Conv" and matmul_stem and ins[1] in shapes and matmul_conv_fits(
+                shapes[ins[1]], int(at.get("group", 1)), at.get("strides", [1, 1]),
+                at.get("dilations", [1, 1])):
+            t, b, l, r = _pads(at)
+            x = a[0]
+            if t or b or l or r:
+                lines.append(f"    {out}p = pad2d({x}, {l}, {r}, {t}, {b})")
+                x = f"{out}p"
+            e = f"matmul_conv2d({x}, {a[1]}, {int(at.get('strides', [1])[0])})"
+            if len(a) > 2 and a[2]:
+                e += f" + ops.reshape({a[2]}, (1, -1, 1, 1))"
         elif op == "Conv":
             t, b, l, r = _pads(at)
             x = a[0]
@@ -181,10 +205,10 @@ def network_source(spec: dict, quantized: bool = True) -> str:
 _CONSTRUCTS: dict = {}
 
 
-def _construct(spec: dict, quantized: bool = True):
+def _construct(spec: dict, quantized: bool = True, matmul_stem: bool = False):
     """The compiled ``construct`` of ``spec`` (cached per process; its source is written once
     per spec under the toolchain's cache folder)."""
-    text = network_source(spec, quantized)
+    text = network_source(spec, quantized, matmul_stem)
     key = hashlib.sha256(text.encode()).hexdigest()[:16]
     if key not in _CONSTRUCTS:
         from mindspore import ops
@@ -212,15 +236,31 @@ def _build_class(construct):
 
     class QATNetwork(nn.Cell):
         """``construct(x) -> logits`` through the fake-quant QDQ graph of ``spec``."""
-        def __init__(self, spec: dict, params: dict, frozen: bool = False):
+        def __init__(self, spec: dict, params: dict, frozen: bool = False,
+                     quantized: bool = True):
             super().__init__(auto_prefix=False)
             self.spec = spec
+            self.quantized = quantized
             self.num_classes = int(spec["num_classes"])
             values = [ms.Tensor(np.asarray(params[n], np.float32)) for n in spec["params"]]
-            # frozen (the teacher): constants, so they are neither trained nor saved
+            # frozen (the teacher): constants, so they are neither trained nor saved.
+            # The input's scale is saved but not learned: the image's range is its
+            # preprocessing's, which calibration already spans, and learning it costs the
+            # stem convolution's input gradient (20 % of a CPU QAT step, x0_5 at 64 px)
+            fixed = input_scales(spec)
             self.qp = (tuple(values) if frozen else ms.ParameterTuple(
-                [ms.Parameter(v, name=n) for v, n in zip(values, spec["params"])]))
+                [ms.Parameter(v, name=n, requires_grad=n not in fixed)
+                 for v, n in zip(values, spec["params"])]))
             self.qc = tuple(ms.Tensor(_const(v)) for v in spec["constants"].values())
+
+        def use_matmul_stem(self) -> bool:
+            """Run the few-channel convolutions (the stem) as slices + MatMul from now on
+            (CPU training: :mod:`shufflenet.train.fast_stem`); True if there was one."""
+            if network_source(self.spec, self.quantized, True) == network_source(
+                    self.spec, self.quantized):
+                return False
+            type(self).construct = _construct(self.spec, self.quantized, matmul_stem=True)
+            return True
 
         def checkpoint_metadata(self) -> dict:
             """What every checkpoint of this network carries besides its parameters: the graph
@@ -252,7 +292,8 @@ def qat_network(spec: dict, params: dict, quantized: bool = True, frozen: bool |
                               f"e.g. {missing[0]}")
     spec = dict(spec, param_shapes={n: list(values[n].shape) for n in spec["params"]})
     frozen = not quantized if frozen is None else frozen
-    net = _build_class(_construct(spec, quantized))(spec, values, frozen=frozen)
+    net = _build_class(_construct(spec, quantized))(spec, values, frozen=frozen,
+                                                    quantized=quantized)
     return net
 
 

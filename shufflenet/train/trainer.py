@@ -106,7 +106,9 @@ class _Run:
                                     checkpoint_path=(cfg.ckpt_path or None) if start_from else None)
         if cfg.freeze_bn:
             build.freeze_batchnorm(self.net)
-        build.prepare_network(self.net, cfg, self.target)
+        for net in (self.net, teacher):
+            if net is not None:
+                build.prepare_network(net, cfg, self.target)
         self.spe = steps_per_epoch(len(self.train_src), cfg, self.world)
         if self.spe == 0:
             raise ConfigError(f"{len(self.train_src)} training images give no full batch of "

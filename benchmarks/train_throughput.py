@@ -28,11 +28,7 @@ os.environ.setdefault("GLOG_v", "3")
 def _ours(model, classes, steps_total, args):
     from shufflenet.config import make_config
     from shufflenet.models import create_model
-    from shufflenet.train.build import (
-        build_train_cell,
-        create_optimizer,
-        prepare_network,
-    )
+    from shufflenet.train.build import build_train_cell, create_optimizer, prepare_network
     from shufflenet.train.schedules import build_lr
 
     cfg = make_config("shufflenet_v2_0.5_ascend", {"model": model, "epoch_size": 1,

@@ -17,6 +17,7 @@ from .data.pipeline import eval_loader, open_source
 from .data.preprocess import EvalTransform
 from .device import init_context
 from .errors import ConfigError
+from .fidelity import expected_flips, logit_error
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +27,34 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def evaluate(net, loader, progress: bool = False, desc: str = "val") -> dict:
-    """Run ``net`` (in eval mode) over ``loader``; returns top1, top5, loss, num_images."""
+def evaluate(net, loader, progress: bool = False, desc: str = "val", reference=None) -> dict:
+    """Run ``net`` (in eval mode) over ``loader``; returns top1, top5, loss, num_images.
+
+    ``reference``: another network run on the same images (QAT's fp32 teacher); adds
+    ``agreement`` (share of images where the top-1 decisions agree), ``logit_error``
+    (:func:`shufflenet.fidelity.logit_error` of ``net``'s logits against its) and
+    ``expected_lost`` (:func:`shufflenet.fidelity.expected_flips` of the images the
+    reference gets right: the share of images ``net`` is expected to lose, as the int8
+    search ranks its trials)."""
     import mindspore as ms
     from tqdm import tqdm
 
     net.set_train(False)
+    if reference is not None:
+        reference.set_train(False)
     correct1 = correct5 = 0
     loss_sum, n = 0.0, 0
+    outs, refs, labs = [], [], []
     start = time.perf_counter()
     with tqdm(total=loader.steps, desc=desc, unit="batch", leave=False,
               disable=not progress) as bar:
         for images, labels in loader:
             logits = net(ms.Tensor(images)).asnumpy().astype(np.float64)
+            if reference is not None:
+                outs.append(logits)
+                refs.append(reference(ms.Tensor(images)).asnumpy().astype(np.float64))
             labels = labels.astype(np.int64)
+            labs.append(labels)
             k = min(5, logits.shape[1])
             top = np.argsort(-logits, axis=1)[:, :k]
             correct1 += int((top[:, 0] == labels).sum())
@@ -50,10 +65,17 @@ def evaluate(net, loader, progress: bool = False, desc: str = "val") -> dict:
     if loader.skipped.count:
         log.warning("%d unreadable images were replaced by their neighbours (first: %s)",
                     loader.skipped.count, "; ".join(loader.skipped.first))
-    return {"top1": correct1 / max(n, 1), "top5": correct5 / max(n, 1),
-            "loss": loss_sum / max(n, 1), "num_images": n,
-            "skipped_images": loader.skipped.count,
-            "seconds": round(time.perf_counter() - start, 3)}
+    out = {"top1": correct1 / max(n, 1), "top5": correct5 / max(n, 1),
+           "loss": loss_sum / max(n, 1), "num_images": n,
+           "skipped_images": loader.skipped.count,
+           "seconds": round(time.perf_counter() - start, 3)}
+    if refs:
+        o, r = np.concatenate(outs), np.concatenate(refs)
+        out["agreement"] = float((o.argmax(1) == r.argmax(1)).mean())
+        out["logit_error"] = logit_error(o, r)
+        right = r.argmax(1) == np.concatenate(labs)
+        out["expected_lost"] = expected_flips(o, r, at_risk=right)[0]
+    return out
 
 
 def eval_inputs(meta: dict, model: str, dataset: str = "imagenet", data_dir=None,

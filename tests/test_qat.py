@@ -125,10 +125,12 @@ def test_interrupted_qat_run_resumes_where_it_stopped(trained, tmp_path):
 
 def test_train_qat_validates_on_the_checkpoints_val_split_and_keeps_the_best(trained, tmp_path):
     """The fp32 run trained without validation; its data has a val split: QAT judges every
-    epoch on it, keeps a best checkpoint and prints where it is (two PyNative steps)."""
+    epoch on it, against the fp32 teacher as well as the labels, keeps a best checkpoint and
+    prints where it is (two PyNative steps). Which epoch is best: tests/test_train_build.py; the measure: tests/test_validate.py."""
     from pathlib import Path
 
     from shufflenet.checkpoint import read_metadata
+    from shufflenet.train.run_checkpoints import read_metrics
 
     _, ckpt, _ = trained
     assert read_metadata(ckpt)["recipe"]["val_while_train"] is False
@@ -145,6 +147,11 @@ def test_train_qat_validates_on_the_checkpoints_val_split_and_keeps_the_best(tra
     meta = read_metadata(best)
     assert "qat" in meta and meta["metrics"]["val_top1"] == row["val_top1"]
     assert f"next: shufflenet export {best} -f onnx-int8" in res.stderr
+    rows = read_metrics(run)
+    (kept,) = rows
+    assert 0 <= kept["val_agreement"] <= 1 and kept["val_logit_error"] > 0
+    assert 0 <= kept["val_expected_lost"] <= 1
+    assert meta["metrics"]["val_logit_error"] == kept["val_logit_error"]
     # the input's scale is saved, not learned; the rest trained
     from shufflenet.checkpoint import read_checkpoint
     from shufflenet.quant.network import input_scales

@@ -9,7 +9,7 @@ import pytest
 from shufflenet.config import make_config
 from shufflenet.models import create_model
 from shufflenet.train.build import create_optimizer, param_groups, resolve_amp
-from shufflenet.train.run_checkpoints import CheckpointManager
+from shufflenet.train.run_checkpoints import CheckpointManager, epoch_metric
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,37 @@ def test_checkpoint_policies_and_best(tmp_path, net, policy, metrics, kept):
     again = CheckpointManager(tmp_path, "m", policy, keep_max=2)
     assert [e["epoch"] for e in again.entries] == kept and again.best["metric"] == 0.9
     assert json.loads((tmp_path / "checkpoints.json").read_text())["best"]["epoch"] == 2
+
+
+def test_epoch_metric_ranks_a_distilled_run_by_expected_loss_not_by_images_gained(tmp_path,
+                                                                                 net):
+    """A QAT run that validated against its fp32 teacher keeps the epoch expected to lose the
+    fewest val images against fp32, even where another epoch gained a val image; the pipeline's qat stage reports that same epoch.
+    A run without a teacher ranks by val top-1; an epoch not validated has no metric."""
+    from shufflenet.checkpoint import read_metadata
+    from toolchain.pipeline.qat_stage import _best_val
+    from toolchain.pipeline.report_text import qat_best_text
+
+    rows = [{"epoch": 1, "val_top1": 0.70, "val_expected_lost": 0.031, "val_agreement": 0.95,
+             "val_logit_error": 0.036},
+            {"epoch": 2, "val_top1": 0.74, "val_expected_lost": 0.048, "val_agreement": 0.93,
+             "val_logit_error": 0.041},
+            {"epoch": 3, "val_top1": 0.72, "val_expected_lost": 0.029, "val_agreement": 0.96,
+             "val_logit_error": 0.034},
+            {"epoch": 4, "loss": 0.1}]
+    mgr = CheckpointManager(tmp_path, "m", "top_k", keep_max=2)
+    for row in rows:
+        mgr.save_epoch(net, row["epoch"], row["epoch"] * 10, epoch_metric(row),
+                       {"epoch": row["epoch"], "metrics": row})
+    assert read_metadata(tmp_path / "m_best.ckpt")["epoch"] == 3 == _best_val(rows)["epoch"]
+    m = {"best_epoch": 3, "best_val_top1": 0.72, "best_val_expected_lost": 0.029,
+         "best_val_logit_error": 0.034, "best_val_agreement": 0.96}
+    assert qat_best_text(m) == ("best epoch 3 by val images expected lost vs fp32 (2.90 pp; "
+                                "agreement 96.0 %, logit error 0.0340, val top-1 72.00 %)")
+    plain = [{k: v for k, v in r.items() if not k.startswith("val_") or k == "val_top1"}
+             for r in rows]
+    assert [epoch_metric(r) for r in plain] == [0.70, 0.74, 0.72, None]
+    assert _best_val(plain)["epoch"] == 2
 
 
 def test_matmul_stem_is_the_same_convolution():

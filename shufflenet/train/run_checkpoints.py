@@ -3,7 +3,7 @@
 Run directory (``ckpt_save_dir``)::
 
     <model>-<epoch>_<step>.ckpt   epoch checkpoints (weights), pruned by the policy
-    <model>_best.ckpt             best validation top-1 so far (weights)
+    <model>_best.ckpt             the best epoch so far by :func:`epoch_metric` (weights)
     last.ckpt                     weights + optimizer state + position: what --resume reads
     checkpoints.json              the manager's own index (rewritten atomically)
     metrics.jsonl                 one JSON line per epoch
@@ -28,10 +28,22 @@ INDEX = "checkpoints.json"
 METRICS = "metrics.jsonl"
 
 
+def epoch_metric(row: dict) -> float | None:
+    """What ranks a run's epochs (higher is better) for ``_best`` and ``top_k``, from its
+    ``metrics.jsonl`` row: minus the share of val images expected lost against the run's
+    teacher when it validated against one (QAT distillation: its goal is an int8 model that
+    decides as fp32 decides; the int8 search ranks its trials by the same measure, which
+    does not move by whole images as val top-1 does on a small split), else val top-1; None
+    for an epoch not validated."""
+    if row.get("val_expected_lost") is not None:
+        return -float(row["val_expected_lost"])
+    return row.get("val_top1")
+
+
 class CheckpointManager:
     """Keeps epoch checkpoints by ``latest_k`` or ``top_k`` (``keep_checkpoint_max``).
 
-    ``top_k`` ranks by the metric given to :meth:`save_epoch` (val top-1, or
+    ``top_k`` ranks by the metric given to :meth:`save_epoch` (:func:`epoch_metric`, or
     minus the training loss when there is no validation).
     """
 

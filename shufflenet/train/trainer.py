@@ -25,7 +25,7 @@ from ..quant import load_qat_network, load_qat_teacher, start_checkpoint
 from ..validate import evaluate
 from . import build
 from .distributed import data_parallel_world
-from .run_checkpoints import CheckpointManager, read_metrics
+from .run_checkpoints import CheckpointManager, epoch_metric, read_metrics
 from .schedules import build_lr
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ class _Run:
                                     checkpoint_path=(cfg.ckpt_path or None) if start_from else None)
         if cfg.freeze_bn:
             build.freeze_batchnorm(self.net)
+        self.teacher = teacher          # QAT distillation: also the yardstick of validation
         for net in (self.net, teacher):
             if net is not None:
                 build.prepare_network(net, cfg, self.target)
@@ -213,10 +214,15 @@ class _Run:
 
     def validate(self) -> dict:
         res = evaluate(self.net, eval_loader(self.val_src, self.cfg),
-                       progress=bool(self.cfg.progress) and self.rank == 0)
+                       progress=bool(self.cfg.progress) and self.rank == 0,
+                       reference=self.teacher)
         self.net.set_train(True)
         self.step_cell.set_train(True)
-        return {"val_top1": res["top1"], "val_top5": res["top5"], "val_loss": res["loss"]}
+        row = {"val_top1": res["top1"], "val_top5": res["top5"], "val_loss": res["loss"]}
+        if "logit_error" in res:       # against the teacher: what ranks a distilled run
+            row.update(val_expected_lost=res["expected_lost"], val_agreement=res["agreement"],
+                       val_logit_error=res["logit_error"])
+        return row
 
 
 def train(config=None, overrides: dict | None = None, resume: bool | None = None) -> TrainResult:
@@ -264,7 +270,7 @@ def train(config=None, overrides: dict | None = None, resume: bool | None = None
         if run.val_src is not None and ((run.epoch + 1) % max(1, cfg.val_interval) == 0
                                         or run.epoch + 1 == cfg.epoch_size):
             row.update(run.validate())
-            metric = row["val_top1"]
+            metric = epoch_metric(row)
         run.epoch += 1
         run.step_in_epoch = 0
         row["seconds_total"] = round(time.perf_counter() - start, 2)
@@ -284,6 +290,10 @@ def train(config=None, overrides: dict | None = None, resume: bool | None = None
         if show:
             val = (f", val top-1 {row['val_top1']:.2%} top-5 {row['val_top5']:.2%}"
                    if "val_top1" in row else "")
+            if "val_expected_lost" in row:
+                val += (f", vs fp32: {100 * row['val_expected_lost']:.2f} pp expected lost, "
+                        f"agreement {row['val_agreement']:.2%}, logit error "
+                        f"{row['val_logit_error']:.4f}")
             _emit(f"epoch {run.epoch}/{cfg.epoch_size}: loss {row['loss']:.4f}, "
                   f"lr {row['lr']:.4g}, {row['img_per_s']} img/s, {row['epoch_seconds']:.1f} s"
                   f"{val}", True)

@@ -21,9 +21,11 @@ from pathlib import Path
 from exporters import export_checkpoint
 from shufflenet.artifact import read_artifact_metadata
 from shufflenet.errors import ConfigError, ShuffleNetError
+from shufflenet.train.run_checkpoints import epoch_metric
 from toolchain.qat import QAT_DEFAULTS, fine_tune_int8
 
 from .parity_stage import data_fingerprint, eval_data_spec, train_data_spec
+from .report_text import qat_best_text
 from .stage_cache import Stage, StageResult, artifact_row, log, run_relative
 
 BUDGET_GATE_PREFIX = "onnx-int8 accuracy budget"
@@ -75,8 +77,10 @@ def qat_decision(mode: str, ptq: dict) -> tuple[bool, str]:
 
 
 def _best_val(history: list[dict]) -> dict | None:
-    rows = [r for r in history if r.get("val_top1") is not None]
-    return max(rows, key=lambda r: r["val_top1"]) if rows else None
+    """The epoch the trainer kept as best (the same rule: :func:`epoch_metric`)."""
+    rows = [r for r in history if epoch_metric(r) is not None]
+    return max(rows, key=epoch_metric) if rows else None
+
 
 
 def qat_stage(opts, cfg, run_dir: Path, checkpoint_of) -> Stage:
@@ -148,8 +152,13 @@ def qat_stage(opts, cfg, run_dir: Path, checkpoint_of) -> Stage:
             "epochs": len(result.history), "epochs_planned": int(qrun.config["epoch_size"]),
             "lr": qrun.config["lr"], "train_seconds": result.seconds,
             "best_val_top1": best["val_top1"] if best else None,
+            "best_val_expected_lost": best.get("val_expected_lost") if best else None,
+            "best_val_logit_error": best.get("val_logit_error") if best else None,
+            "best_val_agreement": best.get("val_agreement") if best else None,
             "best_epoch": best["epoch"] if best else None,
-            "history": [{k: r.get(k) for k in ("epoch", "loss", "val_top1", "epoch_seconds")}
+            "history": [{k: r.get(k) for k in ("epoch", "loss", "val_top1", "val_expected_lost",
+                                                "val_logit_error", "val_agreement",
+                                                "epoch_seconds")}
                         for r in result.history],
             "artifact": {k: row[k] for k in ("format", "path", "sha256", "seconds",
                                              "smoke_error", "size_kb", "problem")},
@@ -158,8 +167,7 @@ def qat_stage(opts, cfg, run_dir: Path, checkpoint_of) -> Stage:
                          else None, "why": why},
         }
         log(f"[qat] {metrics['epochs']} epoch(s) in {result.seconds:.1f}s"
-            + (f", best val top-1 {100 * best['val_top1']:.2f} % (epoch {best['epoch']})"
-               if best else "") + f"; onnx-int8 from QAT: {res.path}")
+            + (f", {qat_best_text(metrics)}" if best else "") + f"; onnx-int8 from QAT: {res.path}")
         return StageResult(outputs={"checkpoint": Path(qrun.checkpoint),
                                     "onnx-int8": Path(res.path)}, metrics=metrics)
 

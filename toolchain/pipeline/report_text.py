@@ -174,6 +174,20 @@ def int8_speed_line(bench: list[dict], int8: dict) -> str | None:
     return f"int8 is {word} fp32: {human(q)} vs {human(fp32)} ms ({where})"
 
 
+def qat_best_text(m: dict) -> str:
+    """The epoch QAT kept, from the qat stage's metrics: what picked it (the val images
+    expected lost against fp32 for a distilled run, else val top-1) and its val top-1."""
+    if m.get("best_val_expected_lost") is not None:
+        return (f"best epoch {m.get('best_epoch')} by val images expected lost vs fp32 "
+                f"({100 * m['best_val_expected_lost']:.2f} pp; agreement "
+                f"{_pct(m.get('best_val_agreement'))}, logit error "
+                f"{m.get('best_val_logit_error', 0):.4f}, val top-1 "
+                f"{_pct(m.get('best_val_top1'), 2)})")
+    if m.get("best_val_top1") is not None:
+        return f"best val top-1 {_pct(m['best_val_top1'], 2)} (epoch {m.get('best_epoch')})"
+    return "no val split: the last epoch's checkpoint"
+
+
 def qat_line(qat: dict, pairs: list[dict]) -> tuple[str, str] | None:
     """The qat stage's row: why it ran or not, how long, and the verdict parity gave its
     artifact (the run's onnx-int8 against the fp32 checkpoint); None for a stage with no
@@ -183,8 +197,7 @@ def qat_line(qat: dict, pairs: list[dict]) -> tuple[str, str] | None:
         return None
     if not m.get("ran"):
         return "not run", m.get("reason") or "-"
-    best = (f"; best val top-1 {_pct(m['best_val_top1'], 2)} (epoch {m.get('best_epoch')})"
-            if m.get("best_val_top1") is not None else "; no val split: the last epoch's checkpoint")
+    best = f"; {qat_best_text(m)}"
     replaced = (m.get("replaced") or {}).get("artifact")
     text = (f"{m.get('epochs')} of {m.get('epochs_planned')} epoch(s) in "
             f"{human(qat.get('seconds'))} s ({m.get('reason')}){best}; its onnx-int8 replaces "

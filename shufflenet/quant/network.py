@@ -75,6 +75,16 @@ def _fused_pairs(spec: dict) -> dict:
     return pairs
 
 
+def _padded(lines: list, out: str, x: str, pads: tuple, value: float = 0.0) -> str:
+    """``x`` padded by ``pads`` ``(top, bottom, left, right)`` with ``value``: appends the
+    :func:`~shufflenet.quant.fake_quant.pad2d` line (none for no padding), returns its name."""
+    t, b, l, r = pads
+    if not (t or b or l or r):
+        return x
+    lines.append(f"    {out}p = pad2d({x}, {l}, {r}, {t}, {b}, {value!r})")
+    return f"{out}p"
+
+
 def input_scales(spec: dict) -> set:
     """The scales of the Quantize steps that read the graph's input (the normalised image)."""
     return {n["inputs"][1] for n in spec["nodes"]
@@ -142,25 +152,21 @@ def network_source(spec: dict, quantized: bool = True, matmul_stem: bool = False
                 e = f"fake_quant_weight({a[0]}, {axes!r}, {(-1,) + (1,) * len(axes)!r})"
             else:
                 e = f"fake_quant_bias({a[0]}, {a[1]}, {a[2]}, {axes!r})"
-        elif op == "Conv" and matmul_stem and ins[1] in shapes and matmul_conv_fits(
-                shapes[ins[1]], int(at.get("group", 1)), at.get("strides", [1, 1]),
-                at.get("dilations", [1, 1])):
-            t, b, l, r = _pads(at)
-            x = a[0]
-            if t or b or l or r:
-                lines.append(f"    {out}p = pad2d({x}, {l}, {r}, {t}, {b})")
-                x = f"{out}p"
-            e = f"matmul_conv2d({x}, {a[1]}, {int(at.get('strides', [1])[0])})"
-            if len(a) > 2 and a[2]:
-                e += f" + ops.reshape({a[2]}, (1, -1, 1, 1))"
         elif op == "Conv":
             t, b, l, r = _pads(at)
+            strides, dilations = at.get("strides", [1, 1]), at.get("dilations", [1, 1])
+            group = int(at.get("group", 1))
+            matmul = matmul_stem and ins[1] in shapes and matmul_conv_fits(
+                shapes[ins[1]], group, strides, dilations)
             x = a[0]
-            if t != b or l != r:           # asymmetric: pad first (conv2d pads symmetrically)
-                lines.append(f"    {out}p = pad2d({x}, {l}, {r}, {t}, {b})")
-                x, t, l = f"{out}p", 0, 0
-            e = (f"ops.conv2d({x}, {a[1]}, None, {tuple(at.get('strides', [1, 1]))!r}, 'pad', "
-                 f"{(t, l)!r}, {tuple(at.get('dilations', [1, 1]))!r}, {int(at.get('group', 1))})")
+            if matmul or t != b or l != r:  # pad first (conv2d pads symmetrically, matmul not)
+                x = _padded(lines, out, x, (t, b, l, r))
+                t = l = 0
+            if matmul:
+                e = f"matmul_conv2d({x}, {a[1]}, {int(strides[0])})"
+            else:
+                e = (f"ops.conv2d({x}, {a[1]}, None, {tuple(strides)!r}, 'pad', {(t, l)!r}, "
+                     f"{tuple(dilations)!r}, {group})")
             if len(a) > 2 and a[2]:
                 e += f" + ops.reshape({a[2]}, (1, -1, 1, 1))"
         elif op == "Gemm":
@@ -177,11 +183,7 @@ def network_source(spec: dict, quantized: bool = True, matmul_stem: bool = False
         elif op == "Concat":
             e = f"ops.concat(({', '.join(a)},), {int(at.get('axis', 0))})"
         elif op == "MaxPool":
-            t, b, l, r = _pads(at)
-            x = a[0]
-            if t or b or l or r:
-                lines.append(f"    {out}p = pad2d({x}, {l}, {r}, {t}, {b}, -3.0e38)")
-                x = f"{out}p"
+            x = _padded(lines, out, a[0], _pads(at), -3.0e38)
             e = f"max_pool({x}, {tuple(at['kernel_shape'])!r}, {tuple(at.get('strides', [1, 1]))!r})"
         elif op == "GlobalAveragePool":
             e = f"ops.mean({a[0]}, (2, 3), True)"

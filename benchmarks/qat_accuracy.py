@@ -38,7 +38,7 @@ def logits(runner_engine: str, path, x: np.ndarray, batch: int = 32) -> np.ndarr
 
 
 def compare(out: np.ndarray, ref: np.ndarray, labels) -> dict:
-    from exporters.int8_metrics import expected_flips, logit_error
+    from shufflenet.fidelity import expected_flips, logit_error
     from toolchain.parity.statistics import accuracy_delta
 
     top_o, top_r = out.argmax(1), ref.argmax(1)

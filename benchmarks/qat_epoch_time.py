@@ -54,15 +54,11 @@ def step_cell(net, cfg, teacher=None, lr: float = 1e-4):
 
 def unfused_qat_network(path):
     """The QAT network of ``path`` generated without fusing Quantize/Dequantize pairs."""
-    from shufflenet.quant import load_qat_network
-    from shufflenet.quant import network as generator
+    from shufflenet.checkpoint import read_checkpoint
+    from shufflenet.quant import qat_network
 
-    fused = generator._fused_pairs
-    generator._fused_pairs = lambda spec: {}
-    try:
-        return load_qat_network(path)[0]
-    finally:
-        generator._fused_pairs = fused
+    params, meta = read_checkpoint(path)
+    return qat_network(meta["qat"], params, fuse=False)
 
 
 def float_graph_network(path):

@@ -1,14 +1,10 @@
-"""How far an int8 model's logits are from fp32's, per image and in decisions.
-
-Shared by the int8 search (:mod:`exporters.int8_search`), the QAT start
-(:mod:`exporters.qat_start`) and the QAT measurements.
+"""What the int8 export says about its search: images lost on the held-out split, and how
+many layers it kept in fp32. (How far logits are from fp32's, per image and in decisions, is
+:mod:`shufflenet.fidelity`.)
 """
 from __future__ import annotations
 
 import numpy as np
-
-# one definition each, below their users (QAT's validation uses them too)
-from shufflenet.fidelity import expected_flips, flip_probabilities, logit_error  # noqa: F401
 
 
 def heldout_drop(ref_top1: np.ndarray, top1: np.ndarray, labels: np.ndarray | None) -> float:

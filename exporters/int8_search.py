@@ -52,9 +52,10 @@ import numpy as np
 from runtimes import create_runner
 from shufflenet.artifact import Artifact
 from shufflenet.errors import ExportError
+from shufflenet.fidelity import compare, logit_error
 
 from .float_layers import keep_layers_float
-from .int8_metrics import expected_flips, flip_probabilities, heldout_drop, logit_error  # noqa: F401
+from .int8_metrics import heldout_drop
 from .precision import float_outputs, share_concat_qparams
 
 log = logging.getLogger(__name__)
@@ -310,13 +311,13 @@ def search_int8(fp32_model, images: np.ndarray, heldout: np.ndarray | None,
         def measure(model, method, per_channel, layers) -> Trial:
             t0 = time.perf_counter()
             out = run_model(model, heldout)
-            top1 = out.argmax(1)
-            agreement = float((top1 == ref_top1).mean())
-            drop = heldout_drop(ref_top1, top1, labels)
+            drop = heldout_drop(ref_top1, out.argmax(1), labels)
             # labelled: the expected share of images lost (flips of fp32-right images)
-            rate, ci = expected_flips(out, ref, at_risk=(ref_top1 == labels) if labelled else None)
-            trial = Trial(method, per_channel, list(layers), drop, agreement,
-                          logit_error(out, ref), round(time.perf_counter() - t0, 3), rate, ci)
+            fid = compare(out, ref, labels if labelled else None)
+            rate = fid["expected_lost"]
+            trial = Trial(method, per_channel, list(layers), drop, fid["agreement"],
+                          fid["logit_error"], round(time.perf_counter() - t0, 3), rate,
+                          fid["expected_lost_ci"])
             bar.update(1)
             bar.set_postfix_str(f"{method} fp32 layers {len(layers)}: expected flips "
                                 f"{100 * rate:.2f} pp")

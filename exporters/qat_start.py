@@ -21,11 +21,12 @@ from pathlib import Path
 
 from shufflenet.checkpoint import save_checkpoint
 from shufflenet.errors import CheckpointError
+from shufflenet.fidelity import logit_error
 from shufflenet.quant import is_qat_checkpoint
 
 from .calibration import calibration_data
 from .export import ExportContext
-from .int8_search import Quantizer, logit_error, run_model
+from .int8_search import Quantizer, run_model
 from .qat_graph import graph_spec
 from .source import load_source
 

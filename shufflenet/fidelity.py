@@ -28,10 +28,13 @@ def flip_probabilities(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
     fp32 (the margin ``m``) is crossed when the difference of two logits'
     errors (sd ``sqrt(2) sigma``) exceeds it: ``p = Phi(-m / (sqrt(2) sigma))``.
     A large margin is safe whatever the error; a near tie flips half the time.
+    Logits that are not finite (a NaN or inf) decide nothing: probability 1.
 
     >>> ref = np.array([[4.0, 0.0], [1.0, 0.9]])
     >>> flip_probabilities(ref + [[0.1, -0.1], [0.1, -0.1]], ref).round(3).tolist()
     [0.0, 0.24]
+    >>> flip_probabilities(np.array([[np.nan, 0.0]]), np.array([[4.0, 0.0]])).tolist()
+    [1.0]
     """
     ref = np.asarray(ref, np.float64)
     err = np.asarray(out, np.float64) - ref
@@ -41,7 +44,7 @@ def flip_probabilities(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(sigma > 0, margin / (2.0 * sigma), np.inf)
     p = 0.5 * np.vectorize(math.erfc)(z)
-    return np.where(margin == 0, 0.5, p)
+    return np.where(~np.isfinite(sigma), 1.0, np.where(margin == 0, 0.5, p))
 
 
 def expected_flips(out: np.ndarray, ref: np.ndarray, confidence: float = 0.95,
@@ -67,3 +70,21 @@ def expected_flips(out: np.ndarray, ref: np.ndarray, confidence: float = 0.95,
     z = {0.9: 1.645, 0.95: 1.96, 0.99: 2.576}.get(round(confidence, 2), 1.96)
     half = z * float(p.std(ddof=1)) / math.sqrt(n) if n > 1 else 1.0
     return mean, (max(0.0, mean - half), min(1.0, mean + half))
+
+
+def compare(out: np.ndarray, ref: np.ndarray, labels: np.ndarray | None = None,
+            confidence: float = 0.95) -> dict:
+    """``out``'s logits against the reference ``ref``'s on the same images: ``agreement``
+    (top-1), ``logit_error`` and ``expected_lost`` with its interval ``expected_lost_ci``
+    (:func:`expected_flips` of the images ``ref`` gets right when there are ``labels``, else
+    of every image). What the int8 search ranks trials by and QAT ranks epochs by.
+
+    >>> ref = np.array([[1.0, 0.9], [1.0, 0.9]])
+    >>> r = compare(ref + [[0.1, -0.1], [0.1, -0.1]], ref, labels=np.array([0, 1]))
+    >>> r["agreement"], round(r["expected_lost"], 3)
+    (1.0, 0.12)
+    """
+    rate, ci = expected_flips(out, ref, confidence, at_risk=None if labels is None else
+                              np.asarray(ref).argmax(1) == np.asarray(labels))
+    return {"agreement": float((np.asarray(out).argmax(1) == np.asarray(ref).argmax(1)).mean()),
+            "logit_error": logit_error(out, ref), "expected_lost": rate, "expected_lost_ci": ci}

@@ -129,8 +129,9 @@ def test_calibration_folders_are_labelled_by_name_not_by_position(source, tmp_pa
 
 
 def test_trials_rank_by_expected_flips_not_by_one_flipped_image():
-    from exporters.int8_metrics import expected_flips, heldout_drop
+    from exporters.int8_metrics import heldout_drop
     from exporters.int8_search import Trial
+    from shufflenet.fidelity import expected_flips
 
     rng = np.random.RandomState(0)
     ref = rng.randn(80, 5)
@@ -157,7 +158,7 @@ def test_trials_rank_by_expected_flips_not_by_one_flipped_image():
 
 
 def test_flip_probability_grows_smoothly_with_the_error():
-    from exporters.int8_metrics import flip_probabilities
+    from shufflenet.fidelity import flip_probabilities
 
     ref = np.array([[2.0, 1.0, 0.0]])
     ps = [float(flip_probabilities(ref + s * np.array([[-1.0, 1.0, 0.0]]), ref)[0])

@@ -63,8 +63,8 @@ def test_start_checkpoint_is_the_int8_graph_with_its_calibrated_ranges(start):
 
 def test_fake_quant_forward_equals_the_int8_artifact_on_real_images(trained, start, tmp_path):
     from exporters import export_checkpoint
-    from exporters.int8_metrics import logit_error
     from runtimes import create_runner
+    from shufflenet.fidelity import logit_error
 
     data, _, _ = trained
     path, meta = start
@@ -343,33 +343,44 @@ def test_generated_network_fuses_every_pair_and_its_float_twin_is_the_fp32_check
 def test_cpu_training_runs_the_qat_stem_as_matmul_and_does_not_learn_the_input_scale(
         trained, start):
     """The trainer's CPU kernel choice reaches the QAT network and its teacher: the stem (3
-    input channels) becomes slices + MatMul, to float32 rounding, in the generated code; the
-    input's scale is a parameter that is saved but not trained."""
+    input channels) becomes slices + MatMul in the generated code, to float32 rounding (each
+    network swapped before its first call, compared with an unswapped twin); a swap after a
+    graph-mode compile is refused; the input's scale is a parameter saved but not trained."""
+    import inspect
+
     import mindspore as ms
 
     from shufflenet.quant import load_qat_network, load_qat_teacher
-    from shufflenet.quant.network import input_scales, network_source
+    from shufflenet.quant.network import input_scales
     from shufflenet.train.build import prepare_network
     from shufflenet.train.fast_stem import use_matmul_stem
 
     data, _, _ = trained
     path, meta = start
     x = ms.Tensor(_val(data, meta)[0][:16])
-    teacher = load_qat_teacher(path)
-    want = teacher(x).asnumpy()
-    assert use_matmul_stem(teacher)
-    got = teacher(x).asnumpy()
+    conv, fast = load_qat_teacher(path), load_qat_teacher(path)
+    assert use_matmul_stem(fast)
+    assert "matmul_conv2d(" in inspect.getsource(type(fast).construct)
+    assert "matmul_conv2d(" not in inspect.getsource(type(conv).construct)
+    want, got = conv(x).asnumpy(), fast(x).asnumpy()
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), np.abs(got - want).max()
 
     net, stored = load_qat_network(path)
-    q_want = net(x).asnumpy()
+    plain, _ = load_qat_network(path)
     prepare_network(net, {"cpu_matmul_stem": True}, "CPU")
-    q_got = net(x).asnumpy()
+    assert "matmul_conv2d(" in inspect.getsource(type(net).construct)
+    q_want, q_got = plain(x).asnumpy(), net(x).asnumpy()
     assert (q_got.argmax(1) == q_want.argmax(1)).all()
     assert np.abs(q_got - q_want).mean() <= 0.01 * np.abs(q_want).mean()
-    spec = dict(net.spec)
-    src = network_source(spec, matmul_stem=True)
-    assert src.count("matmul_conv2d(") == 1 and network_source(spec).count("matmul_conv2d(") == 0
+    mode = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE)           # a compiled graph would keep Conv2D
+    try:
+        once = load_qat_teacher(path)
+        once(x)
+        with pytest.raises(RuntimeError, match="before its first call"):
+            use_matmul_stem(once)
+    finally:
+        ms.set_context(mode=mode)
     fixed = input_scales(stored["qat"])
     trainable = {p.name for p in net.trainable_params()}
     assert fixed and not fixed & trainable
@@ -377,7 +388,7 @@ def test_cpu_training_runs_the_qat_stem_as_matmul_and_does_not_learn_the_input_s
     # on another device the generated code keeps Conv2D
     other, _ = load_qat_network(path)
     prepare_network(other, {"cpu_matmul_stem": True}, "GPU")
-    assert np.array_equal(other(x).asnumpy(), q_want)
+    assert "matmul_conv2d(" not in inspect.getsource(type(other).construct)
 
 
 def test_distillation_loss_is_the_squared_logit_distance_to_fp32(trained, start):

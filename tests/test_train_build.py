@@ -9,7 +9,7 @@ import pytest
 from shufflenet.config import make_config
 from shufflenet.models import create_model
 from shufflenet.train.build import create_optimizer, param_groups, resolve_amp
-from shufflenet.train.run_checkpoints import CheckpointManager, epoch_metric
+from shufflenet.train.run_checkpoints import CheckpointManager, epoch_metric, ranked_by
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +70,11 @@ def test_checkpoint_policies_and_best(tmp_path, net, policy, metrics, kept):
 def test_epoch_metric_ranks_a_distilled_run_by_expected_loss_not_by_images_gained(tmp_path,
                                                                                  net):
     """A QAT run that validated against its fp32 teacher keeps the epoch expected to lose the
-    fewest val images against fp32, even where another epoch gained a val image; the pipeline's qat stage reports that same epoch.
-    A run without a teacher ranks by val top-1; an epoch not validated has no metric."""
+    fewest val images against fp32, even where another epoch gained a val image; the
+    pipeline's qat stage reads that epoch back from the best checkpoint and says so. A run
+    without a teacher ranks by val top-1; an epoch not validated has no metric."""
     from shufflenet.checkpoint import read_metadata
-    from toolchain.pipeline.qat_stage import _best_val
+    from toolchain.pipeline.qat_stage import _kept_epoch
     from toolchain.pipeline.report_text import qat_best_text
 
     rows = [{"epoch": 1, "val_top1": 0.70, "val_expected_lost": 0.031, "val_agreement": 0.95,
@@ -86,16 +87,41 @@ def test_epoch_metric_ranks_a_distilled_run_by_expected_loss_not_by_images_gaine
     mgr = CheckpointManager(tmp_path, "m", "top_k", keep_max=2)
     for row in rows:
         mgr.save_epoch(net, row["epoch"], row["epoch"] * 10, epoch_metric(row),
-                       {"epoch": row["epoch"], "metrics": row})
-    assert read_metadata(tmp_path / "m_best.ckpt")["epoch"] == 3 == _best_val(rows)["epoch"]
-    m = {"best_epoch": 3, "best_val_top1": 0.72, "best_val_expected_lost": 0.029,
-         "best_val_logit_error": 0.034, "best_val_agreement": 0.96}
+                       {"epoch": row["epoch"], "metrics": row}, rank_by=ranked_by(row))
+    kept = _kept_epoch(tmp_path / "m_best.ckpt")
+    assert read_metadata(tmp_path / "m_best.ckpt")["epoch"] == 3 == kept["epoch"]
+    m = {"best_epoch": 3, "best_val_top1": kept["val_top1"],
+         "best_val_expected_lost": kept["val_expected_lost"],
+         "best_val_logit_error": kept["val_logit_error"], "best_val_agreement": 0.96}
     assert qat_best_text(m) == ("best epoch 3 by val images expected lost vs fp32 (2.90 pp; "
                                 "agreement 96.0 %, logit error 0.0340, val top-1 72.00 %)")
     plain = [{k: v for k, v in r.items() if not k.startswith("val_") or k == "val_top1"}
              for r in rows]
     assert [epoch_metric(r) for r in plain] == [0.70, 0.74, 0.72, None]
-    assert _best_val(plain)["epoch"] == 2
+    assert [ranked_by(r) for r in plain] == ["val_top1"] * 3 + [None]
+    assert epoch_metric({"val_top1": 0.5, "val_expected_lost": 0.0}) == 0.0
+
+
+def test_a_resumed_run_ranked_by_another_measure_starts_its_best_again(tmp_path, net, caplog):
+    """Epochs ranked by val top-1 (an index written before the rule had a name) and a resumed
+    run's epochs ranked by expected loss do not compare: the first new epoch is the best."""
+    from shufflenet.checkpoint import read_metadata
+
+    old = CheckpointManager(tmp_path, "m", "top_k", keep_max=5)
+    for epoch, top1 in ((1, 0.7), (2, 0.8)):
+        old.save_epoch(net, epoch, epoch, top1, {"epoch": epoch, "metrics": {}})
+    state = json.loads((tmp_path / "checkpoints.json").read_text())
+    state.pop("rank_by")                                  # as an older version wrote it
+    (tmp_path / "checkpoints.json").write_text(json.dumps(state))
+    again = CheckpointManager(tmp_path, "m", "top_k", keep_max=5)
+    assert again.rank_by == "val_top1"
+    row = {"val_top1": 0.6, "val_expected_lost": 0.03}
+    again.save_epoch(net, 3, 3, epoch_metric(row), {"epoch": 3, "metrics": row},
+                     rank_by=ranked_by(row))
+    assert read_metadata(tmp_path / "m_best.ckpt")["epoch"] == 3
+    assert "start again from epoch 3" in caplog.text
+    assert json.loads((tmp_path / "checkpoints.json").read_text())["rank_by"] == \
+        "val_expected_lost"
 
 
 def test_matmul_stem_is_the_same_convolution():

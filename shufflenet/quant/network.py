@@ -91,13 +91,16 @@ def input_scales(spec: dict) -> set:
             if n["op"] == "QuantizeLinear" and n["inputs"][0] == spec["input"]}
 
 
-def network_source(spec: dict, quantized: bool = True, matmul_stem: bool = False) -> str:
+def network_source(spec: dict, quantized: bool = True, matmul_stem: bool = False,
+                   fuse: bool = True) -> str:
     """Python source of ``construct(self, x)`` for ``spec`` (see module doc).
 
     ``quantized=False``: the same graph with every fake-quant step an identity -- the
     BatchNorm-folded float network the spec was made from (the distillation teacher).
     ``matmul_stem``: a convolution of few input channels (the stem) runs as
-    :func:`shufflenet.kernels.matmul_conv2d` (CPU training; to float32 rounding)."""
+    :func:`shufflenet.kernels.matmul_conv2d` (CPU training; to float32 rounding).
+    ``fuse=False``: a Quantize and a Dequantize call per activation site, as before
+    :func:`_fused_pairs` (``benchmarks/qat_epoch_time.py`` measures the difference)."""
     if matmul_stem:
         from ..kernels import matmul_conv_fits
     params = {n: i for i, n in enumerate(spec["params"])}
@@ -108,7 +111,7 @@ def network_source(spec: dict, quantized: bool = True, matmul_stem: bool = False
     ranks = {n: len(spec["param_shapes"][n]) for n in spec["params"]}
     names: dict = {spec["input"]: "x"}
     lines = ["def construct(self, x):"]
-    pairs = _fused_pairs(spec)
+    pairs = _fused_pairs(spec) if fuse else {}
     fused_dq = {dq: q for q, dq in pairs.items()}
 
     def ref(name):
@@ -207,10 +210,11 @@ def network_source(spec: dict, quantized: bool = True, matmul_stem: bool = False
 _CONSTRUCTS: dict = {}
 
 
-def _construct(spec: dict, quantized: bool = True, matmul_stem: bool = False):
+def _construct(spec: dict, quantized: bool = True, matmul_stem: bool = False,
+               fuse: bool = True):
     """The compiled ``construct`` of ``spec`` (cached per process; its source is written once
     per spec under the toolchain's cache folder)."""
-    text = network_source(spec, quantized, matmul_stem)
+    text = network_source(spec, quantized, matmul_stem, fuse)
     key = hashlib.sha256(text.encode()).hexdigest()[:16]
     if key not in _CONSTRUCTS:
         from mindspore import ops
@@ -225,7 +229,8 @@ def _construct(spec: dict, quantized: bool = True, matmul_stem: bool = False):
         filename = str(path)
         linecache.checkcache(filename)
         # MindSpore's compiler resolves globals through the function's module: the generated
-        # code calls only ``ops`` and the functions of :mod:`fake_quant`, which that module has
+        # code calls only ``ops`` and the names of :mod:`fake_quant` (its own functions and
+        # the ``matmul_conv2d`` it imports), which that module has
         scope = {"__name__": fq.__name__, "ops": ops, **vars(fq)}
         exec(compile(text, filename, "exec"), scope)   # noqa: S102  (our own generated code)
         _CONSTRUCTS[key] = scope["construct"]
@@ -239,10 +244,10 @@ def _build_class(construct):
     class QATNetwork(nn.Cell):
         """``construct(x) -> logits`` through the fake-quant QDQ graph of ``spec``."""
         def __init__(self, spec: dict, params: dict, frozen: bool = False,
-                     quantized: bool = True):
+                     quantized: bool = True, fuse: bool = True):
             super().__init__(auto_prefix=False)
             self.spec = spec
-            self.quantized = quantized
+            self.quantized, self.fuse = quantized, fuse
             self.num_classes = int(spec["num_classes"])
             values = [ms.Tensor(np.asarray(params[n], np.float32)) for n in spec["params"]]
             # frozen (the teacher): constants, so they are neither trained nor saved.
@@ -257,11 +262,14 @@ def _build_class(construct):
 
         def use_matmul_stem(self) -> bool:
             """Run the few-channel convolutions (the stem) as slices + MatMul from now on
-            (CPU training: :mod:`shufflenet.train.fast_stem`); True if there was one."""
-            if network_source(self.spec, self.quantized, True) == network_source(
-                    self.spec, self.quantized):
+            (CPU training: :mod:`shufflenet.train.fast_stem`); True if there was one. Before
+            the first call only: graph mode keeps the graph it compiled from ``construct``."""
+            if self.compile_cache:
+                raise RuntimeError("use_matmul_stem after the network was compiled: swap "
+                                   "before its first call (graph mode keeps the old graph)")
+            if "matmul_conv2d(" not in network_source(self.spec, self.quantized, True, self.fuse):
                 return False
-            type(self).construct = _construct(self.spec, self.quantized, matmul_stem=True)
+            type(self).construct = _construct(self.spec, self.quantized, True, self.fuse)
             return True
 
         def checkpoint_metadata(self) -> dict:
@@ -277,12 +285,13 @@ def _build_class(construct):
     return QATNetwork
 
 
-def qat_network(spec: dict, params: dict, quantized: bool = True, frozen: bool | None = None):
+def qat_network(spec: dict, params: dict, quantized: bool = True, frozen: bool | None = None,
+                fuse: bool = True):
     """The fake-quant network of ``spec`` with ``params`` (``{name: array}``).
 
     ``quantized=False``: the float network of the same graph, its values constants (not
     trained, not saved): the fp32 teacher that QAT distils from. ``frozen`` overrides
-    that (default: frozen exactly when not quantized)."""
+    that (default: frozen exactly when not quantized). ``fuse``: see :func:`network_source`."""
     if int(spec.get("version", 0)) != SPEC_VERSION:
         raise CheckpointError(f"QAT graph spec version {spec.get('version')} is not "
                               f"{SPEC_VERSION}: re-run shufflenet train --qat")
@@ -294,8 +303,8 @@ def qat_network(spec: dict, params: dict, quantized: bool = True, frozen: bool |
                               f"e.g. {missing[0]}")
     spec = dict(spec, param_shapes={n: list(values[n].shape) for n in spec["params"]})
     frozen = not quantized if frozen is None else frozen
-    net = _build_class(_construct(spec, quantized))(spec, values, frozen=frozen,
-                                                    quantized=quantized)
+    net = _build_class(_construct(spec, quantized, fuse=fuse))(
+        spec, values, frozen=frozen, quantized=quantized, fuse=fuse)
     return net
 
 

@@ -35,9 +35,18 @@ def epoch_metric(row: dict) -> float | None:
     decides as fp32 decides; the int8 search ranks its trials by the same measure, which
     does not move by whole images as val top-1 does on a small split), else val top-1; None
     for an epoch not validated."""
-    if row.get("val_expected_lost") is not None:
-        return -float(row["val_expected_lost"])
-    return row.get("val_top1")
+    key = ranked_by(row)
+    if key is None:
+        return None
+    return -float(row[key]) if key == "val_expected_lost" else float(row[key])
+
+
+def ranked_by(row: dict) -> str | None:
+    """The key of ``row`` that :func:`epoch_metric` ranks by (None: not validated)."""
+    for key in ("val_expected_lost", "val_top1"):
+        if row.get(key) is not None:
+            return key
+    return None
 
 
 class CheckpointManager:
@@ -56,10 +65,13 @@ class CheckpointManager:
         self.enabled = enabled
         self.entries: list[dict] = []  # {"file", "epoch", "metric"}
         self.best: dict | None = None
+        self.rank_by: str | None = None  # what the metrics are (see ranked_by)
         index = self.run_dir / INDEX
         if index.exists():
             state = json.loads(index.read_text())
             self.entries, self.best = state.get("entries", []), state.get("best")
+            # an index written before the rule had a name ranked by val top-1
+            self.rank_by = state.get("rank_by", "val_top1" if self.best else None)
 
     @property
     def best_path(self) -> Path:
@@ -70,15 +82,27 @@ class CheckpointManager:
         return self.run_dir / LAST
 
     def _write_index(self) -> None:
-        text = json.dumps({"entries": self.entries, "best": self.best}, indent=1)
+        text = json.dumps({"entries": self.entries, "best": self.best, "rank_by": self.rank_by},
+                          indent=1)
         atomic_write(self.run_dir / INDEX, lambda tmp: Path(tmp).write_text(text))
 
     def save_epoch(self, params, epoch: int, step: int, metric: float | None, meta: dict,
-                   epoch_file: bool = True) -> Path | None:
+                   epoch_file: bool = True, rank_by: str | None = None) -> Path | None:
         """Save an epoch checkpoint (unless ``epoch_file`` is False), prune by policy,
-        refresh ``_best``; returns the epoch checkpoint's path."""
+        refresh ``_best``; returns the epoch checkpoint's path. ``rank_by`` names what
+        ``metric`` is: a resumed run whose earlier epochs were ranked by another measure
+        starts its best and its ranking afresh (two measures' values do not compare)."""
         if not self.enabled:
             return None
+        if metric is not None and rank_by and self.rank_by not in (None, rank_by):
+            log.warning("epochs were ranked by %s, this one by %s: the best checkpoint and "
+                        "the top_k ranking start again from epoch %d", self.rank_by, rank_by,
+                        epoch)
+            self.best = None
+            for e in self.entries:
+                e["metric"] = None
+        if metric is not None and rank_by:
+            self.rank_by = rank_by
         path = None
         if self.policy != "none" and epoch_file:
             path = self.run_dir / f"{self.model_name}-{epoch}_{step}.ckpt"

@@ -25,7 +25,7 @@ from ..quant import load_qat_network, load_qat_teacher, start_checkpoint
 from ..validate import evaluate
 from . import build
 from .distributed import data_parallel_world
-from .run_checkpoints import CheckpointManager, epoch_metric, read_metrics
+from .run_checkpoints import CheckpointManager, epoch_metric, ranked_by, read_metrics
 from .schedules import build_lr
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,8 @@ def train(config=None, overrides: dict | None = None, resume: bool | None = None
         # weights only: what export, parity and fine-tuning consume
         run.ckpts.save_epoch(run.net, run.epoch, run.global_step, metric, meta,
                              epoch_file=(run.epoch % max(1, cfg.ckpt_save_interval) == 0
-                                         or run.epoch == cfg.epoch_size))
+                                         or run.epoch == cfg.epoch_size),
+                             rank_by=ranked_by(row))
         run.ckpts.save_last(run.step_cell, meta)
         run.ckpts.append_metrics(row)
         last_row = row

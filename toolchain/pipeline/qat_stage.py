@@ -20,8 +20,8 @@ from pathlib import Path
 
 from exporters import export_checkpoint
 from shufflenet.artifact import read_artifact_metadata
+from shufflenet.checkpoint import read_metadata
 from shufflenet.errors import ConfigError, ShuffleNetError
-from shufflenet.train.run_checkpoints import epoch_metric
 from toolchain.qat import QAT_DEFAULTS, fine_tune_int8
 
 from .parity_stage import data_fingerprint, eval_data_spec, train_data_spec
@@ -76,11 +76,13 @@ def qat_decision(mode: str, ptq: dict) -> tuple[bool, str]:
                    "anyway)")
 
 
-def _best_val(history: list[dict]) -> dict | None:
-    """The epoch the trainer kept as best (the same rule: :func:`epoch_metric`)."""
-    rows = [r for r in history if epoch_metric(r) is not None]
-    return max(rows, key=epoch_metric) if rows else None
-
+def _kept_epoch(best_ckpt) -> dict | None:
+    """The metrics row of the epoch the trainer kept as best, read from that checkpoint (the
+    trainer's rule, :func:`~shufflenet.train.run_checkpoints.epoch_metric`, decided it)."""
+    if not best_ckpt:
+        return None
+    meta = read_metadata(best_ckpt)
+    return {**(meta.get("metrics") or {}), "epoch": meta.get("epoch")}
 
 
 def qat_stage(opts, cfg, run_dir: Path, checkpoint_of) -> Stage:
@@ -142,7 +144,7 @@ def qat_stage(opts, cfg, run_dir: Path, checkpoint_of) -> Stage:
         except ShuffleNetError as exc:
             raise QATFailed(f"qat: {exc}") from None
         result = qrun.result
-        best = _best_val(result.history)
+        best = _kept_epoch(result.best_ckpt)
         row = artifact_row(res, run_dir)
         metrics = {
             "ran": True, "reason": why, "resumed": bool(resume),

@@ -178,10 +178,11 @@ def qat_best_text(m: dict) -> str:
     """The epoch QAT kept, from the qat stage's metrics: what picked it (the val images
     expected lost against fp32 for a distilled run, else val top-1) and its val top-1."""
     if m.get("best_val_expected_lost") is not None:
+        err = m.get("best_val_logit_error")
         return (f"best epoch {m.get('best_epoch')} by val images expected lost vs fp32 "
                 f"({100 * m['best_val_expected_lost']:.2f} pp; agreement "
                 f"{_pct(m.get('best_val_agreement'))}, logit error "
-                f"{m.get('best_val_logit_error', 0):.4f}, val top-1 "
+                f"{'-' if err is None else f'{err:.4f}'}, val top-1 "
                 f"{_pct(m.get('best_val_top1'), 2)})")
     if m.get("best_val_top1") is not None:
         return f"best val top-1 {_pct(m['best_val_top1'], 2)} (epoch {m.get('best_epoch')})"

@@ -38,15 +38,15 @@ def logits(runner_engine: str, path, x: np.ndarray, batch: int = 32) -> np.ndarr
 
 
 def compare(out: np.ndarray, ref: np.ndarray, labels) -> dict:
-    from shufflenet.fidelity import expected_flips, logit_error
+    from shufflenet import fidelity
     from toolchain.parity.statistics import accuracy_delta
 
     top_o, top_r = out.argmax(1), ref.argmax(1)
-    rate, _ = expected_flips(out, ref)
-    row = {"top1_agreement": float((top_o == top_r).mean()),
-           "rel_logit_error": round(logit_error(out, ref), 5),
+    fid = fidelity.compare(out, ref)          # no labels: every flip counts
+    row = {"top1_agreement": fid["agreement"],
+           "rel_logit_error": round(fid["logit_error"], 5),
            "max_abs_error": float(np.abs(out - ref).max()),
-           "expected_flips_pp": round(100 * rate, 3)}
+           "expected_flips_pp": round(100 * fid["expected_lost"], 3)}
     if labels is not None:
         ok_r, ok_o = top_r == labels, top_o == labels
         d = accuracy_delta(int((ok_r & ok_o).sum()), int((ok_r & ~ok_o).sum()),

@@ -27,8 +27,6 @@ class MatmulConv2d(nn.Cell):
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__(auto_prefix=False)
         self.weight = conv.weight  # the same Parameter: name and data unchanged
-        self.out_channels = conv.out_channels
-        self.kernel = conv.kernel_size[0]
         self.stride = conv.stride[0] if isinstance(conv.stride, tuple) else conv.stride
         pad = conv.padding
         self.pad = pad[0] if isinstance(pad, tuple) else pad

@@ -144,7 +144,7 @@ def qat_stage(opts, cfg, run_dir: Path, checkpoint_of) -> Stage:
         except ShuffleNetError as exc:
             raise QATFailed(f"qat: {exc}") from None
         result = qrun.result
-        best = _kept_epoch(result.best_ckpt)
+        best = _kept_epoch(result.best_ckpt) or {}
         row = artifact_row(res, run_dir)
         metrics = {
             "ran": True, "reason": why, "resumed": bool(resume),
@@ -153,11 +153,8 @@ def qat_stage(opts, cfg, run_dir: Path, checkpoint_of) -> Stage:
             "validated": qrun.validated, "notes": list(qrun.notes),
             "epochs": len(result.history), "epochs_planned": int(qrun.config["epoch_size"]),
             "lr": qrun.config["lr"], "train_seconds": result.seconds,
-            "best_val_top1": best["val_top1"] if best else None,
-            "best_val_expected_lost": best.get("val_expected_lost") if best else None,
-            "best_val_logit_error": best.get("val_logit_error") if best else None,
-            "best_val_agreement": best.get("val_agreement") if best else None,
-            "best_epoch": best["epoch"] if best else None,
+            **{f"best_{k}": best.get(k) for k in ("val_top1", "val_expected_lost",
+                                                  "val_logit_error", "val_agreement", "epoch")},
             "history": [{k: r.get(k) for k in ("epoch", "loss", "val_top1", "val_expected_lost",
                                                 "val_logit_error", "val_agreement",
                                                 "epoch_seconds")}

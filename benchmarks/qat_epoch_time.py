@@ -8,7 +8,11 @@ alternating blocks so all see the same machine load:
 * ``fp32``: the fp32 network (BatchNorm in training mode), the recipe's loss;
 * ``qat_labels``: its QAT network (the int8 export's graph, fake-quantised:
   :mod:`shufflenet.quant`), the recipe's loss (``--qat_loss labels``);
-* ``qat_distill``: the same, distilling from the fp32 teacher (the default ``--qat_loss``);
+* ``qat_distill``: the same, distilling toward the fp32 teacher's logits (the default
+  ``--qat_loss``), given with the batch as the trainer's default ``--qat_teacher`` gives
+  them (computed once per training image: no teacher in the step);
+* ``qat_distill_live``: distilling with the teacher run inside the step
+  (``--qat_teacher live``, what ``auto`` does when the logits would not fit in memory);
 * ``qat_unfused``: ``qat_labels`` with a Quantize and a Dequantize call per activation
   site, as the generator wrote it before one ``fake_quant`` per site (the gain of fusing);
 * ``graph_float``: the QAT network's own graph with every fake-quant step an identity,
@@ -35,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GLOG_v", "3")
 
 
-def step_cell(net, cfg, teacher=None, lr: float = 1e-4):
+def step_cell(net, cfg, teacher=None, lr: float = 1e-4, logit_targets: bool = False):
     """The trainer's step cell for ``net``, after the trainer's own per-device kernel choices
     (on CPU the stem as slices + MatMul, for the student and the teacher alike)."""
     import mindspore as ms
@@ -47,7 +51,7 @@ def step_cell(net, cfg, teacher=None, lr: float = 1e-4):
         if n is not None:
             prepare_network(n, cfg, ms.get_context("device_target"))
     opt = nn.Momentum(net.trainable_params(), lr, 0.9)
-    cell = build_train_cell(net, cfg, opt, "O0", teacher=teacher)
+    cell = build_train_cell(net, cfg, opt, "O0", teacher=teacher, logit_targets=logit_targets)
     cell.set_train(True)
     return cell
 
@@ -98,24 +102,27 @@ def main(argv=None) -> int:
     rng = np.random.RandomState(0)
     x = ms.Tensor(rng.randn(args.batch, 3, size, size).astype(np.float32))
     y = ms.Tensor(rng.randint(0, n_cls, args.batch).astype(np.int32))
+    teacher = load_qat_teacher(start)
+    logits = ms.Tensor(teacher(x).asnumpy())     # what the trainer computes once per image
     cells = {"fp32": step_cell(fp32, cfg),
              "qat_labels": step_cell(load_qat_network(start)[0], cfg),
-             "qat_distill": step_cell(load_qat_network(start)[0], cfg,
-                                      teacher=load_qat_teacher(start)),
+             "qat_distill": step_cell(load_qat_network(start)[0], cfg, logit_targets=True),
+             "qat_distill_live": step_cell(load_qat_network(start)[0], cfg, teacher=teacher),
              "qat_unfused": step_cell(unfused_qat_network(start), cfg),
              "graph_float": step_cell(float_graph_network(start), cfg)}
+    batch = {k: (x, logits if k == "qat_distill" else y) for k in cells}
     compile_s = {}
     for k, c in cells.items():
         t0 = time.perf_counter()
         for _ in range(args.warmup):
-            c(x, y).asnumpy()
+            c(*batch[k]).asnumpy()
         compile_s[k] = round(time.perf_counter() - t0, 1)
     times = {k: [] for k in cells}
     for _ in range(args.blocks):
         for k, c in cells.items():
             for _ in range(args.steps):
                 t0 = time.perf_counter()
-                c(x, y).asnumpy()
+                c(*batch[k]).asnumpy()
                 times[k].append(time.perf_counter() - t0)
     med = {k: float(np.median(v)) for k, v in times.items()}
     res = {"model": meta["model"], "image_size": size, "batch": args.batch,

@@ -57,7 +57,7 @@ from .measure import LatencyResult
 from .ssh import SshHost
 from .targets import SshOptions
 
-__all__ = ["Device", "DeviceRunner", "EmulatedArm64", "InProcessDevice", "SshDevice",
+__all__ = ["AgentPool", "Device", "DeviceRunner", "EmulatedArm64", "InProcessDevice", "SshDevice",
            "SubprocessDevice", "device_for", "device_for_target"]
 
 class Device:
@@ -72,6 +72,15 @@ class Device:
         """A (not yet active) runner of ``engine`` on ``artifact`` here; use it as a context manager."""
         return DeviceRunner(self, engine, artifact, threads, affinity=affinity,
                             **dict(options or {}))
+
+    agents: "AgentPool | None" = None
+
+    def keep_agents(self) -> "AgentPool":
+        """Runners opened on this device inside ``with device.keep_agents():`` share agent
+        processes: one that closes hands its agent (its artifact closed) to the next, instead
+        of a new Python starting per artifact (seconds under emulation or over ssh). For
+        numerics (parity); latency keeps a fresh process per runner, for honest memory."""
+        return AgentPool(self)
 
     def describe(self) -> dict:
         """What the device says about itself: ``{"device": fingerprint, "engines": {...}}``."""
@@ -96,9 +105,10 @@ class Device:
     def env(self) -> dict | None:
         return None
 
-    def stage(self, files: list[Path]) -> "Staged":
-        """Make ``files`` and the agent zipapp visible on the device (here: they already are)."""
-        return Staged({str(f): str(f) for f in files}, str(agent_zipapp()), None)
+    def stage(self, files: list[Path], agent: bool = True) -> "Staged":
+        """Make ``files`` (and the agent zipapp unless not ``agent``) visible on the device
+        (here: they already are)."""
+        return Staged({str(f): str(f) for f in files}, str(agent_zipapp()) if agent else None, None)
 
     def unstage(self, staged: "Staged") -> None:
         pass
@@ -164,16 +174,16 @@ class SshDevice(Device):
         return self.host.ssh_argv(" ".join(
             shlex.quote(w) for w in [self.host.opts.python, staged.agent, "--serve"]))
 
-    def stage(self, files: list[Path]) -> Staged:
+    def stage(self, files: list[Path], agent: bool = True) -> Staged:
         remote_dir = self.host.make_dir()
-        pyz = agent_zipapp()
+        pyz = agent_zipapp() if agent else None
         try:
-            self.host.copy_to([*files, pyz], remote_dir)
+            self.host.copy_to([*files, *([pyz] if pyz else [])], remote_dir)
         except BaseException:
             self.host.run(["rm", "-rf", "--", remote_dir], "clean up", timeout=60)
             raise
         return Staged({str(f): f"{remote_dir}/{Path(f).name}" for f in files},
-                      f"{remote_dir}/{pyz.name}", remote_dir)
+                      f"{remote_dir}/{pyz.name}" if pyz else None, remote_dir)
 
     def unstage(self, staged: Staged) -> None:
         if staged.remote_dir:
@@ -291,6 +301,68 @@ class AgentSession:
                 pass
 
 
+class AgentPool:
+    """Agents on one device kept across runners (see :meth:`Device.keep_agents`).
+
+    An agent serves one open artifact at a time; a runner that opens while every agent is
+    busy (parity holds several open at once) starts another. A runner that closes sends
+    ``close`` (the engine and its artifact go) and leaves its agent idle for the next; one
+    that died is dropped. Leaving the ``with`` block stops every agent and removes its files.
+    """
+
+    def __init__(self, device: Device):
+        self.device = device
+        self._idle: list[tuple[AgentSession, Staged]] = []
+        self._busy: dict[int, Staged] = {}
+        self._closed = False
+        self.started = 0          # agents started: what the pool saves is visible
+
+    def __enter__(self) -> "AgentPool":
+        if self.device.agents is not None:
+            raise RuntimeError(f"{self.device.label()} already keeps its agents")
+        self.device.agents = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.device.agents = None
+        self._closed = True
+        while self._idle:
+            self._stop(*self._idle.pop())
+
+    def acquire(self, timeout_s: float) -> AgentSession:
+        while self._idle:
+            session, staged = self._idle.pop()
+            if session.proc.poll() is None:
+                self._busy[id(session)] = staged
+                return session
+            self._stop(session, staged)
+        staged = self.device.stage([])
+        try:
+            session = AgentSession(self.device, staged, timeout_s)
+        except BaseException:
+            self.device.unstage(staged)
+            raise
+        self.started += 1
+        self._busy[id(session)] = staged
+        return session
+
+    def release(self, session: AgentSession) -> None:
+        staged = self._busy.pop(id(session))
+        if not self._closed and session.proc.poll() is None:
+            try:
+                session.request({"op": "close"})
+            except RuntimeEngineError:
+                pass
+            else:
+                self._idle.append((session, staged))
+                return
+        self._stop(session, staged)
+
+    def _stop(self, session: AgentSession, staged: Staged) -> None:
+        session.close()
+        self.device.unstage(staged)
+
+
 class DeviceRunner(Runner):
     """A runner whose engine runs on ``device`` through the agent (see :meth:`Device.open`).
 
@@ -314,7 +386,7 @@ class DeviceRunner(Runner):
                                      "only here; export the checkpoint for a device")
         self.device_obj, self.timeout_s, self.agent_affinity = device, timeout_s, affinity
         self.device: dict = {}
-        self._session = self._staged = None
+        self._session = self._staged = self._pool = None
         self._loaded: dict = {}
 
     def check_options(self, options: dict) -> None:
@@ -322,9 +394,11 @@ class DeviceRunner(Runner):
         self._engine_cls.check_options(options)
 
     def _activate_impl(self) -> None:
-        self._staged = self.device_obj.stage(list(self.resolved.files))
+        self._pool = self.device_obj.agents
+        self._staged = self.device_obj.stage(list(self.resolved.files), agent=self._pool is None)
         try:
-            self._session = AgentSession(self.device_obj, self._staged, self.timeout_s)
+            self._session = (self._pool.acquire(self.timeout_s) if self._pool is not None
+                             else AgentSession(self.device_obj, self._staged, self.timeout_s))
             self._loaded = self._session.request({
                 "op": "open", "engine": self.engine,
                 "artifact": self._staged.paths[str(self.resolved.path)], "threads": self.threads,
@@ -355,7 +429,10 @@ class DeviceRunner(Runner):
 
     def _deactivate_impl(self) -> None:
         if self._session is not None:
-            self._session.close()
+            if self._pool is not None:
+                self._pool.release(self._session)
+            else:
+                self._session.close()
             self._session = None
         if self._staged is not None:
             self.device_obj.unstage(self._staged)

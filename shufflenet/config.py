@@ -157,6 +157,11 @@ OPTIONS: dict[str, Option] = {
                    "network's logits on the same batch: int8 that decides as fp32 does) or "
                    "labels (the recipe's loss; docs/qat.md has both measured).",
                    ("distill", "labels"), ours=True),
+    "qat_teacher": _o("auto", "str", "With --qat_loss distill, where the fp32 teacher's logits "
+                      "come from: cached (computed once per training image, un-augmented, "
+                      "as an artifact is fed; no teacher forward per step), live (the teacher "
+                      "run on every augmented batch) or auto (cached when they fit in 1 GiB).",
+                      ("auto", "cached", "live"), ours=True),
     "time_budget_minutes": _o(None, "float", "Stop after the first epoch that ends past N "
                               "minutes (--resume continues).", ours=True),
     "stretch_decay": _o(False, "bool", "Stretch decay_epochs to fit epoch_size when the schedule "

@@ -30,8 +30,9 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 def evaluate(net, loader, progress: bool = False, desc: str = "val", reference=None) -> dict:
     """Run ``net`` (in eval mode) over ``loader``; returns top1, top5, loss, num_images.
 
-    ``reference``: another network run on the same images (QAT's fp32 teacher); adds
-    ``agreement``, ``logit_error`` and ``expected_lost`` of ``net``'s logits against its
+    ``reference``: another network run on the same images (QAT's fp32 teacher), or its
+    logits on ``loader`` (:func:`predict`; a frozen teacher's do not change between epochs);
+    adds ``agreement``, ``logit_error`` and ``expected_lost`` of ``net``'s logits against its
     (:func:`shufflenet.fidelity.compare` with the labels: the share of the images the
     reference gets right that ``net`` is expected to lose, as the int8 search ranks its
     trials). The logits are kept as float32 until the end (ImageNet val: 2 x 200 MB)."""
@@ -39,7 +40,8 @@ def evaluate(net, loader, progress: bool = False, desc: str = "val", reference=N
     from tqdm import tqdm
 
     net.set_train(False)
-    if reference is not None:
+    given = isinstance(reference, np.ndarray)
+    if reference is not None and not given:
         reference.set_train(False)
     correct1 = correct5 = 0
     loss_sum, n = 0.0, 0
@@ -53,7 +55,8 @@ def evaluate(net, loader, progress: bool = False, desc: str = "val", reference=N
             labels = labels.astype(np.int64)
             if reference is not None:
                 outs.append(raw.astype(np.float32))
-                refs.append(reference(ms.Tensor(images)).asnumpy().astype(np.float32))
+                refs.append(reference[n:n + len(labels)] if given else
+                            reference(ms.Tensor(images)).asnumpy().astype(np.float32))
                 labs.append(labels)
             k = min(5, logits.shape[1])
             top = np.argsort(-logits, axis=1)[:, :k]
@@ -69,10 +72,36 @@ def evaluate(net, loader, progress: bool = False, desc: str = "val", reference=N
            "loss": loss_sum / max(n, 1), "num_images": n,
            "skipped_images": loader.skipped.count,
            "seconds": round(time.perf_counter() - start, 3)}
+    if given and len(reference) != n:
+        raise ValueError(f"{len(reference)} reference logits for {n} images")
     if refs:
         fid = compare(np.concatenate(outs), np.concatenate(refs), np.concatenate(labs))
         out.update({k: fid[k] for k in ("agreement", "logit_error", "expected_lost")})
     return out
+
+
+def predict(net, loader, progress: bool = False, desc: str = "logits",
+            keep_inputs: bool = False):
+    """``net``'s float32 logits (eval mode) on every image of ``loader``, in its order;
+    ``keep_inputs``: ``(logits, the images as fed)``.
+
+    A short last batch is padded to the others' size (graph mode compiles once per shape)."""
+    from tqdm import tqdm
+
+    net.set_train(False)
+    outs, inputs, full = [], [], None
+    with tqdm(total=loader.steps, desc=desc, unit="batch", leave=False,
+              disable=not progress) as bar:
+        for images, _ in loader:
+            if keep_inputs:
+                inputs.append(np.array(images, copy=True))
+            n = len(images)
+            full = full or n
+            if n < full:
+                images = np.concatenate([images, np.repeat(images[-1:], full - n, axis=0)])
+            outs.append(net(loader.to_network(images)).asnumpy()[:n].astype(np.float32))
+            bar.update(1)
+    return (np.concatenate(outs), np.concatenate(inputs)) if keep_inputs else np.concatenate(outs)
 
 
 def eval_inputs(meta: dict, model: str, dataset: str = "imagenet", data_dir=None,

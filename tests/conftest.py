@@ -82,3 +82,5 @@ def pytest_collection_modifyitems(config, items):
             parent[find(f"cache:{cache}")] = module
     for item in items:
         item.add_marker(pytest.mark.xdist_group(find(f"module:{item.module.__name__}")))
+
+

@@ -12,8 +12,8 @@ from PIL import Image
 from shufflenet.config import make_config
 from shufflenet.data.cifar import download_cifar10, read_cifar10
 from shufflenet.data.folder import FolderSource
-from shufflenet.data.pipeline import (eval_loader, eval_transform, epoch_order, open_source,
-                                      shard, train_loader)
+from shufflenet.data.pipeline import (eval_loader, eval_transform, epoch_order, fixed_loader,
+                                      open_source, shard, train_loader)
 from shufflenet.data.transforms import TrainTransform
 from shufflenet.errors import DataError, DownloadError
 
@@ -73,6 +73,35 @@ def test_resumed_loader_yields_the_remaining_batches_exactly():
     assert len(full) == 5 and len(tail) == 2
     for (a, la), (b, lb) in zip(full[3:], tail):
         assert np.array_equal(a, b) and np.array_equal(la, lb)
+
+
+def test_fixed_loader_pairs_each_unaugmented_image_with_its_own_target_row():
+    """QAT's cached teacher logits: each image (the eval preprocessing, in the epoch's shuffled
+    order and step count) comes with *its* row of the targets, and a resumed epoch yields
+    the remaining batches exactly."""
+    cfg = make_config("demo", {"num_samples": 40, "batch_size": 8, "num_parallel_workers": 2})
+    src = open_source(cfg, "train")
+    targets = np.stack([np.full(3, i, np.float32) for i in range(len(src))])
+    targets[:, 1] = np.asarray(src.targets, np.float32)
+    ref = eval_transform(cfg)
+    full = [(x.copy(), t.copy()) for x, t in fixed_loader(src, cfg, targets, epoch=2)]
+    assert len(full) == len(list(train_loader(src, cfg, epoch=2))) == 5
+    seen = np.concatenate([t[:, 0] for _, t in full]).astype(int)
+    assert np.array_equal(seen, epoch_order(len(src), cfg["seed"], 2))
+    for x, t in full:
+        assert x.dtype == np.float32 and t.dtype == np.float32 and t.shape == (8, 3)
+        for img, row in zip(x, t):
+            assert np.array_equal(img, ref(src.load(int(row[0]))))
+    tail = list(fixed_loader(src, cfg, targets, epoch=2, start_step=3))
+    assert len(tail) == 2 and all(np.array_equal(a[1], b[1]) for a, b in zip(full[3:], tail))
+    # the same batches from the preprocessed images held in memory (nothing decoded again)
+    images = np.stack([ref(src.load(i)) for i in range(len(src))])
+    held = fixed_loader(src, cfg, targets, epoch=2, start_step=1, images=images)
+    assert held.steps == 4
+    for (a, ta), (b, tb) in zip(full[1:], held):
+        assert np.array_equal(a, b) and np.array_equal(ta, tb)
+    with pytest.raises(DataError, match="39 targets for 40 images"):
+        fixed_loader(src, cfg, targets[:-1], epoch=0)
 
 
 def test_eval_loader_matches_eval_transform():

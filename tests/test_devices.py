@@ -82,6 +82,46 @@ def test_zipapp_agent_gives_the_local_runners_logits_bit_for_bit(case):
     assert remote.device["arch"] and remote.device["emulated"] is None
 
 
+def test_a_device_keeping_its_agents_serves_one_artifact_after_another_on_one_agent():
+    """Parity on a device opens one artifact after another: the second runner gets the first's
+    agent (its artifact closed), a runner opened while the agent is busy gets another, the
+    logits are the fresh-process ones, a dead agent is replaced, and leaving the block stops
+    every agent."""
+    arts = [resolve_artifact(p) for f, p in built_artifacts()[1].items() if f in ("onnx", "mnn")]
+    engines = {"onnx": "onnxruntime", "mnn": "mnn"}
+    x = real_batch(arts[0].metadata, 2)
+    dev = SubprocessDevice()
+    fresh = {}
+    for art in arts:
+        with dev.open(engines[art.format], art, 1) as r:
+            fresh[art.format] = r.infer(x)
+    with dev.keep_agents() as pool:
+        with pytest.raises(RuntimeError, match="already keeps"):
+            dev.keep_agents().__enter__()
+        sessions = []
+        for art in arts + arts:
+            with dev.open(engines[art.format], art, 1) as r:
+                assert np.array_equal(r.infer(x), fresh[art.format])
+                sessions.append(r._session)
+        assert pool.started == 1 and len({id(s) for s in sessions}) == 1
+        with dev.open("onnxruntime", arts[0], 1) as a, dev.open("onnxruntime", arts[0], 1) as b:
+            assert a._session is not b._session and pool.started == 2
+            assert np.array_equal(a.infer(x), b.infer(x))
+        idle = [s for s, _ in pool._idle]
+        assert len(idle) == 2
+        idle[0].proc.kill()
+        idle[0].proc.wait()
+        r = dev.open("onnxruntime", arts[0], 1).activate()      # the live one serves
+        r2 = dev.open("onnxruntime", arts[0], 1).activate()     # the dead one is replaced
+        assert pool.started == 3 and r2._session is not idle[0]
+        assert np.array_equal(r2.infer(x), fresh["onnx"])
+        sessions += [r._session, r2._session]
+        r.deactivate()
+        r2.deactivate()
+    assert dev.agents is None and not pool._idle
+    assert all(s.proc.poll() is not None for s in sessions + idle)
+
+
 def test_a_subprocess_device_runs_this_interpreter_and_its_environment():
     """The agent must start in the launching interpreter's environment (a symlinked venv
     python outside its folder loses the venv); the device says which Python serves it."""

@@ -106,13 +106,14 @@ def test_interrupted_qat_run_resumes_where_it_stopped(trained, tmp_path):
     run = tmp_path / "run"
     common = ["train", "--qat", "--ckpt_path", str(ckpt), "--ckpt_save_dir", str(run),
               "--epoch_size", "2", "--batch_size", "4", "--max_steps_per_epoch", "1",
-              "--mode", "1", "--progress", "false",
-              "--val_while_train", "false"]     # validation is tested below; it costs minutes here
+              "--mode", "1", "--progress", "false", "--num_samples", "12",  # the teacher's
+              "--val_while_train", "false"]     # logits, once per run; validation: below
     # a budget of ~0 minutes: stops after the first epoch, resumable
     first = CliRunner().invoke(main, common + ["--time_budget_minutes", "0.0001"])
     assert first.exit_code == 0, first.output
     meta = read_metadata(run / "last.ckpt")
     assert meta["epoch"] == 1 and meta["global_step"] == 1 and "qat" in meta
+    assert meta["qat_teacher"] == "cached"   # auto: 12 images' logits fit in memory
     second = CliRunner().invoke(main, common + ["--resume"])
     assert second.exit_code == 0, second.output
     meta = read_metadata(run / "last.ckpt")
@@ -121,6 +122,25 @@ def test_interrupted_qat_run_resumes_where_it_stopped(trained, tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2]
     ev = load_eval_network(next(run.glob("shufflenet_v2_x0_5-2_*.ckpt")))
     assert type(ev.net).__name__ == "QATNetwork" and ev.metadata["recipe"]["qat"] is True
+
+
+def test_qat_teacher_live_runs_the_teacher_on_each_augmented_batch(trained, tmp_path):
+    """``--qat_teacher live`` (auto's choice when the logits would not fit in memory): no
+    cached targets, the teacher inside the step; the checkpoint says which it was."""
+    from shufflenet.checkpoint import read_metadata
+
+    _, ckpt, _ = trained
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, ["train", "--qat", "--ckpt_path", str(ckpt), "--ckpt_save_dir",
+                                    str(run), "--epoch_size", "1", "--batch_size", "4",
+                                    "--max_steps_per_epoch", "2", "--mode", "1",
+                                    "--num_samples", "12", "--qat_teacher", "live",
+                                    "--progress", "false", "--val_while_train", "false"])
+    assert res.exit_code == 0, res.output
+    meta = read_metadata(run / "last.ckpt")
+    assert meta["qat_teacher"] == "live" and meta["recipe"]["qat_teacher"] == "live"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and np.isfinite(rows[0]["loss"]) and rows[0]["loss"] > 0
 
 
 def test_train_qat_validates_on_the_checkpoints_val_split_and_keeps_the_best(trained, tmp_path):
@@ -148,6 +168,7 @@ def test_train_qat_validates_on_the_checkpoints_val_split_and_keeps_the_best(tra
     assert best == run / "shufflenet_v2_x0_5_best.ckpt" and best.exists()
     meta = read_metadata(best)
     assert "qat" in meta and meta["metrics"]["val_top1"] == row["val_top1"]
+    assert meta["qat_teacher"] == "cached"
     assert f"next: shufflenet export {best} -f onnx-int8" in res.stderr
     rows = read_metrics(run)
     (kept,) = rows
@@ -410,6 +431,9 @@ def test_distillation_loss_is_the_squared_logit_distance_to_fp32(trained, start)
     fq, fp32 = student(x).asnumpy(), load_eval_network(ckpt).net(x).asnumpy()
     want = float(np.mean(np.sum((fq - fp32) ** 2, axis=1)))
     assert want > 0 and np.isclose(loss, want, rtol=1e-3), (loss, want)
+    # the same loss toward the teacher's logits handed over as the batch's labels (cached)
+    cached = _distill_cell()(student, None)
+    assert np.isclose(float(cached(x, ms.Tensor(fp32)).asnumpy()), want, rtol=1e-3)
 
 
 def test_qat_loss_without_qat_is_one_clean_line(tmp_path):

@@ -119,7 +119,8 @@ class _Samples:
             x = self.transform(image, rng)
         else:
             x = self.transform(image)
-        return x, np.int32(self.source.targets[used])
+        target = self.source.targets[used]
+        return x, (np.int32(target) if np.ndim(target) == 0 else target)
 
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
@@ -180,15 +181,7 @@ def train_loader(source, cfg, epoch: int, start_step: int = 0, rank: int = 0, wo
     (the Python engine ignores it). Consumers feed ``to_network(images)``
     to the network either way.
     """
-    bs = int(cfg["batch_size"])
-    order = shard(epoch_order(len(source), cfg["seed"], epoch, cfg["shuffle"]), rank, world)
-    drop = bool(cfg["drop_remainder"])
-    steps = len(order) // bs if drop else -(-len(order) // bs)
-    if cfg.get("max_steps_per_epoch"):
-        steps = min(steps, int(cfg["max_steps_per_epoch"]))
-    if steps == 0:
-        raise DataError(f"training split has {len(order)} images per device, fewer than one "
-                        f"batch of {bs}; lower batch_size")
+    bs, order, steps, drop = _epoch_plan(len(source), cfg, epoch, rank, world)
     skipped = skipped or SkipCounter()
     workers = num_workers(cfg["num_parallel_workers"])
     if data_engine(source, cfg) == "native":
@@ -204,6 +197,80 @@ def train_loader(source, cfg, epoch: int, start_step: int = 0, rank: int = 0, wo
     samples = _Samples(source, order, TrainTransform.from_config(cfg), True, cfg["seed"], epoch,
                        skipped)
     return Loader(_make(samples, bs, drop, workers), steps - start_step, skipped)
+
+
+def _epoch_plan(n: int, cfg, epoch: int, rank: int, world: int):
+    """``(batch size, this rank's sample order, steps, drop_remainder)`` of one training epoch."""
+    bs = int(cfg["batch_size"])
+    order = shard(epoch_order(n, cfg["seed"], epoch, cfg["shuffle"]), rank, world)
+    drop = bool(cfg["drop_remainder"])
+    steps = len(order) // bs if drop else -(-len(order) // bs)
+    if cfg.get("max_steps_per_epoch"):
+        steps = min(steps, int(cfg["max_steps_per_epoch"]))
+    if steps == 0:
+        raise DataError(f"training split has {len(order)} images per device, fewer than one "
+                        f"batch of {bs}; lower batch_size")
+    return bs, order, steps, drop
+
+
+class _WithTargets:
+    """``source`` with a per-image target row in place of its label (``targets[i]``)."""
+
+    def __init__(self, source, targets: np.ndarray):
+        if len(targets) != len(source):
+            raise DataError(f"{len(targets)} targets for {len(source)} images")
+        self.source, self.targets = source, targets
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def load(self, i: int):
+        return self.source.load(i)
+
+
+@dataclass
+class ArrayLoader:
+    """One epoch's batches of arrays held in memory: ``(images[b], targets[b])`` per index
+    batch ``b`` (the preprocessed images of a fixed, un-augmented training set)."""
+    images: np.ndarray
+    targets: np.ndarray
+    batches: list
+    skipped: SkipCounter
+
+    @property
+    def steps(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for b in self.batches:
+            yield self.images[b], self.targets[b]
+
+    def to_network(self, images):
+        import mindspore as ms
+
+        return ms.Tensor(images)
+
+
+def fixed_loader(source, cfg, targets: np.ndarray, epoch: int, start_step: int = 0,
+                 rank: int = 0, world: int = 1, skipped: SkipCounter | None = None,
+                 images: np.ndarray | None = None):
+    """The training epoch's batches (its order, steps and resume position, as
+    :func:`train_loader`) of the images *un-augmented* -- the recipe's eval preprocessing,
+    what an artifact is fed -- each with its row of ``targets`` (``[images, ...]`` in
+    ``source`` order) as its label: training toward targets computed once per image
+    (QAT's cached fp32 teacher logits). ``images``: those preprocessed images already in
+    memory, in ``source`` order (nothing is read or decoded again)."""
+    bs, order, steps, drop = _epoch_plan(len(source), cfg, epoch, rank, world)
+    skipped = skipped or SkipCounter()
+    if images is not None:
+        if len(images) != len(targets):
+            raise DataError(f"{len(targets)} targets for {len(images)} images")
+        return ArrayLoader(images, targets, [order[s * bs:(s + 1) * bs]
+                                             for s in range(start_step, steps)], skipped)
+    samples = _Samples(_WithTargets(source, targets), order[start_step * bs: steps * bs],
+                       eval_transform(cfg), False, cfg["seed"], epoch, skipped)
+    return Loader(_make(samples, bs, drop, num_workers(cfg["num_parallel_workers"])),
+                  steps - start_step, skipped)
 
 
 def eval_transform(cfg) -> EvalTransform:

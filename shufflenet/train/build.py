@@ -133,24 +133,31 @@ def _distill_cell():
     class WithDistillLoss(nn.Cell):
         """The student's squared logit distance to a frozen teacher on the same batch, mean
         over images (labels unused): the loss is the quantity parity measures against fp32
-        (relative logit error), and it moves every logit, not only the arg-max."""
-        def __init__(self, backbone, teacher):
+        (relative logit error), and it moves every logit, not only the arg-max.
+        ``teacher=None``: the batch's second column *is* the teacher's logits (computed once
+        per image: :func:`shufflenet.data.pipeline.fixed_loader`)."""
+        def __init__(self, backbone, teacher=None):
             super().__init__(auto_prefix=False)
             self.backbone, self.teacher = backbone, teacher
 
         def construct(self, x, y):
             student = ops.cast(self.backbone(x), ms.float32)
-            target = ops.stop_gradient(ops.cast(self.teacher(x), ms.float32))
+            if self.teacher is None:
+                target = ops.cast(y, ms.float32)
+            else:
+                target = ops.stop_gradient(ops.cast(self.teacher(x), ms.float32))
             return ops.mean(ops.sum(ops.square(student - target), 1))
 
     return WithDistillLoss
 
 
-def build_train_cell(net, cfg, optimizer, amp_level: str, teacher=None):
+def build_train_cell(net, cfg, optimizer, amp_level: str, teacher=None,
+                     logit_targets: bool = False):
     """Network + loss (fp32) + AMP + loss scaling -> a cell ``(images, labels) -> loss``.
 
     ``teacher``: a frozen network whose logits the loss moves ``net``'s toward (QAT's
-    distillation) instead of the recipe's loss on the labels."""
+    distillation) instead of the recipe's loss on the labels; ``logit_targets``: the same
+    loss toward the teacher's logits given as the batch's labels (``(images, logits)``)."""
     import mindspore as ms
     from mindspore import nn, ops
 
@@ -164,8 +171,8 @@ def build_train_cell(net, cfg, optimizer, amp_level: str, teacher=None):
 
     if amp_level != "O0":
         net = ms.amp.auto_mixed_precision(net, amp_level)
-    if teacher is not None:
-        with_loss = _distill_cell()(net, teacher)
+    if teacher is not None or logit_targets:
+        with_loss = _distill_cell()(net, None if logit_targets else teacher)
     else:
         with_loss = WithLoss(net, create_loss(cfg))
     scale = float(cfg["loss_scale"] or 1.0) if amp_level != "O0" else 1.0

@@ -18,17 +18,26 @@ import numpy as np
 from .. import __version__
 from ..checkpoint import read_checkpoint
 from ..config import TrainConfig, make_config, recipe_dict, settle_num_classes
-from ..data.pipeline import eval_loader, open_source, steps_per_epoch, train_loader
+from ..data.pipeline import (
+    eval_loader,
+    fixed_loader,
+    open_source,
+    steps_per_epoch,
+    train_loader,
+)
 from ..device import init_context
 from ..errors import CheckpointError, ConfigError
 from ..quant import load_qat_network, load_qat_teacher, start_checkpoint
-from ..validate import evaluate
+from ..validate import evaluate, predict
 from . import build
 from .distributed import data_parallel_world
 from .run_checkpoints import CheckpointManager, epoch_metric, ranked_by, read_metrics
 from .schedules import build_lr
 
 log = logging.getLogger(__name__)
+
+# QAT's cached teacher logits (qat_teacher auto): kept in memory up to this size
+TEACHER_CACHE_BYTES = 1 << 30
 
 
 def postfix_interval(cfg) -> int:
@@ -110,6 +119,10 @@ class _Run:
         for net in (self.net, teacher):
             if net is not None:
                 build.prepare_network(net, cfg, self.target)
+        # the teacher is frozen: its logits per image are computed once, not per step
+        self.train_images = None       # with them, the preprocessed images when they fit
+        self.teacher_targets = self._teacher_targets() if teacher is not None else None
+        self._teacher_val = None
         self.spe = steps_per_epoch(len(self.train_src), cfg, self.world)
         if self.spe == 0:
             raise ConfigError(f"{len(self.train_src)} training images give no full batch of "
@@ -117,12 +130,41 @@ class _Run:
         self.lr = build_lr(cfg, self.spe)
         self.optimizer = build.create_optimizer(self.net, cfg, self.lr)
         self.amp = build.resolve_amp(cfg, self.target)
+        cached = self.teacher_targets is not None
         self.step_cell = build.build_train_cell(self.net, cfg, self.optimizer, self.amp,
-                                                teacher=teacher)
+                                                teacher=None if cached else teacher,
+                                                logit_targets=cached)
         self.step_cell.set_train(True)
         self.ckpts = CheckpointManager(cfg.ckpt_save_dir, cfg.model, cfg.ckpt_save_policy,
                                        cfg.keep_checkpoint_max, enabled=self.rank == 0)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+
+    def _teacher_targets(self):
+        """QAT distillation's targets: the teacher's logits on every training image through
+        the eval preprocessing (``qat_teacher`` cached, or auto when they fit in
+        :data:`TEACHER_CACHE_BYTES`), or None (live: the teacher runs on each augmented batch)."""
+        cfg, n = self.cfg, len(self.train_src)
+        mode = cfg.get("qat_teacher") or "auto"
+        size = n * int(cfg.num_classes) * 4
+        show = bool(cfg.progress) and self.rank == 0
+        if mode == "live" or (mode == "auto" and size > TEACHER_CACHE_BYTES):
+            if mode == "auto":
+                _emit(f"QAT: the fp32 teacher runs on every batch (its logits on {n} images "
+                      f"would take {size / 2 ** 30:.1f} GiB; --qat_teacher cached keeps them "
+                      "anyway)", show)
+            return None
+        t0 = time.perf_counter()
+        # the preprocessed images are fixed too: kept when they also fit (no decode per epoch)
+        pixels = n * 4 * int(cfg.in_channels) * int(cfg.image_resize) ** 2
+        keep = size + pixels <= TEACHER_CACHE_BYTES
+        out = predict(self.teacher, eval_loader(self.train_src, cfg), progress=show,
+                      desc="teacher logits", keep_inputs=keep)
+        targets, self.train_images = out if keep else (out, None)
+        _emit(f"QAT: distilling toward the fp32 teacher's logits on the {n} training images, "
+              f"un-augmented, computed once ({time.perf_counter() - t0:.1f} s"
+              f"{'; the images kept in memory' if keep else ''}; --qat_teacher live runs the "
+              "teacher on each augmented batch instead)", show)
+        return targets
 
     # -- state ---------------------------------------------------------
     def meta(self, metrics: dict | None = None) -> dict:
@@ -130,6 +172,8 @@ class _Run:
                          self.global_step, self.step_in_epoch, metrics or {})
         meta["world_size"] = int(self.world)  # the step position means nothing for another world
         meta.update(getattr(self.net, "checkpoint_metadata", dict)())  # e.g. the QAT graph
+        if self.teacher is not None:    # what the distillation's targets were (qat_teacher)
+            meta["qat_teacher"] = "cached" if self.teacher_targets is not None else "live"
         return meta
 
     def restore(self, path: Path) -> None:
@@ -175,8 +219,13 @@ class _Run:
 
         cfg = self.cfg
         # uint8 NHWC batches from the native engine, normalised where the network runs
-        loader = train_loader(self.train_src, cfg, self.epoch, self.step_in_epoch,
-                              self.rank, self.world, uint8=True)
+        if self.teacher_targets is not None:   # labels: the teacher's logits per image
+            loader = fixed_loader(self.train_src, cfg, self.teacher_targets, self.epoch,
+                                  self.step_in_epoch, self.rank, self.world,
+                                  images=self.train_images)
+        else:
+            loader = train_loader(self.train_src, cfg, self.epoch, self.step_in_epoch,
+                                  self.rank, self.world, uint8=True)
         show = bool(cfg.progress) and self.rank == 0
         losses, seen, t0 = [], 0, time.perf_counter()
         refresh = postfix_interval(cfg)
@@ -213,9 +262,12 @@ class _Run:
         return row
 
     def validate(self) -> dict:
-        res = evaluate(self.net, eval_loader(self.val_src, self.cfg),
-                       progress=bool(self.cfg.progress) and self.rank == 0,
-                       reference=self.teacher)
+        show = bool(self.cfg.progress) and self.rank == 0
+        if self.teacher is not None and self._teacher_val is None:   # frozen: once per run
+            self._teacher_val = predict(self.teacher, eval_loader(self.val_src, self.cfg),
+                                        progress=show, desc="teacher val")
+        res = evaluate(self.net, eval_loader(self.val_src, self.cfg), progress=show,
+                       reference=self._teacher_val)
         self.net.set_train(True)
         self.step_cell.set_train(True)
         row = {"val_top1": res["top1"], "val_top5": res["top5"], "val_loss": res["loss"]}

@@ -16,6 +16,7 @@ reference is the checkpoint in MindSpore here.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from runtimes.cpu_class import matching_cpu
@@ -103,33 +104,50 @@ def planned_key(target_names, targets_file, artifacts: dict) -> list:
 
 def run_device_checks(checkpoint: str, checks: list, inputs_set, samples, progress: bool,
                       allow_inconclusive: bool) -> tuple[list, list]:
-    """``(pairs, notes)``: parity pairs that ran on their target's device (ERROR where it could not)."""
+    """``(pairs, notes)``: parity pairs that ran on their target's device (ERROR where it could not).
+
+    One device per place, keeping its agents for the whole run: each check would otherwise
+    start a Python there (~5 s under qemu; an ssh login and a copy of the agent over ssh)."""
     pairs, notes = [], []
-    for c in checks:
-        t = c.target
-        try:
-            device = device_for_target(t)
-            log(f"[parity] {c.artifact.name} on {t.engine} @ {device.label()} "
-                f"(target {t.name})")
-            cap = min(x for x in (samples, c.samples) if x) if (samples or c.samples) else None
-            report = run_parity(checkpoint, [c.artifact], engines=[t.engine],
-                                engine_options={t.engine: dict(t.options)}, threads=t.threads,
-                                samples=cap, progress=progress, device=device,
-                                allow_inconclusive=allow_inconclusive,
-                                inputs=_first(inputs_set, cap))
-        except ShuffleNetError as exc:  # a device that cannot run it fails its gate
-            art = c.artifact
-            pairs.append(PairResult(str(art.path), art.format, art.precision, t.engine,
-                                    error=f"on {t.where}: {exc}",
-                                    device={"where": t.where, "target": t.name}))
-            continue
-        for p in report.pairs:
-            p.device = {**p.device, "target": t.name}
-        pairs += report.pairs
-        if c.samples and report.pairs:
-            notes.append(f"{c.artifact.name} on {t.engine} @ {device.label()}: first "
-                         f"{report.inputs.get('samples')} images (emulation is 200-850x slower)")
+    with contextlib.ExitStack() as agents:
+        devices: dict = {}
+        for c in checks:
+            t = c.target
+            try:
+                device = _device(t, devices, agents)
+                log(f"[parity] {c.artifact.name} on {t.engine} @ {device.label()} "
+                    f"(target {t.name})")
+                cap = (min(x for x in (samples, c.samples) if x) if (samples or c.samples)
+                       else None)
+                report = run_parity(checkpoint, [c.artifact], engines=[t.engine],
+                                    engine_options={t.engine: dict(t.options)},
+                                    threads=t.threads, samples=cap, progress=progress,
+                                    device=device, allow_inconclusive=allow_inconclusive,
+                                    inputs=_first(inputs_set, cap))
+            except ShuffleNetError as exc:  # a device that cannot run it fails its gate
+                art = c.artifact
+                pairs.append(PairResult(str(art.path), art.format, art.precision, t.engine,
+                                        error=f"on {t.where}: {exc}",
+                                        device={"where": t.where, "target": t.name}))
+                continue
+            for p in report.pairs:
+                p.device = {**p.device, "target": t.name}
+            pairs += report.pairs
+            if c.samples and report.pairs:
+                notes.append(f"{c.artifact.name} on {t.engine} @ {device.label()}: first "
+                             f"{report.inputs.get('samples')} images (emulation is 200-850x "
+                             "slower)")
     return pairs, notes
+
+
+def _device(target, devices: dict, agents: contextlib.ExitStack):
+    """The device ``target`` lives on: one per place (where, CPU model, ssh options), its
+    agents kept until ``agents`` closes."""
+    key = (target.where, target.cpu, repr(target.ssh))
+    if key not in devices:
+        devices[key] = device_for_target(target)
+        agents.enter_context(devices[key].keep_agents())
+    return devices[key]
 
 
 def _first(inputs_set, n: int | None):

@@ -266,13 +266,16 @@ def test_parity_on_the_emulated_arm64_device_with_two_cpu_models(arts32):
     found = {}
     for cpu in ("cortex-a72", "cortex-a76"):
         dev = _emulated(cpu)
-        fp32 = run_parity(ckpt, [arts[f] for f in ("onnx", "onnx-int8", "mnn", "ncnn") if f in arts],
-                          engines=["onnxruntime", "mnn", "ncnn"], device=dev, samples=4,
-                          batch_size=4, progress=False, localize=False)
-        low = run_parity(ckpt, [arts[f] for f in ("mnn", "ncnn") if f in arts],
-                         engines=["mnn", "ncnn"], device=dev, samples=4, batch_size=4,
-                         progress=False, localize=False, profile="fp16",
-                         engine_options={"mnn": {"precision": "low"}, "ncnn": {"fp16": True}})
+        with dev.keep_agents() as pool:    # the low-precision runs reuse the fp32 run's agents
+            fp32 = run_parity(ckpt, [arts[f] for f in ("onnx", "onnx-int8", "mnn", "ncnn")
+                                     if f in arts],
+                              engines=["onnxruntime", "mnn", "ncnn"], device=dev, samples=4,
+                              batch_size=4, progress=False, localize=False)
+            low = run_parity(ckpt, [arts[f] for f in ("mnn", "ncnn") if f in arts],
+                             engines=["mnn", "ncnn"], device=dev, samples=4, batch_size=4,
+                             progress=False, localize=False, profile="fp16",
+                             engine_options={"mnn": {"precision": "low"}, "ncnn": {"fp16": True}})
+        assert pool.started == len(fp32.pairs) >= len(low.pairs) > 0
         for report, tag in ((fp32, ""), (low, "-low")):
             for p in report.pairs:
                 assert p.error is None, p.error

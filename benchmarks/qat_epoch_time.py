@@ -103,13 +103,13 @@ def main(argv=None) -> int:
     x = ms.Tensor(rng.randn(args.batch, 3, size, size).astype(np.float32))
     y = ms.Tensor(rng.randint(0, n_cls, args.batch).astype(np.int32))
     teacher = load_qat_teacher(start)
-    logits = ms.Tensor(teacher(x).asnumpy())     # what the trainer computes once per image
     cells = {"fp32": step_cell(fp32, cfg),
              "qat_labels": step_cell(load_qat_network(start)[0], cfg),
              "qat_distill": step_cell(load_qat_network(start)[0], cfg, logit_targets=True),
              "qat_distill_live": step_cell(load_qat_network(start)[0], cfg, teacher=teacher),
              "qat_unfused": step_cell(unfused_qat_network(start), cfg),
              "graph_float": step_cell(float_graph_network(start), cfg)}
+    logits = ms.Tensor(teacher(x).asnumpy())     # what the trainer computes once per image
     batch = {k: (x, logits if k == "qat_distill" else y) for k in cells}
     compile_s = {}
     for k, c in cells.items():

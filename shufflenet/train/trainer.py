@@ -145,7 +145,7 @@ class _Run:
         :data:`TEACHER_CACHE_BYTES`), or None (live: the teacher runs on each augmented batch)."""
         cfg, n = self.cfg, len(self.train_src)
         mode = cfg.get("qat_teacher") or "auto"
-        size = n * int(cfg.num_classes) * 4
+        size = n * int(cfg.num_classes or len(self.classes)) * 4
         show = bool(cfg.progress) and self.rank == 0
         if mode == "live" or (mode == "auto" and size > TEACHER_CACHE_BYTES):
             if mode == "auto":
@@ -157,9 +157,13 @@ class _Run:
         # the preprocessed images are fixed too: kept when they also fit (no decode per epoch)
         pixels = n * 4 * int(cfg.in_channels) * int(cfg.image_resize) ** 2
         keep = size + pixels <= TEACHER_CACHE_BYTES
-        out = predict(self.teacher, eval_loader(self.train_src, cfg), progress=show,
-                      desc="teacher logits", keep_inputs=keep)
+        loader = eval_loader(self.train_src, cfg)
+        out = predict(self.teacher, loader, progress=show, desc="teacher logits",
+                      keep_inputs=keep)
         targets, self.train_images = out if keep else (out, None)
+        if loader.skipped.count:   # each stands in for its next readable image, every epoch
+            log.warning("%d unreadable training images were replaced by their neighbours "
+                        "(first: %s)", loader.skipped.count, "; ".join(loader.skipped.first))
         _emit(f"QAT: distilling toward the fp32 teacher's logits on the {n} training images, "
               f"un-augmented, computed once ({time.perf_counter() - t0:.1f} s"
               f"{'; the images kept in memory' if keep else ''}; --qat_teacher live runs the "

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
 import time
 
@@ -102,6 +103,9 @@ class Session:
 
     def __init__(self, out=None):
         self.runner, self.out = None, out or sys.stdout
+        # the CPUs this process started with: an open without affinity gets them back
+        # (an agent kept for the next artifact must not keep the last one's pinning)
+        self.cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
     def _progress(self, phase: str, count: int, every: int = 5) -> None:
         if count % every == 0:
@@ -130,7 +134,7 @@ class Session:
 
     def open(self, req: dict) -> dict:
         self.close()
-        set_affinity(req.get("affinity"))  # before the engine starts its threads
+        set_affinity(req.get("affinity") or self.cpus)  # before the engine starts its threads
         path = req["artifact"]
         art = (Artifact.from_metadata(path, req["metadata"]) if req.get("metadata")
                else resolve_artifact(path))

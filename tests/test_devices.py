@@ -104,6 +104,13 @@ def test_a_device_keeping_its_agents_serves_one_artifact_after_another_on_one_ag
                 assert np.array_equal(r.infer(x), fresh[art.format])
                 sessions.append(r._session)
         assert pool.started == 1 and len({id(s) for s in sessions}) == 1
+        if len(os.sched_getaffinity(0)) > 1:   # a pinned runner's CPUs do not stay with its agent
+            with dev.open("onnxruntime", arts[0], 1, affinity=[0]) as r:
+                pid = r._session.proc.pid
+                assert os.sched_getaffinity(pid) == {0}
+            with dev.open("onnxruntime", arts[0], 1) as r:
+                assert r._session.proc.pid == pid
+                assert os.sched_getaffinity(pid) == os.sched_getaffinity(0)
         with dev.open("onnxruntime", arts[0], 1) as a, dev.open("onnxruntime", arts[0], 1) as b:
             assert a._session is not b._session and pool.started == 2
             assert np.array_equal(a.infer(x), b.infer(x))

@@ -35,6 +35,7 @@ on-device Python (e.g. Termux).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import subprocess
@@ -349,11 +350,8 @@ class AgentPool:
     def release(self, session: AgentSession) -> None:
         staged = self._busy.pop(id(session))
         if not self._closed and session.proc.poll() is None:
-            try:
+            with contextlib.suppress(RuntimeEngineError):   # died closing: stopped below
                 session.request({"op": "close"})
-            except RuntimeEngineError:
-                pass
-            else:
                 self._idle.append((session, staged))
                 return
         self._stop(session, staged)

@@ -245,10 +245,7 @@ class ArrayLoader:
         for b in self.batches:
             yield self.images[b], self.targets[b]
 
-    def to_network(self, images):
-        import mindspore as ms
-
-        return ms.Tensor(images)
+    to_network = Loader.to_network
 
 
 def fixed_loader(source, cfg, targets: np.ndarray, epoch: int, start_step: int = 0,

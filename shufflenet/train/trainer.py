@@ -119,14 +119,14 @@ class _Run:
         for net in (self.net, teacher):
             if net is not None:
                 build.prepare_network(net, cfg, self.target)
-        # the teacher is frozen: its logits per image are computed once, not per step
-        self.train_images = None       # with them, the preprocessed images when they fit
-        self.teacher_targets = self._teacher_targets() if teacher is not None else None
-        self._teacher_val = None
         self.spe = steps_per_epoch(len(self.train_src), cfg, self.world)
         if self.spe == 0:
             raise ConfigError(f"{len(self.train_src)} training images give no full batch of "
                               f"{cfg.batch_size} per device; lower batch_size")
+        # the teacher is frozen: its logits per image are computed once, not per step
+        self.train_images = None       # with them, the preprocessed images when they fit
+        self.teacher_targets = self._teacher_targets() if teacher is not None else None
+        self._teacher_val = None
         self.lr = build_lr(cfg, self.spe)
         self.optimizer = build.create_optimizer(self.net, cfg, self.lr)
         self.amp = build.resolve_amp(cfg, self.target)
